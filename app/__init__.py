@@ -1,0 +1,84 @@
+"""Understudy's application factory: settings, backend, spec and error handling, wired once.
+
+`create_app()` builds the Connexion FlaskApp that gunicorn serves. The request
+path through it, outermost first:
+
+1. `envelope.EnvelopeMiddleware` — request id, body size limit, last-resort errors;
+2. Connexion's middleware — routing, security (`auth.py`) and validation
+   (`validation.py`), all driven by openapi.yaml;
+3. `bridge.FlaskBridge` — into Flask, on a thread, streams sent as produced;
+4. `handlers/` — the operationId's function, which delegates to the backend
+   (`backends/`) and answers with JSON (`responses.py`) or SSE (`streaming.py`).
+
+Every error on the way becomes an API-shaped error in `errors.py`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+import connexion
+from connexion.datastructures import MediaTypeDict
+from connexion.jsonifier import Jsonifier
+from connexion.middleware import ConnexionMiddleware
+from connexion.middleware.server_error import ServerErrorMiddleware
+from connexion.options import SwaggerUIOptions
+from starlette.exceptions import HTTPException
+
+from app.bridge import FlaskBridge
+from app.config import ConfigError, Settings, load_settings
+from app.envelope import EnvelopeMiddleware
+from app.errors import render_error
+from app.handlers import EXTENSION_KEY
+from app.spec import load_spec
+from app.validation import RequestBodyValidator, RequestParameterValidator
+from backends import backend_class
+from backends.catalogue import ModelCatalogue
+
+__all__ = ["ConfigError", "create_app"]
+
+VALIDATORS = {"parameter": RequestParameterValidator, "body": MediaTypeDict({"*/*json": RequestBodyValidator})}
+
+
+def create_app(overrides: Mapping[str, Any] | None = None) -> connexion.FlaskApp:
+    """The server, configured from the environment (and `overrides`); raises ConfigError on bad settings."""
+    settings = load_settings(overrides=overrides)
+    backend = _load_backend(settings)
+
+    middlewares = [
+        functools.partial(EnvelopeMiddleware, settings=settings),
+        functools.partial(ServerErrorMiddleware, handler=render_error),
+        *ConnexionMiddleware.default_middlewares[1:],  # the rest of Connexion's stack, unchanged
+    ]
+    app = connexion.FlaskApp(
+        __name__,
+        middlewares=middlewares,
+        jsonifier=Jsonifier(separators=(",", ":"), ensure_ascii=False),
+        swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/v1/ui"),
+        validator_map=VALIDATORS,
+    )
+    app.add_api(
+        load_spec(allow_unknown_fields=settings.allow_unknown_fields),
+        validate_responses=settings.validate_responses,
+    )
+    for caught in (connexion.ProblemException, HTTPException, Exception):
+        app.add_error_handler(caught, render_error)
+
+    # Connexion reaches Flask through a2wsgi, which strands a thread per dropped stream;
+    # our bridge takes its place (see bridge.py). Connexion offers no public hook for this.
+    app._middleware_app.asgi_app = FlaskBridge(app.app.wsgi_app, threads=settings.threads)
+    app.app.extensions[EXTENSION_KEY] = backend
+    return app
+
+
+def _load_backend(settings: Settings) -> Any:
+    try:
+        catalogue = ModelCatalogue.from_file(settings.models_file)
+    except ValueError as error:
+        raise ConfigError(f"UNDERSTUDY_MODELS_FILE: {error}") from None
+    try:
+        return backend_class(settings.backend).from_settings(settings, catalogue)
+    except ValueError as error:
+        raise ConfigError(f"UNDERSTUDY_BACKEND={settings.backend}: {error}") from None

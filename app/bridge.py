@@ -1,0 +1,226 @@
+"""The bridge from Connexion's ASGI stack to the Flask app, rebuilt for streams.
+
+Connexion's FlaskApp hands each request to Flask through a2wsgi, which keeps
+one of ten threads busy for the whole response and, when a client drops a
+stream, leaves that thread blocked for good. This bridge uses threads only to
+compute, never to wait on a client:
+- one hop to a thread runs the Flask view and, for a response with a
+  Content-Length, collects the whole body;
+- a streamed body is pulled one chunk per hop, and the event loop — not a
+  thread — waits while the client reads, so open streams cost no threads;
+- when the client disconnects, the body's iterator is closed (a generator's
+  `finally` runs, so a backend releases what it holds), and any callbacks a
+  handler registered under `understudy.on_disconnect` run at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import io
+import logging
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from starlette.types import Message, Receive, Scope, Send
+
+logger = logging.getLogger("understudy")
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+#: environ key: a list a handler may append callables to, run when the client disconnects.
+ON_DISCONNECT = "understudy.on_disconnect"
+_DONE = object()
+
+
+class FlaskBridge:
+    """An ASGI app that runs a WSGI app in a thread pool, one hop per request or stream chunk."""
+
+    def __init__(self, wsgi_app: WSGIApp, *, threads: int) -> None:
+        self.wsgi_app = wsgi_app
+        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="flask")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        environ = build_environ(scope, await _read_body(receive))
+        context = contextvars.copy_context()
+        loop = asyncio.get_running_loop()
+        status, headers, body, rest = await loop.run_in_executor(self.executor, context.run, self._start, environ)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        if rest is None:
+            await send({"type": "http.response.body", "body": body})
+        else:
+            await self._stream(rest, body, environ, context, receive, send)
+
+    def _start(self, environ: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]], bytes, Iterator[bytes] | None]:
+        """Run the view (in a thread): the status, headers, the first or only body, and the rest of a stream."""
+        started: dict[str, Any] = {}
+        written: list[bytes] = []
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable:
+            started["status"] = int(status.split(" ", 1)[0])
+            started["headers"] = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+            return written.append
+
+        iterable = self.wsgi_app(environ, start_response)
+        iterator = iter(iterable)
+        first = next(iterator, b"")
+        if any(name == b"content-length" for name, _ in started["headers"]):
+            try:
+                body = b"".join([*written, first, *iterator])
+            finally:
+                _close(iterable)
+            return started["status"], started["headers"], body, None
+        return started["status"], started["headers"], b"".join([*written, first]), _Closing(iterable, iterator)
+
+    async def _stream(
+        self,
+        rest: Iterator[bytes],
+        first: bytes,
+        environ: dict[str, Any],
+        context: contextvars.Context,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        """Send a streamed body chunk by chunk until it ends or the client goes away."""
+        loop = asyncio.get_running_loop()
+        disconnected = loop.create_task(_wait_for_disconnect(receive))
+        pending: asyncio.Future[Any] | None = None
+        complete = False
+        try:
+            chunk: Any = first
+            while True:
+                if chunk:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if disconnected.done():
+                    break
+                pending = loop.run_in_executor(self.executor, context.run, _next_chunk, rest)
+                await asyncio.wait({pending, disconnected}, return_when=asyncio.FIRST_COMPLETED)
+                if not pending.done():
+                    break
+                chunk, pending = pending.result(), None
+                if chunk is _DONE:
+                    complete = True
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                    return
+        except OSError:
+            pass  # the client is gone (servers that raise on a closed connection)
+        except Exception:
+            logger.exception("a streamed response failed")
+        finally:
+            disconnected.cancel()
+            if not complete:
+                _run_disconnect_callbacks(environ)
+            self._close_after(pending, rest, context)
+
+    def _close_after(self, pending: asyncio.Future[Any] | None, rest: Iterator[bytes], context: Any) -> None:
+        """Close the stream in a thread once its current step, if any, is done."""
+        if pending is None:
+            self.executor.submit(context.run, _close, rest)
+        else:
+            pending.add_done_callback(lambda _: self.executor.submit(context.run, _close, rest))
+
+
+class _Closing:
+    """An iterator over a WSGI body that remembers the iterable, whose close() must be called."""
+
+    def __init__(self, iterable: Iterable[bytes], iterator: Iterator[bytes]) -> None:
+        self.iterable = iterable
+        self.iterator = iterator
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self.iterator)
+
+    def close(self) -> None:
+        _close(self.iterable)
+
+
+def _next_chunk(rest: Iterator[bytes]) -> Any:
+    return next(rest, _DONE)
+
+
+def _run_disconnect_callbacks(environ: dict[str, Any]) -> None:
+    for callback in environ.get(ON_DISCONNECT, ()):
+        try:
+            callback()
+        except Exception:
+            logger.exception("an on-disconnect callback failed")
+
+
+def _close(iterable: Any) -> None:
+    close = getattr(iterable, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:
+            logger.exception("closing a response body failed")
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    """Flask has nothing to start or stop: acknowledge each lifespan message."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+async def _wait_for_disconnect(receive: Receive) -> None:
+    while True:
+        message: Message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+def build_environ(scope: Scope, body: bytes) -> dict[str, Any]:
+    """The WSGI environ for an ASGI HTTP scope and its body (PEP 3333)."""
+    root_path = scope.get("root_path", "")
+    path = scope["path"][len(root_path) :] if scope["path"].startswith(root_path) else scope["path"]
+    server = scope.get("server") or ("localhost", 80)
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": scope["method"],
+        "SCRIPT_NAME": root_path.encode().decode("latin-1"),
+        "PATH_INFO": path.encode().decode("latin-1"),
+        "QUERY_STRING": scope["query_string"].decode("latin-1"),
+        "SERVER_NAME": server[0],
+        "SERVER_PORT": str(server[1] or 0),
+        "SERVER_PROTOCOL": f"HTTP/{scope.get('http_version', '1.1')}",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": scope.get("scheme", "http"),
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+        "asgi.scope": scope,
+        ON_DISCONNECT: [],
+    }
+    if scope.get("client"):
+        environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = scope["client"][0], str(scope["client"][1])
+    for raw_name, raw_value in scope["headers"]:
+        name = raw_name.decode("latin-1").upper().replace("-", "_")
+        key = name if name in ("CONTENT_TYPE", "CONTENT_LENGTH") else f"HTTP_{name}"
+        value = raw_value.decode("latin-1")
+        environ[key] = f"{environ[key]},{value}" if key in environ else value
+    environ.setdefault("CONTENT_LENGTH", str(len(body)))
+    return environ

@@ -1,0 +1,140 @@
+"""Settings: every option the server reads, its environment variable, default and meaning.
+
+Settings come in layers, later ones winning: the defaults below, then a YAML
+file named by UNDERSTUDY_CONFIG (keys are the setting names, e.g.
+`backend: echo`), then the environment, then overrides passed to
+`create_app` (tests use these). A bad value stops start-up with a
+`ConfigError` whose one line names the setting.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from backends import backend_class
+from backends.catalogue import DEFAULT_FILE as DEFAULT_MODELS_FILE
+
+
+class ConfigError(Exception):
+    """A setting is wrong; the message names it and says why."""
+
+
+def _text(value: Any) -> str:
+    return str(value).strip()
+
+
+def _keys(value: Any) -> frozenset[str]:
+    items = value.split(",") if isinstance(value, str) else list(value or [])
+    return frozenset(str(item).strip() for item in items if str(item).strip())
+
+
+def _positive_int(value: Any) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if number < 1 or number != float(value):
+        raise ValueError("must be a positive whole number")
+    return number
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _path(value: Any) -> Path:
+    return Path(str(value)).expanduser()
+
+
+def setting(default: Any, variable: str, parse: Callable[[Any], Any], meaning: str) -> Any:
+    """A settings field: its default, environment variable, parser and one-line meaning."""
+    return field(default=default, metadata={"variable": variable, "parse": parse, "meaning": meaning})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The server's settings; the README's configuration table follows this class."""
+
+    backend: str = setting(
+        "echo", "UNDERSTUDY_BACKEND", _text, "which backend answers: echo (default), scripted or proxy"
+    )
+    api_keys: frozenset[str] = setting(
+        frozenset(), "UNDERSTUDY_API_KEYS", _keys, "comma-separated keys that may call; unset, any non-empty key"
+    )
+    max_body_bytes: int = setting(
+        32 * 1024 * 1024, "UNDERSTUDY_MAX_BODY_BYTES", _positive_int, "largest request body accepted"
+    )
+    models_file: Path = setting(
+        DEFAULT_MODELS_FILE, "UNDERSTUDY_MODELS_FILE", _path, "YAML model catalogue for the models routes"
+    )
+    allow_unknown_fields: bool = setting(
+        False, "UNDERSTUDY_ALLOW_UNKNOWN_FIELDS", _flag, "accept top-level request fields the spec does not know"
+    )
+    threads: int = setting(256, "UNDERSTUDY_THREADS", _positive_int, "threads per worker for Flask handlers")
+    validate_responses: bool = setting(
+        False, "UNDERSTUDY_VALIDATE_RESPONSES", _flag, "check JSON responses against openapi.yaml (tests)"
+    )
+
+
+SETTINGS = {item.name: item.metadata for item in fields(Settings)}
+CONFIG_FILE_VARIABLE = "UNDERSTUDY_CONFIG"
+
+
+def load_settings(environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Settings from the defaults, the config file, the environment and `overrides`, checked."""
+    environ = os.environ if environ is None else environ
+    raw: dict[str, tuple[str, Any]] = {}
+    config_file = environ.get(CONFIG_FILE_VARIABLE)
+    if config_file:
+        for name, value in _read_config_file(Path(config_file)).items():
+            raw[name] = (f"{config_file}: {name}", value)
+    for name, meta in SETTINGS.items():
+        variable = meta["variable"]
+        if variable in environ:
+            raw[name] = (variable, environ[variable])
+    for name, value in (overrides or {}).items():
+        raw[name] = (name, value)
+
+    values = {}
+    for name, (source, value) in raw.items():
+        if name not in SETTINGS:
+            raise ConfigError(f"{source}: unknown setting; known settings: {', '.join(SETTINGS)}")
+        try:
+            values[name] = SETTINGS[name]["parse"](value)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"{source}: {error} (got {value!r})") from None
+    settings = Settings(**values)
+    _check(settings)
+    return settings
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        content = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"{CONFIG_FILE_VARIABLE}: cannot read {path}: {error}") from None
+    if not isinstance(content, dict):
+        raise ConfigError(f"{CONFIG_FILE_VARIABLE}: {path} must hold a mapping of setting names to values")
+    return content
+
+
+def _check(settings: Settings) -> None:
+    try:
+        backend_class(settings.backend)
+    except ValueError as error:
+        raise ConfigError(f"{SETTINGS['backend']['variable']}: {error}") from None
+    if not settings.models_file.is_file():
+        raise ConfigError(f"{SETTINGS['models_file']['variable']}: no such file: {settings.models_file}")

@@ -1,0 +1,91 @@
+"""Errors in the API's shape, whoever raised them.
+
+Every error a client sees is `{"type":"error","error":{"type":…,"message":…},
+"request_id":…}` with the type the API documents for its status. Backends
+raise `ApiError`; Connexion raises its problems (validation, security, unknown
+routes); anything else is an api_error whose details go to the log, never to
+the client. `error_from_exception` is the one place where they all become an
+`ApiError`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from http import HTTPStatus
+
+from connexion.exceptions import ProblemException
+from connexion.lifecycle import ConnexionRequest, ConnexionResponse
+from starlette.exceptions import HTTPException
+
+from app.validation import EMPTY_BODY_MESSAGE
+from backends.base import ApiError
+from backends.tokens import compact_json
+
+logger = logging.getLogger("understudy")
+
+#: Where the envelope middleware keeps the request id in the ASGI scope.
+REQUEST_ID_KEY = "understudy.request_id"
+
+#: Connexion's own wording, and the API's.
+CONNEXION_MESSAGES = {
+    "No authorization token provided": "x-api-key header is required",
+    "Provided apikey is not valid": "invalid x-api-key",
+    "Provided token is not valid": "invalid x-api-key",
+    "RequestBody is required": EMPTY_BODY_MESSAGE,
+}
+
+
+class RequestTooLarge(ApiError):
+    """The body is over the configured limit."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"Request exceeds the maximum allowed size of {limit} bytes")
+
+
+def error_body(error: ApiError, request_id: str | None) -> dict:
+    """The JSON body of an error response."""
+    return {
+        "type": "error",
+        "error": {"type": error.error_type, "message": error.message},
+        "request_id": request_id,
+    }
+
+
+def error_json(error: ApiError, request_id: str | None) -> bytes:
+    """The error body as compact JSON bytes."""
+    return compact_json(error_body(error, request_id)).encode()
+
+
+def error_from_exception(exc: BaseException) -> ApiError:
+    """Any exception as the ApiError a client should see."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, ProblemException):
+        message = str(exc.detail or exc.title)
+        status = 400 if exc.status == 415 else exc.status
+        if exc.status == 415:
+            message = "Content-Type must be application/json"
+        return ApiError(status, CONNEXION_MESSAGES.get(message, message), headers=_headers(exc.headers))
+    if isinstance(exc, HTTPException):
+        return ApiError(exc.status_code, HTTPStatus(exc.status_code).phrase, headers=_headers(exc.headers))
+    logger.error("unexpected error", exc_info=exc)
+    return ApiError(500, "Internal server error")
+
+
+def _headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    # Starlette's exceptions may carry an Allow header (405); nothing else of theirs is kept.
+    return {name: value for name, value in (headers or {}).items() if name.lower() == "allow"}
+
+
+async def render_error(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    """Connexion's error handler: the exception as an API error response."""
+    error = error_from_exception(exc)
+    if error.status < 500:
+        logger.info("%s %s -> %s %s", request.method, request.url.path, error.status, error.message)
+    return ConnexionResponse(
+        status_code=error.status,
+        mimetype="application/json",
+        body=error_json(error, request.scope.get(REQUEST_ID_KEY)),
+        headers=error.headers,
+    )

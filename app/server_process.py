@@ -1,0 +1,124 @@
+"""Run Understudy as a real server in a subprocess: gunicorn on a free loopback port.
+
+The test suite uses it to test the server as clients meet it. Start-up waits
+for /health with a deadline; the server's output is drained in a thread (so a
+chatty server never blocks on a full pipe) and kept for failure messages;
+stopping sends SIGTERM, waits, then kills. Inherited Anthropic credentials are
+removed from the child's environment so a test can never reach the real API
+by accident.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCRUBBED = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class ServerProcess:
+    """One gunicorn server; use as a context manager, or call start() and stop()."""
+
+    def __init__(
+        self,
+        env: Mapping[str, str] | None = None,
+        *,
+        workers: int = 1,
+        target: str = "wsgi:app",
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        self.port = free_port()
+        self.env = {key: value for key, value in os.environ.items() if key not in SCRUBBED}
+        self.env.update(env or {})
+        self.command = [
+            sys.executable, "-m", "gunicorn", target,
+            "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers), *extra_args,
+        ]  # fmt: skip
+        self.process: subprocess.Popen[str] | None = None
+        self.lines: list[str] = []
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def output(self) -> str:
+        """Everything the server has printed so far."""
+        return "".join(self.lines)
+
+    def start(self, timeout: float = 30.0) -> ServerProcess:
+        """Start the server and wait until /health answers; raise RuntimeError with its output if not."""
+        self.process = subprocess.Popen(
+            self.command,
+            cwd=REPO_ROOT,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        threading.Thread(target=self._drain, daemon=True).start()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
+            if self._healthy():
+                return self
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"the server did not start:\n{self.output}")
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM, wait, then SIGKILL; the exit code."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def worker_pids(self) -> list[int]:
+        """The pids of the server's worker processes."""
+        assert self.process is not None
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return [int(pid) for pid in children.read_text().split()]
+
+    def _healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.base_url}/health", timeout=1) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    def _drain(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop()

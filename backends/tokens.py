@@ -1,0 +1,61 @@
+"""The project's one token rule, used for usage, count_tokens, max_tokens and stream chunks.
+
+A token is a word — a run of letters, digits and underscores — or any other
+single character that is not white space. So "Hello, world!" is four tokens:
+`Hello` `,` `world` `!`. The rule is deterministic and cheap, which is all a
+stand-in needs; it does not try to match the real tokenizer's numbers.
+
+A request's input tokens are the tokens of its plain-text view (`text.py`):
+the system prompt, every message, and the tools given (names, descriptions
+and input schemas as compact JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from backends import text
+
+TOKEN = re.compile(r"\w+|[^\w\s]")
+
+
+def count(value: str) -> int:
+    """How many tokens `value` holds."""
+    return sum(1 for _ in TOKEN.finditer(value))
+
+
+def cut(value: str, limit: int) -> str:
+    """The first `limit` tokens of `value`, with the spacing between them kept."""
+    if limit <= 0:
+        return ""
+    for seen, match in enumerate(TOKEN.finditer(value), start=1):
+        if seen == limit:
+            return value[: match.end()]
+    return value
+
+
+def chunks(value: str, per_chunk: int) -> Iterator[str]:
+    """`value` in consecutive pieces of `per_chunk` tokens; joined, they give `value` back."""
+    start = 0
+    for seen, match in enumerate(TOKEN.finditer(value), start=1):
+        if seen % per_chunk == 0:
+            yield value[start : match.end()]
+            start = match.end()
+    if start < len(value):
+        yield value[start:]
+
+
+def compact_json(value: Any) -> str:
+    """JSON as the API writes it: no spaces, non-ASCII kept."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def count_input(body: Mapping[str, Any]) -> int:
+    """The input tokens of a create-message or count-tokens request body."""
+    parts = [text.system_text(body.get("system"))]
+    parts += [text.content_text(message["content"]) for message in body["messages"]]
+    parts += [compact_json(tool) for tool in body.get("tools") or ()]
+    return sum(count(part) for part in parts)

@@ -1,0 +1,33 @@
+"""A real server for the integration tests: gunicorn in a subprocess, driven by the official SDK."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import anthropic
+import pytest
+from builders import API_KEY
+
+from app.server_process import ServerProcess
+
+#: How the suite's shared server runs: two workers, keys enforced, every JSON response checked against the spec.
+SERVER_ENV = {"UNDERSTUDY_API_KEYS": f"{API_KEY},second-key", "UNDERSTUDY_VALIDATE_RESPONSES": "true"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "integration" in item.path.parts:
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[ServerProcess]:
+    """One gunicorn server for the whole session."""
+    with ServerProcess(SERVER_ENV, workers=2) as running:
+        yield running
+
+
+@pytest.fixture
+def sdk(server: ServerProcess) -> anthropic.Anthropic:
+    """The official SDK pointed at the server; no retries, so each call is one request."""
+    return anthropic.Anthropic(base_url=server.base_url, api_key=API_KEY, max_retries=0, timeout=20)

@@ -1,0 +1,180 @@
+"""The whole request path in-process: spec validation, auth, headers and the error shape.
+
+Connexion's test client drives every middleware (the envelope, routing,
+security, validation and the Flask bridge), so these tests see what a client
+would, without a server process.
+"""
+
+import json
+
+import pytest
+
+from app import create_app
+
+from builders import API_KEY, HEADERS, message_body, weather_tool
+
+
+def assert_error(response, status, error_type, message_part=""):
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["type"] == "error"
+    assert body["error"]["type"] == error_type
+    assert message_part in body["error"]["message"], body["error"]["message"]
+    assert body["request_id"] == response.headers["request-id"]
+    assert body["request_id"].startswith("req_")
+    return body["error"]["message"]
+
+
+def test_create_message(client):
+    response = client.post("/v1/messages", json=message_body("Hi"), headers=HEADERS)
+    assert response.status_code == 200
+    assert response.json()["content"] == [{"type": "text", "text": "Hi"}]
+    assert response.headers["request-id"].startswith("req_")
+    assert response.headers["content-type"] == "application/json"
+    assert b"\n" not in response.content and b", " not in response.content  # compact, as the real API
+
+
+def test_bearer_auth_and_new_version(client):
+    headers = {"authorization": f"Bearer {API_KEY}", "anthropic-version": "2026-10-21"}
+    assert client.post("/v1/messages", json=message_body(), headers=headers).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ({"anthropic-version": "2023-06-01"}, "x-api-key header is required"),
+        ({"x-api-key": "wrong", "anthropic-version": "2023-06-01"}, "invalid x-api-key"),
+        ({"x-api-key": "", "anthropic-version": "2023-06-01"}, "invalid x-api-key"),
+        ({"authorization": "Bearer wrong", "anthropic-version": "2023-06-01"}, "invalid x-api-key"),
+    ],
+)
+def test_authentication_errors(client, headers, message):
+    response = client.post("/v1/messages", json=message_body(), headers=headers)
+    assert_error(response, 401, "authentication_error", message)
+
+
+def test_any_key_passes_when_none_are_configured():
+    with create_app().test_client() as open_client:
+        headers = {"x-api-key": "anything", "anthropic-version": "2023-06-01"}
+        assert open_client.post("/v1/messages", json=message_body(), headers=headers).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ({"x-api-key": API_KEY}, "anthropic-version: header is required"),
+        ({"x-api-key": API_KEY, "anthropic-version": "1999-01-01"}, "anthropic-version: Input should be"),
+    ],
+)
+def test_version_header(client, headers, message):
+    assert_error(
+        client.post("/v1/messages", json=message_body(), headers=headers), 400, "invalid_request_error", message
+    )
+
+
+def test_beta_header_is_accepted(client):
+    headers = {**HEADERS, "anthropic-beta": "fine-grained-tool-streaming-2025-05-14,other"}
+    assert client.post("/v1/messages", json=message_body(), headers=headers).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"max_tokens": 10, "messages": [{"role": "user", "content": "x"}]}, "model: Field required"),
+        (message_body(max_tokens=0), "max_tokens: Input should be greater than or equal to 1"),
+        (message_body(max_tokens="10"), "max_tokens: Input should be a valid integer"),
+        (message_body(temperature=2), "temperature: Input should be less than or equal to 1"),
+        (message_body(messages=[]), "messages: List should have at least 1 item"),
+        (message_body(messages=[{"role": "system", "content": "x"}]), "messages.0.role: Input should be"),
+        (message_body(messages=[{"role": "user", "content": 42}]), "messages.0.content: Input should be a valid"),
+        (message_body(surprise=True), "surprise: Extra inputs are not permitted"),
+        (message_body(tool_choice={"type": "sometimes"}), "tool_choice"),
+        (message_body(metadata={"user_id": "u", "extra": 1}), "metadata.extra: Extra inputs are not permitted"),
+    ],
+)
+def test_validation_errors_name_the_field(client, body, message):
+    assert_error(client.post("/v1/messages", json=body, headers=HEADERS), 400, "invalid_request_error", message)
+
+
+def test_rules_across_fields_are_400s(client):
+    body = message_body(tool_choice={"type": "any"})
+    assert_error(client.post("/v1/messages", json=body, headers=HEADERS), 400, "invalid_request_error", "tool_choice")
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "message"),
+    [
+        (b'{"model": ', "application/json", "Invalid JSON"),
+        (b"\xff\xfe{}", "application/json", "not valid utf-8"),
+        (b"", "application/json", "empty"),
+        (b"[]", "application/json", "body: Input should be a valid dictionary"),
+        (b'{"model": NaN}', "application/json", "NaN is not valid JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "application/json", "nested too deeply"),
+        (b"model=x", "text/plain", "Content-Type must be application/json"),
+    ],
+)
+def test_malformed_bodies(client, content, content_type, message):
+    headers = {**HEADERS, "content-type": content_type}
+    response = client.post("/v1/messages", content=content, headers=headers)
+    assert_error(response, 400, "invalid_request_error", message)
+
+
+def test_unknown_fields_can_be_allowed():
+    with create_app({"allow_unknown_fields": True}).test_client() as lenient:
+        assert lenient.post("/v1/messages", json=message_body(surprise=1), headers=HEADERS).status_code == 200
+
+
+def test_body_over_the_limit_is_413():
+    with create_app({"max_body_bytes": 1000}).test_client() as small:
+        response = small.post("/v1/messages", json=message_body("x" * 2000), headers=HEADERS)
+        assert_error(response, 413, "request_too_large")
+
+
+def test_unknown_route_and_method(client):
+    assert_error(client.get("/v1/nothing", headers=HEADERS), 404, "not_found_error")
+    assert_error(client.get("/v1/messages", headers=HEADERS), 405, "invalid_request_error")
+
+
+def test_unknown_query_parameters_are_accepted(client):
+    response = client.post("/v1/messages?beta=true", json=message_body(), headers=HEADERS)
+    assert response.status_code == 200
+
+
+def test_count_tokens(client):
+    body = {"model": "m", "messages": [{"role": "user", "content": "Hello, world"}], "tools": [weather_tool()]}
+    response = client.post("/v1/messages/count_tokens", json=body, headers=HEADERS)
+    assert response.status_code == 200
+    assert response.json()["input_tokens"] > 3
+
+
+def test_models(client):
+    page = client.get("/v1/models?limit=2", headers=HEADERS).json()
+    assert len(page["data"]) == 2 and page["has_more"]
+    model = client.get(f"/v1/models/{page['first_id']}", headers=HEADERS).json()
+    assert model == page["data"][0]
+    assert_error(client.get("/v1/models/claude-nope", headers=HEADERS), 404, "not_found_error")
+    assert_error(client.get("/v1/models?limit=0", headers=HEADERS), 400, "invalid_request_error", "limit")
+    assert_error(client.get("/v1/models?limit=1001", headers=HEADERS), 400, "invalid_request_error", "limit")
+
+
+def test_health_needs_no_key(client):
+    response = client.get("/health")
+    assert response.status_code == 200 and response.json() == {"status": "ok", "backend": "echo"}
+
+
+def test_stream_is_server_sent_events(client):
+    response = client.post("/v1/messages", json=message_body("Hello there", stream=True), headers=HEADERS)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    frames = [frame for frame in response.text.split("\n\n") if frame]
+    names = []
+    for frame in frames:
+        event_line, data_line = frame.split("\n")
+        name = event_line.removeprefix("event: ")
+        assert json.loads(data_line.removeprefix("data: "))["type"] == name
+        names.append(name)
+    assert names[0] == "message_start" and names[-1] == "message_stop"
+
+
+def test_swagger_ui_is_served(client):
+    assert client.get("/v1/ui/").status_code == 200

@@ -1,0 +1,49 @@
+"""Settings: layering, parsing, and one clear line for each mistake."""
+
+import pytest
+
+from app.config import ConfigError, load_settings
+
+
+def test_defaults():
+    settings = load_settings({})
+    assert settings.backend == "echo" and settings.api_keys == frozenset()
+    assert settings.max_body_bytes == 32 * 1024 * 1024
+
+
+def test_file_then_environment_then_overrides(tmp_path):
+    config = tmp_path / "understudy.yaml"
+    config.write_text("backend: echo\nmax_body_bytes: 1000\napi_keys: [a, b]\nthreads: 8\n")
+    environ = {"UNDERSTUDY_CONFIG": str(config), "UNDERSTUDY_MAX_BODY_BYTES": "2000"}
+    settings = load_settings(environ, overrides={"threads": 4})
+    assert settings.max_body_bytes == 2000 and settings.threads == 4
+    assert settings.api_keys == frozenset({"a", "b"})
+
+
+def test_keys_are_comma_separated_and_trimmed():
+    assert load_settings({"UNDERSTUDY_API_KEYS": " k1, k2 ,,"}).api_keys == frozenset({"k1", "k2"})
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        ({"UNDERSTUDY_BACKEND": "nope"}, "UNDERSTUDY_BACKEND: unknown backend 'nope'; known backends: echo"),
+        ({"UNDERSTUDY_MAX_BODY_BYTES": "lots"}, "UNDERSTUDY_MAX_BODY_BYTES: must be a positive whole number"),
+        ({"UNDERSTUDY_THREADS": "0"}, "UNDERSTUDY_THREADS: must be a positive whole number"),
+        ({"UNDERSTUDY_ALLOW_UNKNOWN_FIELDS": "maybe"}, "UNDERSTUDY_ALLOW_UNKNOWN_FIELDS: must be true or false"),
+        ({"UNDERSTUDY_MODELS_FILE": "/no/such/file.yaml"}, "UNDERSTUDY_MODELS_FILE: no such file"),
+        ({"UNDERSTUDY_CONFIG": "/no/such/config.yaml"}, "UNDERSTUDY_CONFIG: cannot read"),
+    ],
+)
+def test_mistakes_name_the_setting(environ, named):
+    with pytest.raises(ConfigError) as error:
+        load_settings(environ)
+    assert str(error.value).startswith(named)
+    assert "\n" not in str(error.value)
+
+
+def test_unknown_setting_in_file(tmp_path):
+    config = tmp_path / "understudy.yaml"
+    config.write_text("backnd: echo\n")
+    with pytest.raises(ConfigError, match="backnd: unknown setting"):
+        load_settings({"UNDERSTUDY_CONFIG": str(config)})

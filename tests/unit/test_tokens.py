@@ -1,0 +1,37 @@
+"""The token rule: counting, cutting, chunking and a request's input tokens."""
+
+import pytest
+
+from backends import tokens
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("", 0), ("Hello", 1), ("Hello, world!", 4), ("  spaced   out  ", 2), ("snake_case42 x", 2), ("héllo wörld", 2)],
+)
+def test_count(text, expected):
+    assert tokens.count(text) == expected
+
+
+def test_cut_keeps_spacing_up_to_the_last_token():
+    assert tokens.cut("one,  two three", 3) == "one,  two"
+    assert tokens.cut("one two", 5) == "one two"
+    assert tokens.cut("one two", 0) == ""
+
+
+def test_chunks_rejoin_to_the_original():
+    text = "The quick, brown fox — jumps over the lazy dog.  "
+    pieces = list(tokens.chunks(text, 3))
+    assert "".join(pieces) == text
+    assert all(tokens.count(piece) <= 3 for piece in pieces)
+    assert len(pieces) == 5
+
+
+def test_input_tokens_cover_system_messages_and_tools():
+    body = {
+        "system": "Be brief.",
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "Hi there"}, {"type": "image"}]}],
+    }
+    assert tokens.count_input(body) == 3 + 2 + 3  # "Be brief ." + "Hi there" + "[ image ]"
+    with_tool = {**body, "tools": [{"name": "t", "input_schema": {"type": "object"}}]}
+    assert tokens.count_input(with_tool) > tokens.count_input(body)
