@@ -6,9 +6,10 @@ from collections.abc import Iterator
 
 import anthropic
 import pytest
-from builders import API_KEY
 
 from app.server_process import ServerProcess
+
+from builders import API_KEY
 
 #: How the suite's shared server runs: two workers, keys enforced, every JSON response checked against the spec.
 SERVER_ENV = {"UNDERSTUDY_API_KEYS": f"{API_KEY},second-key", "UNDERSTUDY_VALIDATE_RESPONSES": "true"}

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import anthropic
 import pytest
-from builders import weather_tool
 
 from backends.schema_example import is_valid
+
+from builders import weather_tool
 
 MODEL = "claude-sonnet-4-5"
 
@@ -88,7 +89,10 @@ def test_tool_round_trip(sdk):
         messages=[
             {"role": "user", "content": "Weather in Paris?"},
             {"role": "assistant", "content": first.content},
-            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": first.content[0].id, "content": "22C"}]},
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": first.content[0].id, "content": "22C"}],
+            },
         ],
     )
     assert second.content[0].text == f"[tool_result {first.content[0].id}: 22C]"

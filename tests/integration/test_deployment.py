@@ -1,0 +1,106 @@
+"""Running the server as operators do: gunicorn's config, bad settings, the WSGI callable, raw HTTP."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import select
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from app.server_process import REPO_ROOT, ServerProcess
+
+from builders import API_KEY, message_body
+
+
+def raw_request(port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    connection.request(method, path, body=body, headers=headers or {})
+    response = connection.getresponse()
+    payload = response.read()
+    connection.close()
+    return response, payload
+
+
+def test_bad_configuration_stops_start_up_with_one_line():
+    result = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "wsgi:app", "--bind", "127.0.0.1:0"],
+        cwd=REPO_ROOT,
+        env={"PATH": "/usr/bin:/bin", "UNDERSTUDY_MAX_BODY_BYTES": "lots"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "understudy: configuration error: UNDERSTUDY_MAX_BODY_BYTES: must be a positive whole number (got 'lots')"
+    )
+
+
+def test_plain_wsgi_callable_under_a_wsgi_only_worker():
+    with ServerProcess(target="wsgi:application", extra_args=["--worker-class", "sync"]) as server:
+        headers = {"x-api-key": "k", "anthropic-version": "2023-06-01", "content-type": "application/json"}
+        response, payload = raw_request(
+            server.port, "POST", "/v1/messages", json.dumps(message_body("wsgi")).encode(), headers
+        )
+        assert response.status == 200 and json.loads(payload)["content"][0]["text"] == "wsgi"
+        response, payload = raw_request(server.port, "POST", "/v1/messages", b"{}", headers)
+        assert response.status == 400 and json.loads(payload)["error"]["message"] == "model: Field required"
+
+
+@pytest.mark.parametrize(
+    ("auth", "version"),
+    [({"x-api-key": API_KEY}, "2023-06-01"), ({"authorization": f"Bearer {API_KEY}"}, "2026-10-21")],
+)
+def test_both_sdk_generations_headers(server, auth, version):
+    headers = {**auth, "anthropic-version": version, "content-type": "application/json"}
+    response, payload = raw_request(
+        server.port, "POST", "/v1/messages?beta=true", json.dumps(message_body()).encode(), headers
+    )
+    assert response.status == 200, payload
+    assert response.getheader("request-id").startswith("req_")
+    assert "gunicorn" not in (response.getheader("server") or "")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "error_type"),
+    [
+        ("GET", "/nowhere", None, 404, "not_found_error"),
+        ("DELETE", "/v1/messages", None, 405, "invalid_request_error"),
+        ("POST", "/v1/messages", b"{not json", 400, "invalid_request_error"),
+        ("POST", "/v1/messages", b"\xc3\x28", 400, "invalid_request_error"),
+    ],
+)
+def test_errors_from_below_the_handlers_are_api_shaped(server, method, path, body, status, error_type):
+    headers = {"x-api-key": API_KEY, "anthropic-version": "2023-06-01", "content-type": "application/json"}
+    response, payload = raw_request(server.port, method, path, body, headers)
+    error = json.loads(payload)
+    assert response.status == status and response.getheader("content-type") == "application/json"
+    assert error["type"] == "error" and error["error"]["type"] == error_type
+    assert error["request_id"] == response.getheader("request-id")
+
+
+def test_chunked_body_over_the_limit_is_refused_as_it_arrives(server):
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=20)
+    sock.sendall(
+        b"POST /v1/messages HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n"
+        + f"x-api-key: {API_KEY}\r\nanthropic-version: 2023-06-01\r\n\r\n".encode()
+    )
+    chunk = b"x" * (64 * 1024)
+    framed = b"%x\r\n%s\r\n" % (len(chunk), chunk)
+    sent = 0
+    while not select.select([sock], [], [], 0)[0]:  # send until the server answers
+        try:
+            sock.sendall(framed)
+        except BrokenPipeError:
+            break  # it answered and closed while this chunk was on its way
+        sent += len(chunk)
+        assert sent < 100 * 1024 * 1024, "the server read 100 MB without refusing it"
+    answer = sock.recv(65536)
+    sock.close()
+    assert answer.startswith(b"HTTP/1.1 413")
+    assert b'"type":"request_too_large"' in answer
