@@ -3,7 +3,8 @@
 `create_app()` builds the Connexion FlaskApp that gunicorn serves. The request
 path through it, outermost first:
 
-1. `envelope.EnvelopeMiddleware` — request id, body size limit, last-resort errors;
+1. `journal.JournalMiddleware` (when the journal is on) — every request recorded;
+   `envelope.EnvelopeMiddleware` — request id, body size limit, last-resort errors;
 2. Connexion's middleware — routing, security (`auth.py`) and validation
    (`validation.py`), all driven by openapi.yaml;
 3. `bridge.FlaskBridge` — into Flask, on a thread, streams sent as produced;
@@ -32,10 +33,13 @@ from app.config import ConfigError, Settings, load_settings
 from app.envelope import EnvelopeMiddleware
 from app.errors import render_error
 from app.handlers import EXTENSION_KEY
+from app.handlers.admin import STORE_KEY
+from app.journal import JournalMiddleware
 from app.spec import load_spec
 from app.validation import RequestBodyValidator, RequestParameterValidator
 from backends import backend_class
 from backends.catalogue import ModelCatalogue
+from backends.state import SQLiteStore, default_state_file
 
 __all__ = ["ConfigError", "create_app"]
 
@@ -47,7 +51,12 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> connexion.FlaskApp
     settings = load_settings(overrides=overrides)
     backend = _load_backend(settings)
 
+    store = (
+        SQLiteStore(settings.state_file or default_state_file()) if settings.journal_on or settings.admin_key else None
+    )
+    journal = [functools.partial(JournalMiddleware, store=store)] if store and settings.journal_on else []
     middlewares = [
+        *journal,
         functools.partial(EnvelopeMiddleware, settings=settings),
         functools.partial(ServerErrorMiddleware, handler=render_error),
         *ConnexionMiddleware.default_middlewares[1:],  # the rest of Connexion's stack, unchanged
@@ -60,7 +69,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> connexion.FlaskApp
         validator_map=VALIDATORS,
     )
     app.add_api(
-        load_spec(allow_unknown_fields=settings.allow_unknown_fields),
+        load_spec(allow_unknown_fields=settings.allow_unknown_fields, admin=bool(settings.admin_key)),
         validate_responses=settings.validate_responses,
     )
     for caught in (connexion.ProblemException, HTTPException, Exception):
@@ -70,6 +79,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> connexion.FlaskApp
     # our bridge takes its place (see bridge.py). Connexion offers no public hook for this.
     app._middleware_app.asgi_app = FlaskBridge(app.app.wsgi_app, threads=settings.threads)
     app.app.extensions[EXTENSION_KEY] = backend
+    app.app.extensions[STORE_KEY] = store
     return app
 
 

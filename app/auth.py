@@ -43,3 +43,11 @@ def check_api_key(key: str, required_scopes: Any = None, request: Any = None) ->
 def check_bearer_token(token: str, request: Any = None) -> dict[str, str]:
     """x-bearerInfoFunc: the key from `Authorization: Bearer KEY`."""
     return _check(token, request)
+
+
+def check_admin_key(key: str, required_scopes: Any = None, request: Any = None) -> dict[str, str]:
+    """x-apikeyInfoFunc for the admin routes: the `x-understudy-admin-key` header."""
+    admin_key = request.scope[SETTINGS_KEY].admin_key
+    if not admin_key or not hmac.compare_digest(key.encode(), admin_key.encode()):
+        raise ApiError(401, "invalid x-understudy-admin-key")
+    return {"sub": "admin"}

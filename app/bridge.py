@@ -26,6 +26,8 @@ from typing import Any
 
 from starlette.types import Message, Receive, Scope, Send
 
+from backends.base import ConnectionAbort
+
 logger = logging.getLogger("understudy")
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -48,7 +50,12 @@ class FlaskBridge:
         environ = build_environ(scope, await _read_body(receive))
         context = contextvars.copy_context()
         loop = asyncio.get_running_loop()
-        status, headers, body, rest = await loop.run_in_executor(self.executor, context.run, self._start, environ)
+        try:
+            status, headers, body, rest = await loop.run_in_executor(self.executor, context.run, self._start, environ)
+        except ConnectionAbort:
+            # Promise a body and send none: the server closes the connection mid-response.
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1")]})
+            return
         await send({"type": "http.response.start", "status": status, "headers": headers})
         if rest is None:
             await send({"type": "http.response.body", "body": body})
@@ -106,8 +113,8 @@ class FlaskBridge:
                     complete = True
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
                     return
-        except OSError:
-            pass  # the client is gone (servers that raise on a closed connection)
+        except (OSError, ConnectionAbort):
+            pass  # the client is gone, or the backend cuts the connection: the response stays unfinished
         except Exception:
             logger.exception("a streamed response failed")
         finally:

@@ -87,6 +87,21 @@ class Settings:
     validate_responses: bool = setting(
         False, "UNDERSTUDY_VALIDATE_RESPONSES", _flag, "check JSON responses against openapi.yaml (tests)"
     )
+    script: Path | None = setting(None, "UNDERSTUDY_SCRIPT", _path, "the scripted backend's YAML script")
+    state_file: Path | None = setting(
+        None, "UNDERSTUDY_STATE_FILE", _path, "SQLite file for sequences and the journal, shared by workers"
+    )
+    journal: bool | None = setting(
+        None, "UNDERSTUDY_JOURNAL", _flag, "keep a journal of requests; default: on for every backend but echo"
+    )
+    admin_key: str | None = setting(
+        None, "UNDERSTUDY_ADMIN_KEY", _text, "key for the /_understudy admin routes, which are off without one"
+    )
+
+    @property
+    def journal_on(self) -> bool:
+        """Whether requests are journaled: as set, or by default for every backend but echo."""
+        return self.backend != "echo" if self.journal is None else self.journal
 
 
 SETTINGS = {item.name: item.metadata for item in fields(Settings)}

@@ -17,7 +17,7 @@ from flask import Response, request
 
 from app.bridge import ON_DISCONNECT
 from app.errors import REQUEST_ID_KEY, error_body
-from backends.base import ApiError, EventStream
+from backends.base import ApiError, ConnectionAbort, EventStream
 from backends.tokens import compact_json
 
 logger = logging.getLogger("understudy")
@@ -55,6 +55,8 @@ def _encoded(first: Mapping[str, Any], stream: EventStream, request_id: str | No
             yield sse(event)
     except ApiError as error:
         yield sse(error_body(error, request_id))
+    except ConnectionAbort:
+        raise  # the bridge cuts the connection
     except Exception:
         logger.exception("a stream failed after it started")
         yield sse(error_body(ApiError(500, "Internal server error"), request_id))

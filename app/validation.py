@@ -21,7 +21,7 @@ from connexion.exceptions import BadRequestProblem
 from connexion.json_schema import Draft4RequestValidator
 from connexion.validators import JSONRequestBodyValidator, ParameterValidator
 from jsonschema import Draft4Validator, ValidationError
-from jsonschema.exceptions import best_match
+from jsonschema.exceptions import best_match, relevance
 
 PYTHON_TYPE_NAMES = {
     "object": "dictionary",
@@ -48,12 +48,18 @@ def schema_validator(schema: Mapping[str, Any]) -> Draft4Validator:
 
 def first_error(validator: Draft4Validator, instance: Any) -> str | None:
     """The most relevant validation error as `path: message`, or None when `instance` is valid."""
-    error = best_match(validator.iter_errors(instance))
-    return None if error is None else describe(error)
+    errors = list(validator.iter_errors(instance))
+    return describe(_most_relevant(errors)) if errors else None
+
+
+def _most_relevant(errors: Iterable[ValidationError]) -> ValidationError:
+    # Unlike jsonschema's best_match, this does not descend into every branch of a union:
+    # `_describe_union` picks the branch the instance meant, by its tag or its JSON type.
+    return max(errors, key=relevance)
 
 
 def describe(error: ValidationError) -> str:
-    """One error as `field.path: message`, choosing the tagged branch of a union."""
+    """One error as `field.path: message`, choosing the branch of a union the instance meant."""
     if error.validator in ("oneOf", "anyOf") and error.context:
         return _describe_union(error)
     path = _path(error.absolute_path)
@@ -69,38 +75,51 @@ def describe(error: ValidationError) -> str:
 
 def _describe_union(error: ValidationError) -> str:
     branches = error.schema[error.validator]
-    tag = error.instance.get("type") if isinstance(error.instance, Mapping) else None
-    tags = [_tag_of(branch) for branch in branches]
-    if tag is not None and any(tags):
-        if tag in tags:
-            index = tags.index(tag)
-            errors = [sub for sub in error.context if sub.schema_path[0] == index]
-            if errors:
-                return describe(best_match(errors))
-        expected = ", ".join(f"'{name}'" for name in tags if name)
-        path = _path(error.absolute_path)
-        return f"{_join(path, 'type')}: Input tag '{tag}' does not match any of the expected tags: {expected}"
-    types = [branch.get("type") for branch in branches]
-    if all(types) and not any(_type_matches(kind, error.instance) for kind in types):
-        names = " or ".join(PYTHON_TYPE_NAMES.get(kind, kind) for kind in types)
-        return f"{_path(error.absolute_path) or 'body'}: Input should be a valid {names}"
-    return describe(best_match(error.context))
+    instance = error.instance
+    path = _path(error.absolute_path)
+    tags = [_tags_of(branch) for branch in branches]
+    if isinstance(instance, Mapping) and any(tags):
+        if "type" in instance:
+            chosen = [index for index, names in enumerate(tags) if instance["type"] in names]
+            if not chosen:
+                expected = ", ".join(f"'{name}'" for names in tags for name in names)
+                tag = instance["type"]
+                return f"{_join(path, 'type')}: Input tag '{tag}' does not match any of the expected tags: {expected}"
+        else:
+            chosen = [index for index, branch in enumerate(branches) if "type" not in branch.get("required", ())]
+            if not chosen:
+                return f"{_join(path, 'type')}: Field required"
+    else:
+        chosen = [index for index, branch in enumerate(branches) if _type_matches(branch.get("type"), instance)]
+        if not chosen:
+            kinds = [branch.get("type") for branch in branches]
+            names = list(dict.fromkeys(PYTHON_TYPE_NAMES.get(str(kind), str(kind)) for kind in kinds if kind))
+            return f"{path or 'body'}: Input should be a valid {' or '.join(names)}"
+    errors = [sub for sub in error.context if sub.schema_path[0] in chosen]
+    if not errors:
+        return f"{path or 'body'}: Input matches more than one of the allowed shapes"
+    return describe(_most_relevant(errors))
 
 
-def _tag_of(branch: Mapping[str, Any]) -> str | None:
-    values = branch.get("properties", {}).get("type", {}).get("enum", [])
-    return values[0] if len(values) == 1 else None
+def _tags_of(branch: Mapping[str, Any]) -> list[str]:
+    return list(branch.get("properties", {}).get("type", {}).get("enum", []))
 
 
-def _type_matches(kind: str, instance: Any) -> bool:
-    return Draft4Validator.TYPE_CHECKER.is_type(instance, kind)
+def _type_matches(kind: Any, instance: Any) -> bool:
+    """Whether `instance` has JSON type `kind` (a name, a list of names, or None for any)."""
+    if kind is None:
+        return True
+    kinds = kind if isinstance(kind, list) else [kind]
+    return any(Draft4Validator.TYPE_CHECKER.is_type(instance, str(name)) for name in kinds)
 
 
 def _message(error: ValidationError) -> str:
     value, kind = error.validator_value, error.validator
     if kind == "type":
         names = value if isinstance(value, list) else [value]
-        return "Input should be a valid " + " or ".join(PYTHON_TYPE_NAMES.get(str(name), str(name)) for name in names)
+        return "Input should be a valid " + " or ".join(
+            dict.fromkeys(PYTHON_TYPE_NAMES.get(str(name), str(name)) for name in names)
+        )
     if kind == "enum":
         options = [repr(option) for option in value]
         listed = ", ".join(options[:-1]) + f" or {options[-1]}" if len(options) > 1 else options[0]

@@ -65,6 +65,14 @@ class ApiError(Exception):
         self.headers = dict(headers or {})
 
 
+class ConnectionAbort(Exception):
+    """Raised by a backend to cut the client's connection, as a network fault would.
+
+    Before the response starts the client gets a truncated response; during a
+    stream, the stream just stops without its end. Nothing else reports it.
+    """
+
+
 @dataclass(frozen=True)
 class MessageRequest:
     """A create-message or count-tokens request that openapi.yaml has already validated."""
@@ -148,7 +156,7 @@ TOKENS_PER_DELTA = 4
 CHARS_PER_JSON_DELTA = 24
 
 
-def events_from_message(message: Mapping[str, Any]) -> Iterator[JSON]:
+def events_from_message(message: Mapping[str, Any], tokens_per_delta: int = TOKENS_PER_DELTA) -> Iterator[JSON]:
     """The event sequence the API streams for `message`, in order.
 
     message_start (empty content, no stop reason); per block a start, its deltas
@@ -170,7 +178,7 @@ def events_from_message(message: Mapping[str, Any]) -> Iterator[JSON]:
         yield {"type": "content_block_start", "index": index, "content_block": _opening(block)}
         if index == 0:
             yield {"type": "ping"}
-        for delta in _deltas(block):
+        for delta in _deltas(block, tokens_per_delta):
             yield {"type": "content_block_delta", "index": index, "delta": delta}
         yield {"type": "content_block_stop", "index": index}
     yield {
@@ -196,13 +204,13 @@ def _opening(block: Mapping[str, Any]) -> JSON:
     return dict(block)
 
 
-def _deltas(block: Mapping[str, Any]) -> Iterable[JSON]:
+def _deltas(block: Mapping[str, Any], tokens_per_delta: int) -> Iterable[JSON]:
     kind = block["type"]
     if kind == "text":
-        for piece in tokens.chunks(block["text"], TOKENS_PER_DELTA):
+        for piece in tokens.chunks(block["text"], tokens_per_delta):
             yield {"type": "text_delta", "text": piece}
     elif kind == "thinking":
-        for piece in tokens.chunks(block["thinking"], TOKENS_PER_DELTA):
+        for piece in tokens.chunks(block["thinking"], tokens_per_delta):
             yield {"type": "thinking_delta", "thinking": piece}
         yield {"type": "signature_delta", "signature": block["signature"]}
     elif kind == "tool_use":

@@ -103,8 +103,12 @@ def _thinking_block(body: Mapping[str, Any], user_text: str, budget: int) -> JSO
     if config.get("display") == "omitted":
         thought = ""
     thought = tokens.cut(thought, min(budget, config.get("budget_tokens", budget)))
-    signature = base64.b64encode(hashlib.sha256(f"{body['model']}\n{thought}".encode()).digest()).decode()
-    return {"type": "thinking", "thinking": thought, "signature": signature}
+    return {"type": "thinking", "thinking": thought, "signature": signature_for(body["model"], thought)}
+
+
+def signature_for(model: str, thinking: str) -> str:
+    """A deterministic stand-in for the opaque signature the API puts on thinking blocks."""
+    return base64.b64encode(hashlib.sha256(f"{model}\n{thinking}".encode()).digest()).decode()
 
 
 def _forced_tool(body: Mapping[str, Any]) -> Mapping[str, Any] | None:

@@ -12,9 +12,9 @@ from app import create_app
 from builders import API_KEY
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def app() -> Any:
-    """The whole server in-process (Connexion's middleware included), with one accepted key."""
+    """The whole server in-process (Connexion's middleware included), with one accepted key; built once."""
     return create_app({"api_keys": API_KEY, "validate_responses": True})
 
 

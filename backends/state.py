@@ -1,0 +1,148 @@
+"""State shared by every gunicorn worker: sequence positions, the request journal, the last good script.
+
+gunicorn runs several worker processes, and a scripted test like "the first
+call gets a 529, the second a 200" must hold whichever worker takes each
+call; so must the journal a test reads back. `StateStore` is the small
+interface; `SQLiteStore` keeps it in one SQLite file (stdlib, WAL mode, safe
+across processes and threads). A networked store (Redis, for servers on
+several machines) is one more class with the same methods.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS counters (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS journal (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    request_id TEXT,
+    method TEXT NOT NULL,
+    path TEXT NOT NULL,
+    status INTEGER,
+    rule TEXT,
+    entry TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS scripts (path TEXT PRIMARY KEY, text TEXT NOT NULL);
+"""
+#: Journal filters and the column each compares.
+FILTERS = {"path": "path", "rule": "rule", "status": "status", "method": "method", "request_id": "request_id"}
+
+
+def default_state_file() -> Path:
+    """Where state lives when no file is configured: a file of this server's own.
+
+    Under gunicorn the master sets UNDERSTUDY_STATE_FILE before it forks (see
+    gunicorn.conf.py), so every worker shares one file; a single process gets
+    its own.
+    """
+    return Path(tempfile.gettempdir()) / f"understudy-state-{os.getpid()}.sqlite3"
+
+
+class StateStore(Protocol):
+    """What the scripted backend and the journal need from shared state."""
+
+    def next_count(self, key: str) -> int:
+        """Add one to the counter `key` and return its new value (1 the first time), atomically."""
+
+    def reset_counters(self) -> None:
+        """Set every counter back to zero."""
+
+    def add_entry(self, entry: Mapping[str, Any]) -> int:
+        """Append a journal entry; its id."""
+
+    def entries(self, *, after: int = 0, limit: int = 100, **filters: Any) -> list[dict[str, Any]]:
+        """Journal entries with ids above `after`, oldest first, matching `filters` (see FILTERS)."""
+
+    def clear_entries(self) -> None:
+        """Empty the journal."""
+
+    def save_script(self, path: str, text: str) -> None:
+        """Remember the last script text that loaded without error."""
+
+    def last_script(self, path: str) -> str | None:
+        """The last good script text for `path`, if any."""
+
+
+class SQLiteStore:
+    """StateStore in one SQLite file; one connection per thread, transactions for atomic updates."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        with self._connection() as connection:
+            connection.executescript(SCHEMA)
+
+    def _connection(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            self._local.connection = connection
+        return connection
+
+    def next_count(self, key: str) -> int:
+        row = (
+            self._connection()
+            .execute(
+                "INSERT INTO counters (key, value) VALUES (?, 1)"
+                " ON CONFLICT (key) DO UPDATE SET value = value + 1 RETURNING value",
+                (key,),
+            )
+            .fetchone()
+        )
+        return int(row[0])
+
+    def reset_counters(self) -> None:
+        self._connection().execute("DELETE FROM counters")
+
+    def add_entry(self, entry: Mapping[str, Any]) -> int:
+        cursor = self._connection().execute(
+            "INSERT INTO journal (at, request_id, method, path, status, rule, entry) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                entry.get("at", time.time()),
+                entry.get("request_id"),
+                entry["method"],
+                entry["path"],
+                entry.get("status"),
+                entry.get("rule"),
+                json.dumps(entry, ensure_ascii=False, default=str),
+            ),
+        )
+        return int(cursor.lastrowid or 0)
+
+    def entries(self, *, after: int = 0, limit: int = 100, **filters: Any) -> list[dict[str, Any]]:
+        clauses, values = ["id > ?"], [after]
+        for name, value in filters.items():
+            if value is not None:
+                clauses.append(f"{FILTERS[name]} = ?")
+                values.append(value)
+        rows = self._connection().execute(
+            f"SELECT id, entry FROM journal WHERE {' AND '.join(clauses)} ORDER BY id LIMIT ?",
+            (*values, limit),
+        )
+        return [{"id": row[0], **json.loads(row[1])} for row in rows]
+
+    def clear_entries(self) -> None:
+        self._connection().execute("DELETE FROM journal")
+
+    def save_script(self, path: str, text: str) -> None:
+        self._connection().execute(
+            "INSERT INTO scripts (path, text) VALUES (?, ?) ON CONFLICT (path) DO UPDATE SET text = excluded.text",
+            (path, text),
+        )
+
+    def last_script(self, path: str) -> str | None:
+        row = self._connection().execute("SELECT text FROM scripts WHERE path = ?", (path,)).fetchone()
+        return None if row is None else str(row[0])
