@@ -4,6 +4,7 @@ Any of these can be overridden on the command line or in GUNICORN_CMD_ARGS,
 e.g. `gunicorn wsgi:app -b 0.0.0.0:8000 -w 4`.
 """
 
+import contextlib
 import multiprocessing
 import os
 import sys
@@ -16,8 +17,9 @@ workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
 timeout = 30
 # On SIGTERM, in-flight requests and streams get this long to finish.
 graceful_timeout = 30
-# Idle keep-alive connections are closed after this many seconds.
-keepalive = 5
+# Idle keep-alive connections are closed after this many seconds. A graceful shutdown also
+# waits for idle connections, so a short keep-alive keeps restarts quick.
+keepalive = 2
 # Errors to stderr; no access log unless asked for (--access-logfile -).
 errorlog = "-"
 # gunicorn 27's control socket sits at one path per user, so two servers on one machine
@@ -25,11 +27,28 @@ errorlog = "-"
 control_socket_disable = True
 
 
-def on_starting(server):
-    """Check the configuration once, in the master, so a mistake stops start-up with one clear line."""
-    from app import ConfigError, create_app
+# The state files this master made for its workers, removed when it exits.
+made_state_files = []
 
+
+def on_starting(server):
+    """Give the workers one shared state file, and check the configuration once, in the master."""
+    from app import ConfigError, create_app
+    from backends.state import default_state_file
+
+    if "UNDERSTUDY_STATE_FILE" not in os.environ:
+        # Set before the workers fork, so all of them (and their replacements) share sequences and the journal.
+        os.environ["UNDERSTUDY_STATE_FILE"] = str(default_state_file())
+        made_state_files.append(os.environ["UNDERSTUDY_STATE_FILE"])
     try:
         create_app()
     except ConfigError as error:
         sys.exit(f"understudy: configuration error: {error}")
+
+
+def on_exit(server):
+    """Remove the state file this server made for itself (one named by the operator stays)."""
+    for made in made_state_files:
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(made + suffix)

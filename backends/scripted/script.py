@@ -40,7 +40,8 @@ class Rule:
     replies: tuple[Mapping[str, Any], ...]
     when_exhausted: str
     timing: Mapping[str, Any]
-    #: Whether matches must be counted in the shared store (a sequence, or a {{ counter }} template).
+    #: Whether matches are counted in the shared store: a sequence, a rule that fails when used up,
+    #: or a {{ counter }} template. Other rules skip the store, which keeps matching cheap.
     counted: bool
 
     @property
@@ -105,6 +106,7 @@ def parse_script(source: str, path: str) -> Script:
 
 def _rule(raw: Mapping[str, Any], index: int, line: int, defaults: Mapping[str, Any]) -> Rule:
     replies = tuple(raw["replies"]) if "replies" in raw else (raw["reply"],)
+    when_exhausted = raw.get("when_exhausted", "repeat_last")
     for reply in replies:
         _check_templates(reply)
     return Rule(
@@ -112,9 +114,9 @@ def _rule(raw: Mapping[str, Any], index: int, line: int, defaults: Mapping[str, 
         line=line,
         conditions=tuple(compile_match(raw.get("match") or {})),
         replies=replies,
-        when_exhausted=raw.get("when_exhausted", "repeat_last"),
+        when_exhausted=when_exhausted,
         timing={**defaults, **raw.get("stream", {})},
-        counted=len(replies) > 1 or "counter" in _template_names(replies),
+        counted=len(replies) > 1 or when_exhausted == "fail" or "counter" in _template_names(replies),
     )
 
 
