@@ -1,0 +1,66 @@
+"""Faults and reloads of the scripted backend, as the official SDK and an operator meet them."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import anthropic
+import httpx2
+import pytest
+
+MODEL = "claude-sonnet-4-5"
+
+
+def ask(server, *, stream=False, **options):
+    client = anthropic.Anthropic(base_url=server.base_url, api_key=server.api_key, max_retries=0, **options)
+    messages = [{"role": "user", "content": "hi"}]
+    if not stream:
+        return client.messages.create(model=MODEL, max_tokens=100, messages=messages)
+    with client.messages.stream(model=MODEL, max_tokens=100, messages=messages) as events:
+        return events.get_final_message()
+
+
+def test_stall_longer_than_the_client_timeout(understudy):
+    server = understudy([{"reply": {"text": "late", "fault": {"kind": "stall", "seconds": 3}}}])
+    with pytest.raises(anthropic.APITimeoutError):
+        ask(server, timeout=0.5)
+    assert ask(server, timeout=10).content[0].text == "late"
+
+
+@pytest.mark.parametrize(
+    ("stream", "raised"),
+    [
+        (False, anthropic.APIConnectionError),  # the SDK wraps a cut response
+        (True, httpx2.RemoteProtocolError),  # a stream cut mid-way reaches the caller as the transport's error
+    ],
+)
+def test_disconnect_cuts_the_connection(understudy, stream, raised):
+    server = understudy([{"reply": {"text": "a b c d e f", "fault": {"kind": "disconnect", "after_events": 4}}}])
+    with pytest.raises(raised, match="peer closed connection|Connection error"):
+        ask(server, stream=stream)
+
+
+def wait_for(condition, seconds=15.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_edits_and_sighup_reload_and_a_broken_script_keeps_the_old_one(understudy, tmp_path):
+    script = tmp_path / "live.yaml"
+    script.write_text("- reply: {text: first version}\n")
+    server = understudy(script, workers=2)
+    assert ask(server).content[0].text == "first version"
+
+    script.write_text("- reply: {text: second version}\n")
+    assert wait_for(lambda: ask(server).content[0].text == "second version")
+
+    script.write_text("- reply: {text: [broken\n")
+    server.process.process.send_signal(signal.SIGHUP)  # gunicorn restarts its workers onto the file
+    assert wait_for(lambda: "serving the last script that loaded" in server.process.output)
+    assert all(ask(server).content[0].text == "second version" for _ in range(6))
+    assert f"{script}:2: not valid YAML" in server.process.output
