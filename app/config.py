@@ -55,6 +55,20 @@ def _flag(value: Any) -> bool:
     raise ValueError("must be true or false")
 
 
+def _seconds(value: Any) -> float:
+    number = float(value)
+    if not number > 0:
+        raise ValueError("must be a positive number of seconds")
+    return number
+
+
+def _url(value: Any) -> str:
+    text = str(value).strip().rstrip("/")
+    if not text.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return text
+
+
 def _path(value: Any) -> Path:
     return Path(str(value)).expanduser()
 
@@ -96,6 +110,24 @@ class Settings:
     )
     admin_key: str | None = setting(
         None, "UNDERSTUDY_ADMIN_KEY", _text, "key for the /_understudy admin routes, which are off without one"
+    )
+    upstream_url: str = setting(
+        "https://api.anthropic.com", "UNDERSTUDY_UPSTREAM_URL", _url, "where the proxy backend forwards to"
+    )
+    upstream_api_key: str | None = setting(
+        None, "UNDERSTUDY_UPSTREAM_API_KEY", _text, "key the proxy holds for the upstream; unset, clients' keys pass"
+    )
+    upstream_connect_timeout: float = setting(
+        10.0, "UNDERSTUDY_UPSTREAM_CONNECT_TIMEOUT", _seconds, "seconds to connect to the upstream (then 502/504)"
+    )
+    upstream_read_timeout: float = setting(
+        600.0, "UNDERSTUDY_UPSTREAM_READ_TIMEOUT", _seconds, "seconds the upstream may stay silent (then 504)"
+    )
+    upstream_connections: int = setting(
+        100, "UNDERSTUDY_UPSTREAM_CONNECTIONS", _positive_int, "most open connections to the upstream per worker"
+    )
+    record: Path | None = setting(
+        None, "UNDERSTUDY_RECORD", _path, "proxy: append every exchange to this script, for the scripted backend"
     )
 
     @property
@@ -151,5 +183,10 @@ def _check(settings: Settings) -> None:
         backend_class(settings.backend)
     except ValueError as error:
         raise ConfigError(f"{SETTINGS['backend']['variable']}: {error}") from None
+    if settings.upstream_api_key and not settings.api_keys and settings.backend == "proxy":
+        raise ConfigError(
+            f"{SETTINGS['api_keys']['variable']}: must be set when the proxy holds the upstream key "
+            f"({SETTINGS['upstream_api_key']['variable']}), or anyone could spend it"
+        )
     if not settings.models_file.is_file():
         raise ConfigError(f"{SETTINGS['models_file']['variable']}: no such file: {settings.models_file}")

@@ -44,7 +44,9 @@ class RequestTooLarge(ApiError):
 
 
 def error_body(error: ApiError, request_id: str | None) -> dict:
-    """The JSON body of an error response."""
+    """The JSON body of an error response (an upstream's own body, when it sent one)."""
+    if error.body is not None:
+        return dict(error.body)
     return {
         "type": "error",
         "error": {"type": error.error_type, "message": error.message},

@@ -59,8 +59,9 @@ class ScriptedServer:
 
 def _script_file(script: Script, folder: Path) -> Path:
     """A path as it is; YAML text or rules as data written to a file in the test's folder."""
-    names_a_file = isinstance(script, str) and "\n" not in script and script.endswith((".yaml", ".yml"))
-    if isinstance(script, Path) or names_a_file:
+    if isinstance(script, Path):
+        return script.resolve()
+    if isinstance(script, str) and "\n" not in script and script.endswith((".yaml", ".yml")):
         return Path(script).resolve()
     path = folder / "script.yaml"
     path.write_text(script if isinstance(script, str) else yaml.safe_dump(script), encoding="utf-8")

@@ -14,6 +14,7 @@ from backends.base import ApiError, Backend, EventStream, MessageRequest, Reply
 REGISTRY: dict[str, str] = {
     "echo": "backends.echo:EchoBackend",
     "scripted": "backends.scripted:ScriptedBackend",
+    "proxy": "backends.proxy:ProxyBackend",
 }
 
 __all__ = ["REGISTRY", "ApiError", "Backend", "EventStream", "MessageRequest", "Reply", "backend_class"]

@@ -14,6 +14,7 @@ stream with timing) overrides `stream_message`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -57,12 +58,15 @@ class ApiError(Exception):
         *,
         error_type: str | None = None,
         headers: Mapping[str, str] | None = None,
+        body: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.error_type = error_type or error_type_for(status)
         self.headers = dict(headers or {})
+        #: The error body exactly as an upstream sent it, passed on unchanged instead of one built here.
+        self.body = body
 
 
 class ConnectionAbort(Exception):
@@ -138,11 +142,13 @@ class Backend:
         """Answer with `{"input_tokens": N}` by the project's token rule."""
         return Reply({"input_tokens": tokens.count_input(request.body)})
 
-    def list_models(self, *, after_id: str | None, before_id: str | None, limit: int) -> Reply:
-        """One page of the model catalogue."""
+    def list_models(
+        self, *, after_id: str | None, before_id: str | None, limit: int, headers: Mapping[str, str] | None = None
+    ) -> Reply:
+        """One page of the model catalogue; `headers` are the client's (a proxy forwards them)."""
         return Reply(self.catalogue.page(after_id=after_id, before_id=before_id, limit=limit))
 
-    def get_model(self, model_id: str) -> Reply:
+    def get_model(self, model_id: str, headers: Mapping[str, str] | None = None) -> Reply:
         """One model of the catalogue, or a 404 not_found_error."""
         return Reply(self.catalogue.get(model_id))
 
@@ -217,3 +223,33 @@ def _deltas(block: Mapping[str, Any], tokens_per_delta: int) -> Iterable[JSON]:
         partial = tokens.compact_json(block["input"])
         for start in range(0, len(partial), CHARS_PER_JSON_DELTA):
             yield {"type": "input_json_delta", "partial_json": partial[start : start + CHARS_PER_JSON_DELTA]}
+
+
+def message_from_events(events: Iterable[Mapping[str, Any]]) -> JSON:
+    """The whole Message a stream of events describes: the inverse of `events_from_message`."""
+    message: JSON = {}
+    partial_json: dict[int, str] = {}
+    for event in events:
+        kind = event["type"]
+        if kind == "message_start":
+            message = {**event["message"], "content": []}
+        elif kind == "content_block_start":
+            message["content"].append(dict(event["content_block"]))
+        elif kind == "content_block_delta":
+            block, delta = message["content"][event["index"]], event["delta"]
+            if delta["type"] == "input_json_delta":
+                partial_json[event["index"]] = partial_json.get(event["index"], "") + delta["partial_json"]
+            else:
+                field = {"text_delta": "text", "thinking_delta": "thinking", "signature_delta": "signature"}
+                name = field.get(delta["type"])
+                if name is not None:
+                    block[name] = block.get(name, "") + delta[name]
+        elif kind == "content_block_stop" and event["index"] in partial_json:
+            message["content"][event["index"]]["input"] = json.loads(partial_json.pop(event["index"]) or "{}")
+        elif kind == "message_delta":
+            message.update({key: value for key, value in event["delta"].items()})
+            message["usage"] = {
+                **message.get("usage", {}),
+                **{k: v for k, v in event["usage"].items() if v is not None},
+            }
+    return message

@@ -7,7 +7,7 @@ the spec can say, and never knows which backend is running.
 
 from __future__ import annotations
 
-from flask import current_app
+from flask import current_app, request
 
 from backends.base import Backend
 
@@ -18,3 +18,8 @@ def backend() -> Backend:
     """The backend this app was built with."""
     chosen: Backend = current_app.extensions[EXTENSION_KEY]
     return chosen
+
+
+def request_headers() -> dict[str, str]:
+    """The request's headers, names in lower case, for the backend."""
+    return {name.lower(): value for name, value in request.headers.items()}

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, request
+from flask import Response
 
 from app import request_rules
-from app.handlers import backend
+from app.handlers import backend, request_headers
 from app.responses import json_response
 from app.streaming import sse_response
 from backends.base import MessageRequest
@@ -29,4 +29,4 @@ def count_tokens(body: dict[str, Any]) -> Response:
 
 
 def _message_request(body: dict[str, Any]) -> MessageRequest:
-    return MessageRequest(body=body, headers={name.lower(): value for name, value in request.headers.items()})
+    return MessageRequest(body=body, headers=request_headers())

@@ -37,7 +37,7 @@ def test_stall_longer_than_the_client_timeout(understudy):
 )
 def test_disconnect_cuts_the_connection(understudy, stream, raised):
     server = understudy([{"reply": {"text": "a b c d e f", "fault": {"kind": "disconnect", "after_events": 4}}}])
-    with pytest.raises(raised, match="peer closed connection|Connection error"):
+    with pytest.raises(raised, match=r"peer closed connection|Connection error"):
         ask(server, stream=stream)
 
 

@@ -1,0 +1,159 @@
+"""Record mode: each exchange the proxy forwards becomes a rule of a script the scripted backend replays.
+
+A recorded rule matches the request by its model, its last user text and its
+turn; its reply is the upstream's answer as it was — content, stop reason,
+usage, and for a stream its pace (time to first token, delay between
+chunks) and any error event. The same request seen again adds to the rule's
+`replies`, so a replay gives the answers in the order they came. Secrets —
+the upstream key and the clients' keys — are masked wherever they appear;
+headers are never recorded. Workers share the file under a lock and replace
+it whole, so a reader never sees half a write.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import contextmanager
+from itertools import pairwise
+from pathlib import Path
+from statistics import mean
+from typing import Any
+
+import yaml
+
+from backends import text, tokens
+from backends.base import JSON, ApiError, message_from_events
+
+logger = logging.getLogger("understudy")
+
+MASK = "[masked]"
+#: Content blocks a script can replay; others (server tool results) are left out of a recording.
+REPLAYABLE = {"text": ("text",), "tool_use": ("id", "name", "input"), "thinking": ("thinking", "signature"),
+              "redacted_thinking": ("data",)}  # fmt: skip
+HEADER = (
+    "# Recorded by Understudy's proxy backend; replay with UNDERSTUDY_BACKEND=scripted UNDERSTUDY_SCRIPT=<this file>.\n"
+)
+
+
+class Recorder:
+    """Adds exchanges to a recording script."""
+
+    def __init__(self, path: Path, secrets: Iterable[str]) -> None:
+        self.path = Path(path)
+        self.secrets = [secret for secret in secrets if secret]
+
+    def record(self, body: Mapping[str, Any], message: Mapping[str, Any]) -> None:
+        """A whole-message exchange."""
+        self._add(body, reply_for_message(message))
+
+    def record_error(self, body: Mapping[str, Any], error: ApiError) -> None:
+        """An exchange the upstream answered with an error."""
+        spec: JSON = {"status": error.status, "type": error.error_type, "message": error.message}
+        retry = {name: value for name, value in error.headers.items() if name.startswith(("retry-after", "x-should"))}
+        if retry:
+            spec["headers"] = retry
+        self._add(body, {"error": spec})
+
+    def record_stream(self, body: Mapping[str, Any], timed_events: Sequence[tuple[float, Mapping[str, Any]]]) -> None:
+        """A streamed exchange, with its pace and any error event."""
+        events = [event for _, event in timed_events]
+        failure = next((index for index, event in enumerate(events) if event["type"] == "error"), None)
+        reply = reply_for_message(message_from_events(events[:failure]))
+        reply["stream"] = stream_timing(timed_events)
+        if failure is not None:
+            error = events[failure].get("error", {})
+            reply["fault"] = {
+                "kind": "error_event",
+                "after_events": failure,
+                "error": {"status": 529 if error.get("type") == "overloaded_error" else 500, **error},
+            }
+        self._add(body, reply)
+
+    def _add(self, body: Mapping[str, Any], reply: JSON) -> None:
+        match = {
+            "model": body["model"],
+            "user_text": text.last_user_text(body["messages"]),
+            "turn": sum(1 for message in body["messages"] if message["role"] == "user"),
+        }
+        match, reply = self._masked(match), self._masked(reply)
+        try:
+            with _locked(self.path):
+                rules = _read(self.path)
+                rule = next((rule for rule in rules if rule.get("match") == match), None)
+                if rule is None:
+                    rules.append({"name": f"recorded-{len(rules) + 1}", "match": match, "reply": reply})
+                else:
+                    rule["replies"] = [*rule.pop("replies", [rule.pop("reply", None)]), reply]
+                    rule["replies"] = [item for item in rule["replies"] if item is not None]
+                _write(self.path, rules)
+        except (OSError, yaml.YAMLError):
+            logger.exception("could not record an exchange to %s", self.path)
+
+    def _masked(self, value: Any) -> Any:
+        if isinstance(value, str):
+            for secret in self.secrets:
+                value = value.replace(secret, MASK)
+            return value
+        if isinstance(value, Mapping):
+            return {key: self._masked(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self._masked(item) for item in value]
+        return value
+
+
+def reply_for_message(message: Mapping[str, Any]) -> JSON:
+    """A script reply that gives back `message`."""
+    content = [
+        {"type": block["type"], **{key: block[key] for key in REPLAYABLE[block["type"]] if key in block}}
+        for block in message.get("content", [])
+        if block["type"] in REPLAYABLE
+    ]
+    usage = {key: value for key, value in message.get("usage", {}).items() if isinstance(value, int)}
+    reply: JSON = {"content": content or [{"type": "text", "text": ""}], "stop_reason": message.get("stop_reason")}
+    if message.get("stop_sequence") is not None:
+        reply["stop_sequence"] = message["stop_sequence"]
+    if usage:
+        reply["usage"] = usage
+    return {key: value for key, value in reply.items() if value is not None}
+
+
+def stream_timing(timed_events: Sequence[tuple[float, Mapping[str, Any]]]) -> JSON:
+    """The pace of a recorded stream: time to the first content delta, and the mean gap after it."""
+    deltas = [(at, event) for at, event in timed_events if event["type"] == "content_block_delta"]
+    if not deltas:
+        return {}
+    timing: JSON = {"first_token_ms": round(deltas[0][0] * 1000, 1)}
+    if len(deltas) > 1:
+        gaps = [later[0] - earlier[0] for earlier, later in pairwise(deltas)]
+        timing["chunk_delay_ms"] = round(mean(gaps) * 1000, 1)
+    pieces = [event["delta"].get("text") for _, event in deltas if event["delta"]["type"] == "text_delta"]
+    if pieces:
+        timing["chunk_tokens"] = max(1, round(mean(tokens.count(piece) for piece in pieces)))
+    return timing
+
+
+@contextmanager
+def _locked(path: Path) -> Any:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{path}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _read(path: Path) -> list[JSON]:
+    if not path.exists():
+        return []
+    rules = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return list(rules or [])
+
+
+def _write(path: Path, rules: list[JSON]) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(HEADER + yaml.safe_dump(rules, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    os.replace(temporary, path)

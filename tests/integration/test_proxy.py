@@ -1,0 +1,302 @@
+"""The proxy backend against real upstreams on loopback: Understudy itself, and a purpose-built faulty one.
+
+Upstreams here are real processes — an echo or scripted Understudy, or
+tests/fault_upstream.py for resets, stalls and cut streams — never a mocked
+HTTP library.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import anthropic
+import pytest
+import yaml
+
+from app.server_process import ServerProcess, free_port
+
+from builders import weather_tool
+
+UPSTREAM_KEY = "sk-upstream-secret-0123456789"
+CLIENT_KEY = "client-key-of-the-gateway"
+ADMIN_KEY = "admin-key-for-tests"
+MODEL = "claude-sonnet-4-5"
+
+
+def proxy_env(upstream_url: str, **extra: str) -> dict[str, str]:
+    return {
+        "UNDERSTUDY_BACKEND": "proxy",
+        "UNDERSTUDY_UPSTREAM_URL": upstream_url,
+        "UNDERSTUDY_UPSTREAM_API_KEY": UPSTREAM_KEY,
+        "UNDERSTUDY_API_KEYS": CLIENT_KEY,
+        "UNDERSTUDY_ADMIN_KEY": ADMIN_KEY,
+        **extra,
+    }
+
+
+@pytest.fixture(scope="module")
+def upstream():
+    """An echo Understudy that accepts only the upstream key, and journals what it receives."""
+    env = {"UNDERSTUDY_API_KEYS": UPSTREAM_KEY, "UNDERSTUDY_JOURNAL": "true", "UNDERSTUDY_ADMIN_KEY": ADMIN_KEY}
+    with ServerProcess(env) as running:
+        yield running
+
+
+def journal(server):
+    client = anthropic.Anthropic(base_url=server.base_url, api_key="unused")
+    options = {"headers": {"x-understudy-admin-key": ADMIN_KEY}}
+    return client.get("/_understudy/requests?limit=1000", cast_to=object, options=options)["data"]
+
+
+@pytest.fixture(scope="module")
+def gateway(upstream, tmp_path_factory):
+    recording = tmp_path_factory.mktemp("recording") / "recorded.yaml"
+    with ServerProcess(proxy_env(upstream.base_url, UNDERSTUDY_RECORD=str(recording)), workers=2) as running:
+        running.recording = recording
+        yield running
+
+
+@pytest.fixture
+def sdk(gateway):
+    return anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0, timeout=20)
+
+
+@pytest.fixture(scope="module")
+def faulty():
+    """tests/fault_upstream.py on a free port."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(Path(__file__).parents[1] / "fault_upstream.py"), str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout.readline().strip() == "ready"
+    process.url = f"http://127.0.0.1:{port}"
+    yield process
+    process.kill()
+    process.wait()
+
+
+def ask(client, text="Hello through the gateway", **fields):
+    fields.setdefault("max_tokens", 100)
+    return client.messages.create(model=MODEL, messages=[{"role": "user", "content": text}], **fields)
+
+
+def test_messages_pass_through_with_the_upstream_key(sdk):
+    message = ask(sdk)
+    assert message.content[0].text == "Hello through the gateway"  # the echo upstream answered
+    assert message._request_id.startswith("req_")
+
+
+def test_streams_pass_through(sdk):
+    with sdk.messages.stream(model=MODEL, max_tokens=100, messages=[{"role": "user", "content": "streamed"}]) as s:
+        assert "".join(s.text_stream) == "streamed"
+        assert s.get_final_message().stop_reason == "end_turn"
+
+
+def test_count_tokens_and_models(sdk):
+    assert sdk.messages.count_tokens(model=MODEL, messages=[{"role": "user", "content": "a b c"}]).input_tokens == 3
+    models = list(sdk.models.list(limit=5))
+    assert len(models) > 5
+    assert sdk.models.retrieve(models[0].id).id == models[0].id
+
+
+def test_upstream_errors_pass_through_unchanged(sdk):
+    with pytest.raises(anthropic.NotFoundError) as error:
+        sdk.models.retrieve("claude-nope")
+    assert error.value.type == "not_found_error" and error.value.api_message == "model: claude-nope"
+    assert error.value.request_id == error.value.body["request_id"]  # the upstream's id, kept
+
+
+def test_bad_requests_never_reach_the_upstream(upstream, gateway, sdk):
+    before = len(journal(upstream))
+    with pytest.raises(anthropic.BadRequestError):
+        ask(sdk, max_tokens=0)
+    assert len(journal(upstream)) == before
+    assert journal(gateway)[-1]["status"] == 400
+
+
+def test_headers_forwarded_and_dropped(upstream, sdk):
+    ask(sdk, "headers", extra_headers={"anthropic-beta": "some-beta-2026-01-01"})
+    seen = journal(upstream)[-1]["headers"]
+    assert seen["anthropic-version"] == "2026-10-21" and seen["anthropic-beta"] == "some-beta-2026-01-01"
+    assert "authorization" not in seen  # the client's own key stays at the gateway
+    assert seen["x-api-key"] == "[masked]"  # the gateway's upstream key (masked by the upstream's journal)
+
+
+def test_clients_need_a_gateway_key(gateway):
+    stranger = anthropic.Anthropic(base_url=gateway.base_url, api_key=UPSTREAM_KEY, max_retries=0)
+    with pytest.raises(anthropic.AuthenticationError):
+        ask(stranger)  # the upstream key is not a key of the gateway
+
+
+def test_the_upstream_key_never_leaks(gateway, sdk):
+    ask(sdk, "leak check")
+    with sdk.messages.stream(model=MODEL, max_tokens=50, messages=[{"role": "user", "content": "leak"}]) as s:
+        s.get_final_message()
+    entries = json.dumps(journal(gateway))
+    assert UPSTREAM_KEY not in entries and CLIENT_KEY not in entries
+    assert UPSTREAM_KEY not in gateway.output
+    assert UPSTREAM_KEY not in gateway.recording.read_text()
+
+
+def test_client_keys_can_pass_through(upstream):
+    env = {"UNDERSTUDY_BACKEND": "proxy", "UNDERSTUDY_UPSTREAM_URL": upstream.base_url}
+    with ServerProcess(env) as passing:
+        good = anthropic.Anthropic(base_url=passing.base_url, api_key=UPSTREAM_KEY, max_retries=0)
+        assert ask(good, "mine").content[0].text == "mine"
+        wrong = anthropic.Anthropic(base_url=passing.base_url, api_key="not-the-upstream-key", max_retries=0)
+        with pytest.raises(anthropic.AuthenticationError) as error:
+            ask(wrong)
+        assert error.value.api_message == "invalid x-api-key"  # the upstream's refusal, passed on
+
+
+@pytest.mark.parametrize(
+    ("model", "status", "error_type"),
+    [("reset", 502, "api_error"), ("stall", 504, "timeout_error")],
+)
+def test_upstream_faults_become_api_errors(faulty, model, status, error_type):
+    env = proxy_env(faulty.url, UNDERSTUDY_UPSTREAM_READ_TIMEOUT="1")
+    with ServerProcess(env) as gateway:
+        client = anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0)
+        with pytest.raises(anthropic.APIStatusError) as error:
+            client.messages.create(model=model, max_tokens=10, messages=[{"role": "user", "content": "x"}])
+        assert error.value.status_code == status and error.value.type == error_type
+
+
+def test_unreachable_upstream_is_a_502():
+    with ServerProcess(proxy_env(f"http://127.0.0.1:{free_port()}")) as gateway:
+        client = anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0)
+        with pytest.raises(anthropic.APIStatusError) as error:
+            ask(client)
+        assert error.value.status_code == 502 and error.value.type == "api_error"
+
+
+def test_a_stream_the_upstream_cuts_ends_with_an_error_event(faulty):
+    with ServerProcess(proxy_env(faulty.url)) as gateway:
+        client = anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0)
+        with (
+            pytest.raises(anthropic.APIStatusError) as error,
+            client.messages.stream(
+                model="cut-stream", max_tokens=10, messages=[{"role": "user", "content": "x"}]
+            ) as stream,
+        ):
+            stream.get_final_message()
+        assert error.value.type == "api_error"
+
+
+def test_events_arrive_as_the_upstream_sends_them_and_a_leaving_client_closes_the_upstream(faulty):
+    with ServerProcess(proxy_env(faulty.url)) as gateway:
+        client = anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0)
+        arrivals = []
+        started = time.monotonic()
+        with client.messages.stream(
+            model="slow-stream", max_tokens=10, messages=[{"role": "user", "content": "x"}]
+        ) as s:
+            for _ in s.text_stream:
+                arrivals.append(time.monotonic() - started)
+                if len(arrivals) == 3:
+                    break  # leave mid-stream
+        left_at = time.monotonic()
+        # the upstream sends a delta every 0.2 s: unbuffered, they arrive spread out, not in one batch
+        assert arrivals[2] - arrivals[0] > 0.25
+        line = faulty.stdout.readline()
+        assert line.startswith("client gone after")
+        assert time.monotonic() - left_at < 2.0  # the upstream saw the client leave at once, not after 10 s
+
+
+def test_a_client_leaving_a_stalled_stream_closes_the_upstream_at_once(faulty):
+    with ServerProcess(proxy_env(faulty.url)) as gateway:
+        client = anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0)
+        messages = [{"role": "user", "content": "x"}]
+        with client.messages.create(model="stalled-stream", max_tokens=10, messages=messages, stream=True) as events:
+            assert next(iter(events)).type == "message_start"
+        # the gateway's thread is blocked reading the silent upstream; leaving must still close it
+        line = faulty.stdout.readline()
+        assert line.startswith("closed after")
+        assert float(line.split()[2]) < 2.0
+
+
+def test_a_slow_upstream_call_does_not_hold_up_the_others(faulty):
+    env = proxy_env(faulty.url, UNDERSTUDY_UPSTREAM_READ_TIMEOUT="5")
+    with ServerProcess(env) as gateway:
+        client = anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0)
+        with ThreadPoolExecutor(max_workers=12) as pool:
+            stalled = pool.submit(
+                lambda: client.messages.create(model="stall", max_tokens=1, messages=[{"role": "user", "content": "x"}])
+            )
+            started = time.monotonic()
+            quick = list(pool.map(lambda n: ask(client, f"{n}").content[0].text, range(10)))
+            took = time.monotonic() - started
+            assert quick == ["ok"] * 10 and took < 4 and not stalled.done()
+            with pytest.raises(anthropic.APIStatusError):
+                stalled.result()
+
+
+def test_record_then_replay_gives_the_sdk_the_same_messages(tmp_path):
+    script = tmp_path / "upstream.yaml"
+    script.write_text(
+        yaml.safe_dump(
+            [
+                {"match": {"tool_result": True}, "reply": {"text": "Done: {{ user_text }}"}},
+                {
+                    "match": {"tools": True},
+                    "reply": {"content": [{"type": "tool_use", "name": "get_weather", "input": {"city": "Oslo"}}]},
+                },
+                {"reply": {"text": "Recorded answer {{ counter }}", "stream": {"chunk_delay_ms": 20}}},
+            ]
+        )
+    )
+    recording = tmp_path / "recorded.yaml"
+    upstream_env = {
+        "UNDERSTUDY_BACKEND": "scripted",
+        "UNDERSTUDY_SCRIPT": str(script),
+        "UNDERSTUDY_API_KEYS": UPSTREAM_KEY,
+    }
+
+    def session(base_url):
+        client = anthropic.Anthropic(base_url=base_url, api_key=CLIENT_KEY, max_retries=0)
+        seen = [ask(client, "first"), ask(client, "first")]
+        with client.messages.stream(model=MODEL, max_tokens=100, messages=[{"role": "user", "content": "stream"}]) as s:
+            seen.append(s.get_final_message())
+        tool = ask(client, "weather?", tools=[weather_tool()])
+        tool_use = tool.content[0]
+        follow_up = client.messages.create(
+            model=MODEL,
+            max_tokens=100,
+            tools=[weather_tool()],
+            messages=[
+                {"role": "user", "content": "weather?"},
+                {"role": "assistant", "content": tool.content},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": tool_use.id, "content": "cold"}]},
+            ],
+        )
+        return [*seen, tool, follow_up]
+
+    def comparable(message):
+        return (
+            message.model_dump(exclude={"id", "usage"})["content"],
+            message.stop_reason,
+            message.usage.output_tokens,
+        )
+
+    with (
+        ServerProcess(upstream_env) as upstream,
+        ServerProcess(proxy_env(upstream.base_url, UNDERSTUDY_RECORD=str(recording)), workers=2) as gateway,
+    ):
+        recorded = session(gateway.base_url)
+    assert UPSTREAM_KEY not in recording.read_text()
+    replay_env = {
+        "UNDERSTUDY_BACKEND": "scripted",
+        "UNDERSTUDY_SCRIPT": str(recording),
+        "UNDERSTUDY_API_KEYS": CLIENT_KEY,
+    }
+    with ServerProcess(replay_env) as replay:
+        replayed = session(replay.base_url)
+    assert [comparable(m) for m in replayed] == [comparable(m) for m in recorded]
+    assert recorded[0].content[0].text == "Recorded answer 1" and recorded[1].content[0].text == "Recorded answer 2"
