@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from backends.base import ApiError, Backend, EventStream, MessageRequest, Reply
 from backends.echo import echo_message
 from backends.scripted import replies
-from backends.scripted.matching import RequestView, evaluate
+from backends.scripted.matching import RequestView, captured, matches, reasons
 from backends.scripted.script import Rule, Script, ScriptError, load_script, parse_script
 from backends.state import SQLiteStore, StateStore, default_state_file
 
@@ -114,16 +114,12 @@ class ScriptedBackend(Backend):
         self._reload_if_changed()
         script = self.script
         view = RequestView(request.body, request.headers)
-        closest: tuple[Rule, list[str]] | None = None
         for rule in script.rules:
-            reasons, groups = evaluate(rule.conditions, view)
-            if not reasons:
-                return self._next_reply(rule, view, groups)
-            if closest is None or len(reasons) < len(closest[1]):
-                closest = (rule, reasons)
+            if matches(rule.conditions, view):
+                return self._next_reply(rule, view, captured(rule.conditions, view))
         if script.fallback == "echo":
             return None
-        raise ApiError(400, _no_match_message(closest), headers={RULE_HEADER: FALLBACK_RULE})
+        raise ApiError(400, _no_match_message(script.rules, view), headers={RULE_HEADER: FALLBACK_RULE})
 
     def _next_reply(self, rule: Rule, view: RequestView, groups: Mapping[str, str]) -> Choice:
         count = self.store.next_count(f"rule:{rule.name}") if rule.counted else 1
@@ -177,6 +173,10 @@ class ScriptedBackend(Backend):
                 self.script = self._load()
                 logger.info("reloaded the script %s (pid %s)", self.path, os.getpid())
             except ScriptError as error:
+                # The last good script may be newer than this worker's (another worker loaded it): serve that one.
+                last_good = self.store.last_script(str(self.path))
+                if last_good is not None:
+                    self.script = parse_script(last_good, str(self.path))
                 logger.error("%s — the previous script keeps serving", error)
 
     def _mtime(self) -> float | None:
@@ -186,8 +186,9 @@ class ScriptedBackend(Backend):
             return None
 
 
-def _no_match_message(closest: tuple[Rule, list[str]] | None) -> str:
-    if closest is None:
+def _no_match_message(rules: tuple[Rule, ...], view: RequestView) -> str:
+    """Which rule came closest (fewest failing conditions, the first on a tie), and why it did not match."""
+    if not rules:
         return "No rule matched this request: the script has no rules"
-    rule, reasons = closest
-    return f"No rule matched this request. Closest: rule {rule.name!r} (line {rule.line}): {'; '.join(reasons)}"
+    rule, failures = min(((rule, reasons(rule.conditions, view)) for rule in rules), key=lambda pair: len(pair[1]))
+    return f"No rule matched this request. Closest: rule {rule.name!r} (line {rule.line}): {'; '.join(failures)}"

@@ -1,9 +1,10 @@
 """Rule matching: what a rule's `match` asks of a request, and why a rule did not match.
 
-A `match` is compiled once, when the script loads, into a list of conditions;
-a request is read once into a `RequestView`. A condition either holds or says
-why not, in words a tester can act on ("user_text does not contain
-'weather'"), which is what the no-match error reports for the closest rule.
+A `match` is compiled once, when the script loads, into a list of conditions,
+cheapest first; a request is read once into a `RequestView`. Matching stops at
+a rule's first failing condition, so a long script costs little per request.
+Only when no rule matches are the reasons worked out, in words a tester can
+act on ("user_text does not contain 'weather'"), for the closest rule.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from operator import attrgetter
 from typing import Any
 
 from backends import text
@@ -29,6 +31,18 @@ class RequestView:
     @cached_property
     def user_text(self) -> str:
         return text.last_user_text(self.body["messages"])
+
+    @cached_property
+    def model(self) -> str:
+        return str(self.body["model"])
+
+    @cached_property
+    def user_id(self) -> str:
+        return str((self.body.get("metadata") or {}).get("user_id") or "")
+
+    @cached_property
+    def streaming(self) -> bool:
+        return bool(self.body.get("stream"))
 
     @cached_property
     def system(self) -> str:
@@ -70,6 +84,8 @@ class TextMatch:
     kind: str
     pattern: re.Pattern[str]
     wanted: str
+    #: A plain string comparison does the job (no regex, no case folding): much cheaper per request.
+    literal: bool
 
     @classmethod
     def compile(cls, spec: str | Mapping[str, Any]) -> TextMatch:
@@ -83,7 +99,7 @@ class TextMatch:
         if kind == "exact":
             source = f"(?:{source})\\Z"
         try:
-            return cls(kind, re.compile(source, flags), wanted)
+            return cls(kind, re.compile(source, flags), wanted, literal=kind != "regex" and not flags)
         except re.error as error:
             raise ValueError(f"bad regex {wanted!r}: {error}") from None
 
@@ -95,106 +111,110 @@ class TextMatch:
         return f"{verb} {self.wanted!r}"
 
 
-#: A compiled condition: given the request, (None, groups) when it holds, else (reason, {}).
-Condition = Callable[[RequestView], tuple[str | None, Groups]]
+@dataclass(frozen=True)
+class Condition:
+    """One compiled condition: a cheap yes/no test, the words for a no, and any regex groups of a yes."""
+
+    #: Evaluation order within a rule: plain string comparisons (the most selective, usually), then other
+    #: plain checks, regexes last — so a rule that does not match usually fails on its first condition.
+    cost: int
+    holds: Callable[[RequestView], bool]
+    failure: Callable[[RequestView], str]
+    groups: Callable[[RequestView], Groups] | None = None
 
 
 def compile_match(match: Mapping[str, Any]) -> list[Condition]:
-    """The conditions of a rule's `match`, in the order the script gives them."""
+    """The conditions of a rule's `match`, cheapest first."""
     conditions: list[Condition] = []
     for field, spec in match.items():
         if field in ("user_text", "system", "model", "user_id"):
-            conditions.append(_text_condition(field, TextMatch.compile(spec)))
+            conditions.append(_text_condition(field, attrgetter(field), TextMatch.compile(spec)))
         elif field == "headers":
-            conditions += [_header_condition(name.lower(), TextMatch.compile(value)) for name, value in spec.items()]
+            for name, value in spec.items():
+                conditions.append(
+                    _text_condition(f"header {name.lower()}", _header(name.lower()), TextMatch.compile(value))
+                )
         else:
             conditions.append(_CONDITIONS[field](spec))
-    return conditions
+    return sorted(conditions, key=lambda condition: condition.cost)
 
 
-def evaluate(conditions: Sequence[Condition], view: RequestView) -> tuple[list[str], Groups]:
-    """The reasons the conditions fail (none: the rule matches) and the regex groups they captured."""
-    reasons: list[str] = []
+def matches(conditions: Sequence[Condition], view: RequestView) -> bool:
+    """Whether every condition holds (stopping at the first that does not)."""
+    for condition in conditions:  # noqa: SIM110 - a plain loop: this runs for every rule of every request
+        if not condition.holds(view):
+            return False
+    return True
+
+
+def captured(conditions: Sequence[Condition], view: RequestView) -> Groups:
+    """The regex groups a matching rule's conditions captured."""
     groups: Groups = {}
     for condition in conditions:
-        reason, found = condition(view)
-        if reason is None:
-            groups.update(found)
-        else:
-            reasons.append(reason)
-    return reasons, groups
+        if condition.groups is not None:
+            groups.update(condition.groups(view))
+    return groups
 
 
-def _groups(found: re.Match[str]) -> Groups:
+def reasons(conditions: Sequence[Condition], view: RequestView) -> list[str]:
+    """Why a rule does not match: one reason per condition that fails."""
+    return [condition.failure(view) for condition in conditions if not condition.holds(view)]
+
+
+def _groups(found: re.Match[str] | None) -> Groups:
+    if found is None:
+        return {}
     groups = {str(index): value or "" for index, value in enumerate(found.groups(), start=1)}
     groups.update({name: value or "" for name, value in found.groupdict().items()})
     return groups
 
 
-def _text_condition(field: str, matcher: TextMatch) -> Condition:
-    def value_of(view: RequestView) -> str:
-        if field == "user_text":
-            return view.user_text
-        if field == "system":
-            return view.system
-        if field == "model":
-            return str(view.body["model"])
-        return str((view.body.get("metadata") or {}).get("user_id") or "")
-
-    def condition(view: RequestView) -> tuple[str | None, Groups]:
-        found = matcher.search(value_of(view))
-        return (None, _groups(found)) if found else (f"{field} {matcher.describe()}", {})
-
-    return condition
+def _header(name: str) -> Callable[[RequestView], str]:
+    return lambda view: view.headers.get(name, "")
 
 
-def _header_condition(name: str, matcher: TextMatch) -> Condition:
-    def condition(view: RequestView) -> tuple[str | None, Groups]:
-        found = matcher.search(view.headers.get(name, ""))
-        return (None, _groups(found)) if found else (f"header {name} {matcher.describe()}", {})
-
-    return condition
+def _text_condition(label: str, value_of: Callable[[RequestView], str], matcher: TextMatch) -> Condition:
+    wanted = matcher.wanted
+    if matcher.literal:  # the common case, and the cheapest: a plain comparison, tried before anything else
+        if matcher.kind == "exact":
+            return Condition(0, lambda view: value_of(view) == wanted, lambda view: f"{label} {matcher.describe()}")
+        return Condition(0, lambda view: wanted in value_of(view), lambda view: f"{label} {matcher.describe()}")
+    return Condition(
+        cost=3,
+        holds=lambda view: matcher.search(value_of(view)) is not None,
+        failure=lambda view: f"{label} {matcher.describe()}",
+        groups=lambda view: _groups(matcher.search(value_of(view))),
+    )
 
 
 def _tools_condition(spec: bool | str) -> Condition:
-    def condition(view: RequestView) -> tuple[str | None, Groups]:
-        if spec is True:
-            return (None, {}) if view.tool_names else ("no tools are offered", {})
-        if spec is False:
-            return (None, {}) if not view.tool_names else ("tools are offered", {})
-        return (None, {}) if spec in view.tool_names else (f"no tool named {spec!r} is offered", {})
-
-    return condition
+    if spec is True:
+        return Condition(1, lambda view: bool(view.tool_names), lambda view: "no tools are offered")
+    if spec is False:
+        return Condition(1, lambda view: not view.tool_names, lambda view: "tools are offered")
+    return Condition(1, lambda view: spec in view.tool_names, lambda view: f"no tool named {spec!r} is offered")
 
 
 def _tool_result_condition(spec: bool | Mapping[str, str]) -> Condition:
-    def condition(view: RequestView) -> tuple[str | None, Groups]:
-        results = view.tool_results
-        if spec is True or spec is False:
-            holds = bool(results) == spec
-            return (None, {}) if holds else (f"the last user turn {'lacks' if spec else 'has'} a tool_result", {})
-        holds = any(
-            spec.get("tool_use_id", tool_id) == tool_id and spec.get("tool_name", name) == name
-            for tool_id, name in results
-        )
-        return (None, {}) if holds else (f"the last user turn has no tool_result for {dict(spec)}", {})
+    if isinstance(spec, bool):
+        wording = f"the last user turn {'lacks' if spec else 'has'} a tool_result"
+        return Condition(2, lambda view: bool(view.tool_results) == spec, lambda view: wording)
 
-    return condition
+    def holds(view: RequestView) -> bool:
+        return any(
+            spec.get("tool_use_id", tool_id) == tool_id and spec.get("tool_name", name) == name
+            for tool_id, name in view.tool_results
+        )
+
+    return Condition(2, holds, lambda view: f"the last user turn has no tool_result for {dict(spec)}")
 
 
 def _turn_condition(spec: int) -> Condition:
-    def condition(view: RequestView) -> tuple[str | None, Groups]:
-        return (None, {}) if view.turn == spec else (f"turn is {view.turn}, not {spec}", {})
-
-    return condition
+    return Condition(1, lambda view: view.turn == spec, lambda view: f"turn is {view.turn}, not {spec}")
 
 
 def _stream_condition(spec: bool) -> Condition:
-    def condition(view: RequestView) -> tuple[str | None, Groups]:
-        streaming = bool(view.body.get("stream"))
-        return (None, {}) if streaming == spec else (f"stream is {str(streaming).lower()}", {})
-
-    return condition
+    return Condition(1, lambda view: view.streaming == spec, lambda view: f"stream is {str(view.streaming).lower()}")
 
 
 _CONDITIONS: dict[str, Callable[[Any], Condition]] = {
