@@ -13,10 +13,24 @@ import sys
 worker_class = "asgi"
 # One worker per core: each worker is one event loop plus a pool of handler threads.
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
-# A worker that stops answering its heartbeat for this long is replaced.
+# A worker that stops answering its heartbeat for this long is replaced. The asgi worker also waits
+# this long for the next piece of a request body; a client that goes quiet mid-body gets a 408.
 timeout = 30
-# On SIGTERM, in-flight requests and streams get this long to finish.
+# On SIGTERM a worker stops accepting connections and waits up to this long for those it has: in-flight
+# requests and streams finish, idle keep-alive connections close when their keep-alive runs out; then
+# whatever is left is cut off. (A worker still loading the app when SIGTERM comes misses it — uvloop
+# drops a signal that arrives before its loop runs — and serves on until this timeout, when the master
+# kills it; `asgi_loop = "asyncio"` would not miss it, at some cost in speed.)
 graceful_timeout = 30
+# gunicorn refuses these requests itself, before any of Understudy runs, with a text/plain answer and
+# Connection: close: a request line over 4094 bytes (414), more than 100 header fields or one over
+# 8190 bytes (431), a malformed or repeated Content-Length (400). They cannot be answered in the API's
+# error shape: the HTTP parser refuses them before there is a request to route or an id to give it, and
+# gunicorn has no hook for its own error responses (raising the limits only moves the line). The real
+# API's edge answers such requests itself, not with the API's JSON either.
+limit_request_line = 4094
+limit_request_fields = 100
+limit_request_field_size = 8190
 # Idle keep-alive connections are closed after this many seconds. A graceful shutdown also
 # waits for idle connections, so a short keep-alive keeps restarts quick.
 keepalive = 2

@@ -49,9 +49,8 @@ class FlaskBridge:
             return
         environ = build_environ(scope, await _read_body(receive))
         context = contextvars.copy_context()
-        loop = asyncio.get_running_loop()
         try:
-            status, headers, body, rest = await loop.run_in_executor(self.executor, context.run, self._start, environ)
+            status, headers, body, rest = await self._in_thread(context, self._start, environ)
         except ConnectionAbort:
             # Promise a body and send none: the server closes the connection mid-response.
             await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1")]})
@@ -61,6 +60,27 @@ class FlaskBridge:
             await send({"type": "http.response.body", "body": body})
         else:
             await self._stream(rest, body, environ, context, receive, send)
+
+    def _in_thread(self, context: contextvars.Context, function: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        """Run `function(*args)` in `context` on a pool thread; a future of its result, on this loop.
+
+        Lighter than `loop.run_in_executor`, whose future chaining (`_chain_future`, `_copy_future_state`)
+        took some 4% of a worker's time in a py-spy profile of the echo benchmark: the thread settles
+        an asyncio future directly, with one `call_soon_threadsafe`.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+
+        def run() -> None:
+            try:
+                result = context.run(function, *args)
+            except BaseException as error:
+                loop.call_soon_threadsafe(_settle, future, None, error)
+            else:
+                loop.call_soon_threadsafe(_settle, future, result, None)
+
+        self.executor.submit(run)
+        return future
 
     def _start(self, environ: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]], bytes, Iterator[bytes] | None]:
         """Run the view (in a thread): the status, headers, the first or only body, and the rest of a stream."""
@@ -104,7 +124,7 @@ class FlaskBridge:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 if disconnected.done():
                     break
-                pending = loop.run_in_executor(self.executor, context.run, _next_chunk, rest)
+                pending = self._in_thread(context, _next_chunk, rest)
                 await asyncio.wait({pending, disconnected}, return_when=asyncio.FIRST_COMPLETED)
                 if not pending.done():
                     break
@@ -146,6 +166,15 @@ class _Closing:
 
     def close(self) -> None:
         _close(self.iterable)
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
 
 
 def _next_chunk(rest: Iterator[bytes]) -> Any:

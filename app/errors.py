@@ -10,7 +10,9 @@ the client. `error_from_exception` is the one place where they all become an
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 from collections.abc import Mapping
 from http import HTTPStatus
 
@@ -18,7 +20,8 @@ from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from starlette.exceptions import HTTPException
 
-from app.validation import EMPTY_BODY_MESSAGE
+from app.spec import load_spec
+from app.validation import CONTENT_TYPE_MESSAGE, EMPTY_BODY_MESSAGE
 from backends.base import ApiError
 from backends.tokens import compact_json
 
@@ -41,6 +44,13 @@ class RequestTooLarge(ApiError):
 
     def __init__(self, limit: int) -> None:
         super().__init__(413, f"Request exceeds the maximum allowed size of {limit} bytes")
+
+
+class RequestTimeout(ApiError):
+    """The body stopped short: the client closed the connection, or sent nothing for gunicorn's `timeout`."""
+
+    def __init__(self) -> None:
+        super().__init__(408, "The request body did not arrive in full in time", error_type="timeout_error")
 
 
 def error_body(error: ApiError, request_id: str | None) -> dict:
@@ -67,7 +77,7 @@ def error_from_exception(exc: BaseException) -> ApiError:
         message = str(exc.detail or exc.title)
         status = 400 if exc.status == 415 else exc.status
         if exc.status == 415:
-            message = "Content-Type must be application/json"
+            message = CONTENT_TYPE_MESSAGE
         return ApiError(status, CONNEXION_MESSAGES.get(message, message), headers=_headers(exc.headers))
     if isinstance(exc, HTTPException):
         return ApiError(exc.status_code, HTTPStatus(exc.status_code).phrase, headers=_headers(exc.headers))
@@ -80,9 +90,32 @@ def _headers(headers: Mapping[str, str] | None) -> dict[str, str]:
     return {name: value for name, value in (headers or {}).items() if name.lower() == "allow"}
 
 
+@functools.cache
+def _allowed_methods() -> list[tuple[re.Pattern[str], str]]:
+    """Each path of openapi.yaml as a pattern, with the Allow header of a 405 there: all of its operations."""
+    routes = []
+    for path, operations in load_spec(admin=True)["paths"].items():
+        methods = [method.upper() for method in operations if method != "parameters"]
+        methods += ["HEAD"] if "GET" in methods else []
+        pattern = re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(path))
+        routes.append((re.compile(pattern), ", ".join(methods)))
+    return routes
+
+
+def allow_header(path: str) -> str | None:
+    """The methods a path of the spec allows, for the Allow header of a 405; None for a path not in it.
+
+    Connexion routes each operation on its own, so Starlette's 405 lists only the methods of the first
+    operation on the path (GET /_understudy/requests, say, but not its DELETE).
+    """
+    return next((allow for pattern, allow in _allowed_methods() if pattern.fullmatch(path)), None)
+
+
 async def render_error(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
     """Connexion's error handler: the exception as an API error response."""
     error = error_from_exception(exc)
+    if error.status == 405:
+        error.headers["Allow"] = allow_header(request.url.path) or error.headers.get("Allow", "")
     if error.status < 500:
         logger.info("%s %s -> %s %s", request.method, request.url.path, error.status, error.message)
     return ConnexionResponse(

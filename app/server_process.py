@@ -45,6 +45,7 @@ class ServerProcess:
         extra_args: Sequence[str] = (),
     ) -> None:
         self.port = free_port()
+        self.workers = workers
         self.env = {key: value for key, value in os.environ.items() if key not in SCRUBBED}
         self.env.update(env or {})
         self.command = [
@@ -78,7 +79,7 @@ class ServerProcess:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 break
-            if self._healthy():
+            if self._healthy() and self._all_workers_listen():
                 return self
             time.sleep(0.1)
         self.stop()
@@ -102,6 +103,17 @@ class ServerProcess:
         assert self.process is not None
         children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
         return [int(pid) for pid in children.read_text().split()]
+
+    def _all_workers_listen(self) -> bool:
+        """Whether every asgi worker has finished booting (other worker classes are not waited for).
+
+        Under uvloop, an asgi worker that gets SIGTERM while it is still loading the app loses the signal
+        and serves on until the master kills it, graceful_timeout later; so a server stopped straight after
+        it started would take 30 s to stop, and a booting worker would keep accepting connections.
+        """
+        if any(arg in ("-k", "--worker-class") or arg.startswith("--worker-class=") for arg in self.command):
+            return True
+        return self.output.count("ASGI server listening") >= self.workers
 
     def _healthy(self) -> bool:
         try:

@@ -1,0 +1,274 @@
+"""Connexion's per-request set-up, done once: the same checks against openapi.yaml, with less work per request.
+
+py-spy profiles of a worker under the echo benchmark (bench/README.md) showed
+Connexion redoing, on every request, work whose result never changes:
+- its security handlers call `inspect.signature` on the key-check function, twice
+  per request, to learn whether it takes `request` (8% of the worker's time);
+- its request validation middleware builds two URI parsers, a parameter
+  validator and a body validator per request, each looking the operation's
+  body definition up again, and reads the Content-Type through a helper that
+  builds a typing alias on every call (some 6%);
+- its Flask view wrapper (FlaskOperation.fn) builds a decorator, decorates the
+  handler (inspecting its signature again) and a URI parser per request, then
+  has Flask parse the JSON body that request validation already parsed, and
+  werkzeug set up a form parser to find that a JSON body holds no files (8%);
+- its Swagger UI middleware routes every request through two Starlette routers
+  before passing on one that is not for the UI (4%).
+The classes here are Connexion's own with that work done once per function or
+per operation. What is checked, in what order, and every error, stay the same.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import flask
+from connexion import decorators, lifecycle, security, utils
+from connexion.apps import flask as flask_apps
+from connexion.context import operation
+from connexion.datastructures import MediaTypeDict
+from connexion.middleware import ConnexionMiddleware, request_validation, swagger_ui
+from connexion.utils import inspect_function_arguments
+from starlette.routing import BaseRoute, Mount
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.validation import VALIDATED_BODY
+
+#: How many media types (with charsets) of one operation keep their verdict and body validator; others are redone.
+BODY_VALIDATORS_PER_OPERATION = 8
+
+
+@functools.cache
+def _accepts_kwarg(function: Callable[..., Any], keyword: str) -> bool:
+    """Whether `function` takes `keyword`: Connexion's check, remembered (the functions are the spec's, fixed)."""
+    arguments, has_kwargs = inspect_function_arguments(function)
+    return has_kwargs or keyword in arguments
+
+
+class ApiKeySecurityHandler(security.ApiKeySecurityHandler):
+    """Connexion's x-api-key handler, inspecting the check function's signature once."""
+
+    _accepts_kwarg = staticmethod(_accepts_kwarg)
+
+
+class BearerSecurityHandler(security.BearerSecurityHandler):
+    """Connexion's Bearer handler, inspecting the check function's signature once."""
+
+    _accepts_kwarg = staticmethod(_accepts_kwarg)
+
+
+#: FlaskApp's `security_map`: the two schemes openapi.yaml declares.
+SECURITY_MAP = {"apiKey": ApiKeySecurityHandler, "bearer": BearerSecurityHandler}
+
+
+class RequestValidationOperation(request_validation.RequestValidationOperation):
+    """Connexion's request validation of one operation, its parsers and validators built once.
+
+    `__call__` is Connexion's (connexion 3.3, middleware/request_validation.py) step for step;
+    only the construction of the URI parser, the parameter validator, the accepted media types
+    and the body validator moved out of the request path. They hold no per-request state.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._body_validator = functools.lru_cache(maxsize=BODY_VALIDATORS_PER_OPERATION)(self._make_body_validator)
+        self._accepts = functools.lru_cache(maxsize=BODY_VALIDATORS_PER_OPERATION)(self._accepts_uncached)
+
+    @functools.cached_property
+    def _uri_parser(self) -> Any:
+        return self._operation.uri_parser_class(self._operation.parameters, self._operation.body_definition())
+
+    @functools.cached_property
+    def _parameter_validator(self) -> Any:
+        return self._validator_map["parameter"](  # type: ignore[operator]
+            self._operation.parameters,
+            uri_parser=self._uri_parser,
+            strict_validation=self.strict_validation,
+            security_query_params=self.security_query_params,
+        )
+
+    @functools.cached_property
+    def _consumes(self) -> MediaTypeDict:
+        return MediaTypeDict([(media_type.lower(), None) for media_type in self._operation.consumes])
+
+    def _accepts_uncached(self, mime_type: str) -> bool:
+        return not self._operation.consumes or mime_type.lower() in self._consumes
+
+    def validate_mime_type(self, mime_type: str) -> None:
+        if not self._accepts(mime_type):
+            super().validate_mime_type(mime_type)  # raises Connexion's own UnsupportedMediaTypeProblem
+
+    def extract_content_type(self, headers: list[tuple[bytes, bytes]]) -> tuple[str, str]:  # type: ignore[override]
+        # Connexion's (utils.extract_content_type) builds a typing alias on every call: 2% of a worker's time.
+        mime_type, encoding = utils.split_content_type(_content_type(headers))
+        if mime_type is None:
+            mime_type = self._operation.consumes[0] if self._operation.consumes else "application/octet-stream"
+        return mime_type, encoding or "utf-8"
+
+    def _make_body_validator(self, mime_type: str, encoding: str) -> Any:
+        """The body validator for one media type and charset, or None when the body is not validated."""
+        schema = self._operation.body_schema(mime_type)
+        if not schema:
+            return None
+        try:
+            validator_class = self._validator_map["body"][mime_type]  # type: ignore[index]
+        except KeyError:
+            message = f"Skipping validation. No validator registered for content type: {mime_type}."
+            request_validation.logger.info(message)
+            return None
+        return validator_class(
+            schema=schema,
+            required=self._operation.request_body.get("required", False),
+            nullable=utils.is_nullable(self._operation.body_definition(mime_type)),
+            encoding=encoding,
+            strict_validation=self.strict_validation,
+            uri_parser=self._uri_parser,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._parameter_validator.validate(scope)
+        mime_type, encoding = self.extract_content_type(scope["headers"])
+        self.validate_mime_type(mime_type)
+        validator = self._body_validator(mime_type, encoding)
+        if validator is not None:
+            receive, scope = await validator.wrap_receive(receive, scope=scope)
+        await self.next_app(scope, receive, send)
+
+
+class RequestValidationAPI(request_validation.RequestValidationAPI):
+    def make_operation(self, operation: Any) -> RequestValidationOperation:
+        return RequestValidationOperation(
+            self.next_app,
+            operation=operation,
+            strict_validation=self.strict_validation,
+            validator_map=self.validator_map,
+        )
+
+
+class RequestValidationMiddleware(request_validation.RequestValidationMiddleware):
+    """Connexion's request validation middleware, with the operations above."""
+
+    api_cls = RequestValidationAPI
+
+
+def _content_type(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The first Content-Type header's value, as connexion.utils.extract_content_type finds it."""
+    for name, value in headers:
+        if name.lower() == b"content-type":
+            return value.decode("latin-1")
+    return None
+
+
+class SwaggerUIMiddleware(swagger_ui.SwaggerUIMiddleware):
+    """Connexion's Swagger UI middleware, which lets a request for none of its paths straight through.
+
+    Connexion's runs every request through two levels of Starlette routers before handing one that is
+    not for the UI to the next app (some 4% of a worker's time). This one sends only requests under
+    the paths its routes serve (`/openapi.json`, `/v1/ui`, …) to them, and the rest on at once.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        super().__init__(app)
+        self._prefixes: tuple[str, ...] = ()
+
+    def add_api(self, *args: Any, **kwargs: Any) -> None:
+        super().add_api(*args, **kwargs)
+        self._prefixes = tuple(_route_prefixes(self.router.routes))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not scope.get("root_path") and not scope["path"].startswith(self._prefixes):
+            await self.app(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
+def _route_prefixes(routes: list[BaseRoute], base: str = "") -> list[str]:
+    """The path prefixes under which `routes` (mounts followed down) can match anything."""
+    prefixes = []
+    for route in routes:
+        path = base + getattr(route, "path", "")
+        if isinstance(route, Mount) and route.routes:
+            prefixes += _route_prefixes(route.routes, path)
+        else:
+            prefixes.append(path.split("{", 1)[0])  # a path parameter matches anything after it
+    return prefixes
+
+
+#: Connexion's own middleware classes, and the ones above that take their place.
+REPLACEMENTS = {
+    request_validation.RequestValidationMiddleware: RequestValidationMiddleware,
+    swagger_ui.SwaggerUIMiddleware: SwaggerUIMiddleware,
+}
+
+
+def connexion_middlewares() -> list[Any]:
+    """Connexion's default stack after its ServerErrorMiddleware, with the replacements above."""
+    return [REPLACEMENTS.get(middleware, middleware) for middleware in ConnexionMiddleware.default_middlewares[1:]]
+
+
+class FlaskDecorator(decorators.FlaskDecorator):
+    """Connexion's wrapper of a Flask view, decorating it once and handing it the body validation parsed.
+
+    Connexion's (decorators/main.py, WSGIDecorator.__call__) decorates the handler again on every
+    request and builds a URI parser for it; this one decorates once and keeps the parser of the
+    operation. The body: Connexion's WSGIRequest.get_body would parse the JSON again with Flask;
+    the request's body is set to the object request validation parsed and checked instead.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._parser: tuple[Any, Any] | None = None  # (operation, its URI parser), swapped whole
+
+    def __call__(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        decorated = self.decorate(function)
+
+        @functools.wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            # What Connexion's Flask framework.get_request builds, with the request class below.
+            request = WSGIRequest(flask.request, uri_parser=self._uri_parser(), view_args=flask.request.view_args)
+            scope = flask.request.environ.get("asgi.scope") or {}
+            if VALIDATED_BODY in scope:
+                request._body = scope[VALIDATED_BODY]  # what get_body would parse from the same bytes
+            return decorated(request)
+
+        return wrapper
+
+    def _uri_parser(self) -> Any:
+        current = operation._get_current_object()  # type: ignore[attr-defined]
+        if self._parser is None or self._parser[0] is not current:
+            self._parser = (current, self.uri_parser)
+        return self._parser[1]
+
+
+class WSGIRequest(lifecycle.WSGIRequest):
+    """Connexion's request for a Flask view, which knows that only a multipart body holds files."""
+
+    def files(self) -> dict[str, Any]:
+        # werkzeug finds files in multipart/form-data bodies alone; for any other it still builds a form
+        # parser, on every request, to find none.
+        if self.mimetype != "multipart/form-data":
+            return {}
+        return super().files()  # type: ignore[no-any-return]
+
+
+class FlaskOperation(flask_apps.FlaskOperation):
+    """Connexion's Flask view of one operation, with its wrapper built once rather than per request."""
+
+    @functools.cached_property
+    def fn(self) -> Callable[..., Any]:  # type: ignore[override]
+        return FlaskDecorator(pythonic_params=self.pythonic_params, jsonifier=self.jsonifier)(self._fn)
+
+
+class ViewFunctions(dict[str, Callable[..., Any]]):
+    """Flask's table of views (`Flask.view_functions`), turning each Connexion view registered into the one above.
+
+    Connexion registers its views when the middleware stack is first built, at start-up, through
+    Flask's `add_url_rule`, which stores them here.
+    """
+
+    def __setitem__(self, endpoint: str, view: Callable[..., Any]) -> None:
+        if isinstance(view, flask_apps.FlaskOperation) and not isinstance(view, FlaskOperation):
+            view = FlaskOperation(view._fn, view.jsonifier, view.operation_id, view.pythonic_params)
+        super().__setitem__(endpoint, view)

@@ -1,0 +1,175 @@
+"""The three servers the benchmark measures, each a subprocess on its own loopback port.
+
+- Understudy: `gunicorn wsgi:app` in the repo root, so with gunicorn.conf.py's
+  defaults (the `asgi` worker, one worker per core) and no UNDERSTUDY_*
+  setting, i.e. the echo backend as shipped.
+- The bare-Flask baseline (baseline.py): the same number of gunicorn workers,
+  `gthread` worker class. The clients keep their connections alive, as the
+  SDKs do; the `sync` worker closes every connection after one answer and
+  serves one connection at a time, so it would measure reconnects and
+  queueing rather than Flask. gthread is gunicorn's keep-alive worker for
+  plain WSGI apps.
+- Prism (`prism mock openapi.yaml`), with its per-request log turned off, as
+  Understudy's access log is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+#: Settings a developer's shell may carry that would change what is measured.
+SCRUBBED_PREFIXES = ("UNDERSTUDY_", "ANTHROPIC_", "GUNICORN_CMD_ARGS")
+BASELINE_THREADS = 4
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def default_workers() -> int:
+    """How many workers gunicorn.conf.py starts: WEB_CONCURRENCY, else one per core."""
+    return int(os.environ.get("WEB_CONCURRENCY", os.cpu_count() or 1))
+
+
+class Server:
+    """One server process: started, waited for (health check with a deadline), measured, stopped."""
+
+    def __init__(self, name: str, command: Sequence[str], *, cwd: Path, port: int, health: str) -> None:
+        self.name = name
+        self.command = list(command)
+        self.cwd = cwd
+        self.port = port
+        self.health = health
+        self.process: subprocess.Popen[bytes] | None = None
+        # The server's output, shown if it fails to start; closed (and so removed) with this object.
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115
+
+    def start(self) -> None:
+        env = {key: value for key, value in os.environ.items() if not key.startswith(SCRUBBED_PREFIXES)}
+        self.process = subprocess.Popen(
+            self.command, cwd=self.cwd, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def wait_until_healthy(self, timeout: float = 60.0) -> None:
+        """Poll the health URL until it answers 200; raise RuntimeError with the server's output if not."""
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{self.health}", timeout=2) as answer:
+                    if answer.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        self.log.seek(0)
+        output = self.log.read().decode(errors="replace")[-3000:]
+        raise RuntimeError(f"{self.name} did not start (exit code {self.process.poll()}):\n{output}")
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM, wait, then SIGKILL (the server's own process group: a gunicorn master and its workers)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def worker_pids(self) -> list[int]:
+        """The processes that serve requests: a gunicorn master's children, or the process itself."""
+        assert self.process is not None
+        pid = self.process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return [int(child) for child in children] or [pid]
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) used so far by the serving processes."""
+        return sum(cpu_seconds(pid) for pid in self.worker_pids())
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_bytes(pid: int) -> int:
+    """A process's resident set size."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def open_sockets(pid: int) -> int:
+    """How many sockets a process holds open."""
+    count = 0
+    for entry in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):  # closed while we looked
+            count += os.readlink(entry).startswith("socket:")
+    return count
+
+
+def thread_count(pid: int) -> int:
+    return len(list(Path(f"/proc/{pid}/task").iterdir()))
+
+
+def understudy() -> Server:
+    port = free_port()
+    command = [sys.executable, "-m", "gunicorn", "wsgi:app", "--bind", f"127.0.0.1:{port}"]
+    return Server("understudy", command, cwd=REPO, port=port, health="/health")
+
+
+def flask_baseline(workers: int) -> Server:
+    port = free_port()
+    command = [
+        sys.executable, "-m", "gunicorn", "baseline:app", "--bind", f"127.0.0.1:{port}",
+        "--workers", str(workers), "--worker-class", "gthread", "--threads", str(BASELINE_THREADS),
+        "--keep-alive", "2", "--no-control-socket",
+    ]  # fmt: skip
+    return Server("flask", command, cwd=BENCH, port=port, health="/health")
+
+
+def prism(prism_bin: Path) -> Server:
+    port = free_port()
+    spec = str(REPO / "openapi.yaml")
+    command = [str(prism_bin), "mock", spec, "--host", "127.0.0.1", "--port", str(port), "--verboseLevel", "silent"]
+    return Server("prism", command, cwd=BENCH, port=port, health="/health")
+
+
+def start_all(servers: Sequence[Server], timeout: float = 90.0) -> None:
+    """Start every server at once, then wait for each (in threads: start-up is mostly waiting)."""
+    for server in servers:
+        server.start()
+    failures: list[BaseException] = []
+
+    def wait(server: Server) -> None:
+        try:
+            server.wait_until_healthy(timeout)
+        except BaseException as error:
+            failures.append(error)
+
+    waiters = [threading.Thread(target=wait, args=(server,)) for server in servers]
+    for waiter in waiters:
+        waiter.start()
+    for waiter in waiters:
+        waiter.join()
+    if failures:
+        raise failures[0]

@@ -1,0 +1,78 @@
+"""The benchmark's outside tools, installed when missing: wrk (Debian's package) and Prism (npm, pinned).
+
+wrk comes from `apt-get install -y wrk` (after `apt-get update` if the
+package lists are stale); Prism from `npm ci` (or `npm install`) into
+bench/node_modules, at the version pinned in bench/package.json. A tool that
+is missing and cannot be installed raises ToolMissing, saying why.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+PRISM_BIN = BENCH / "node_modules" / ".bin" / "prism"
+INSTALL_TIMEOUT = 600
+
+
+class ToolMissing(Exception):
+    """A tool the benchmark needs is not there and could not be installed."""
+
+
+def ensure_wrk() -> str:
+    """The path of wrk, installing Debian's package when it is missing."""
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if shutil.which("apt-get") is None:
+        raise ToolMissing("wrk is not installed and there is no apt-get to install it with")
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    if sudo and shutil.which("sudo") is None:
+        raise ToolMissing("wrk is not installed, and installing it needs root (apt-get install -y wrk)")
+    print("bench: installing wrk (apt-get install -y wrk)", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    if not _run([*sudo, "apt-get", "install", "-y", "-q", "wrk"], env=env):
+        _run([*sudo, "apt-get", "update", "-q"], env=env)  # the package lists may be stale or missing
+        _run([*sudo, "apt-get", "install", "-y", "-q", "wrk"], env=env)
+    found = shutil.which("wrk")
+    if not found:
+        raise ToolMissing("wrk is not installed and `apt-get install -y wrk` did not install it")
+    return found
+
+
+def ensure_prism() -> Path:
+    """The path of the pinned Prism CLI, installing it into bench/node_modules when it is missing."""
+    if PRISM_BIN.exists() and installed_prism_version() == pinned_prism_version():
+        return PRISM_BIN
+    npm = shutil.which("npm")
+    if npm is None:
+        raise ToolMissing("Prism is not installed and there is no npm to install it with")
+    command = "ci" if (BENCH / "package-lock.json").exists() else "install"
+    print(f"bench: installing Prism {pinned_prism_version()} (npm {command} in bench/)", flush=True)
+    _run([npm, command, "--no-audit", "--no-fund", "--loglevel=error"], cwd=BENCH)
+    if not PRISM_BIN.exists():
+        raise ToolMissing(f"Prism is not installed and `npm {command}` in bench/ did not install it")
+    return PRISM_BIN
+
+
+def pinned_prism_version() -> str:
+    package = json.loads((BENCH / "package.json").read_text())
+    return str(package["devDependencies"]["@stoplight/prism-cli"])
+
+
+def installed_prism_version() -> str | None:
+    installed = BENCH / "node_modules" / "@stoplight" / "prism-cli" / "package.json"
+    return str(json.loads(installed.read_text())["version"]) if installed.exists() else None
+
+
+def _run(command: list[str], **options: object) -> bool:
+    """Run an install step, its output shown; whether it succeeded (a hang counts as failure)."""
+    try:
+        return subprocess.run(command, timeout=INSTALL_TIMEOUT, check=False, **options).returncode == 0  # type: ignore[call-overload]
+    except (OSError, subprocess.TimeoutExpired) as error:
+        print(f"bench: {' '.join(command)} failed: {error}", flush=True)
+        return False

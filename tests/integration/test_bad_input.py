@@ -1,0 +1,332 @@
+"""A catalogue of bad input against a real gunicorn server: each gets the right answer, and no worker suffers.
+
+Every case here checks the status and, for answers from Understudy, the API's
+error shape ({"type":"error","error":{type,message},"request_id"}, the id the
+request-id header's). After every case the server must still be whole: the
+same worker processes, no traceback in its log, and a normal request served.
+
+A few requests never reach Understudy: gunicorn's HTTP parser refuses a
+header over 8190 bytes, more than 100 headers, an overlong request line or a
+repeated Content-Length with a text/plain answer of its own, before there is
+a request to answer in the API's shape (see gunicorn.conf.py). Those cases
+check gunicorn's answer and, as everywhere, that nothing is left broken.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from app.server_process import ServerProcess
+from app.spec import load_spec
+from app.validation import CONTENT_TYPE_MESSAGE, EMPTY_BODY_MESSAGE
+
+from builders import API_KEY, message_body
+
+JSON_HEADERS = {"x-api-key": API_KEY, "anthropic-version": "2023-06-01", "content-type": "application/json"}
+SPEC = load_spec()
+
+
+class Answer:
+    """A response as read off the wire: status, headers (names in lower case) and body."""
+
+    def __init__(self, response: http.client.HTTPResponse) -> None:
+        self.status = response.status
+        self.headers = {name.lower(): value for name, value in response.getheaders()}
+        self.body = response.read()
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def post(server: ServerProcess, body: bytes | dict, headers: dict | None = None, path: str = "/v1/messages") -> Answer:
+    payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    try:
+        connection.request("POST", path, body=payload, headers=JSON_HEADERS if headers is None else headers)
+        return Answer(connection.getresponse())
+    finally:
+        connection.close()
+
+
+def raw(server: ServerProcess, data: bytes, *, timeout: float = 20) -> Answer:
+    """Send bytes as they are and read one response."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as sock:
+        sock.sendall(data)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        return Answer(response)
+
+
+def request_head(length: int, *extra: str, version: str = "2023-06-01") -> bytes:
+    """The head of a POST /v1/messages with a JSON body of `length` bytes, and extra header lines."""
+    lines = [
+        "POST /v1/messages HTTP/1.1",
+        "Host: 127.0.0.1",
+        "content-type: application/json",
+        f"x-api-key: {API_KEY}",
+        f"anthropic-version: {version}",
+        f"content-length: {length}",
+        *extra,
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def assert_api_error(answer: Answer, status: int, error_type: str, message: str | None = None) -> dict:
+    """`answer` is the API's error object for `status`; the message, when given, starts with `message`."""
+    assert answer.status == status, answer.body[:500]
+    assert answer.headers["content-type"] == "application/json"
+    error = answer.json()
+    assert set(error) == {"type", "error", "request_id"} and error["type"] == "error"
+    assert error["error"]["type"] == error_type
+    assert error["request_id"] == answer.headers["request-id"]
+    if message is not None:
+        assert error["error"]["message"].startswith(message), error["error"]["message"]
+    return error
+
+
+def assert_serves(server: ServerProcess) -> None:
+    answer = post(server, message_body("still here"))
+    assert answer.status == 200 and answer.json()["content"][0]["text"] == "still here"
+
+
+@pytest.fixture(autouse=True)
+def unharmed(server: ServerProcess) -> Iterator[None]:
+    """After each case: the same workers, no traceback in the log, and a normal request served."""
+    workers, logged = server.worker_pids(), len(server.lines)
+    yield
+    assert server.worker_pids() == workers
+    assert_serves(server)
+    assert "Traceback" not in "".join(server.lines[logged:])
+
+
+# ---------------------------------------------------------------------------------------------- the body
+
+
+NO_CONTENT_TYPE = {key: value for key, value in JSON_HEADERS.items() if key != "content-type"}
+GOOD_BODY = json.dumps(message_body()).encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "message"),
+    [
+        pytest.param(b'{"model": "claude-sonnet-4-5", "max_tokens": ', None, "Invalid JSON", id="malformed"),
+        pytest.param(b"[1, 2", None, "Invalid JSON in request body", id="cut-json"),
+        pytest.param(b'{"max_tokens": NaN}', None, "Invalid JSON in request body: NaN", id="nan"),
+        pytest.param(b'{"model": "\xff\xfe"}', None, "The request body is not valid utf-8", id="invalid-utf-8"),
+        pytest.param(b"", None, EMPTY_BODY_MESSAGE, id="empty"),
+        pytest.param(b"   ", None, EMPTY_BODY_MESSAGE, id="blank"),
+        pytest.param(b"[]", None, "body: Input should be a valid dictionary", id="a-list"),
+        pytest.param(GOOD_BODY, NO_CONTENT_TYPE, CONTENT_TYPE_MESSAGE, id="no-content-type"),
+        pytest.param(GOOD_BODY, {**JSON_HEADERS, "content-type": "text/plain"}, CONTENT_TYPE_MESSAGE, id="text-plain"),
+        pytest.param(
+            b"model=claude", {**JSON_HEADERS, "content-type": "application/x-www-form-urlencoded"}, CONTENT_TYPE_MESSAGE
+        ),
+    ],
+)
+def test_a_body_that_is_not_a_json_object_is_a_400(server, body, headers, message):
+    assert_api_error(post(server, body, headers), 400, "invalid_request_error", message)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        pytest.param({"messages": []}, "messages: List should have at least 1 item", id="no-messages"),
+        pytest.param(
+            {"messages": [{"role": "assistant", "content": "I start"}, {"role": "user", "content": "Hi"}]},
+            'messages: first message must use the "user" role',
+            id="assistant-first",
+        ),
+        pytest.param({"max_tokens": 0}, "max_tokens: Input should be greater than or equal to 1", id="max-tokens-0"),
+        pytest.param({"max_tokens": -5}, "max_tokens: Input should be greater than or equal to 1", id="negative"),
+        pytest.param({"max_tokens": 1.5}, "max_tokens: Input should be a valid integer", id="max-tokens-float"),
+        pytest.param({"max_tokens": 100.0}, "max_tokens: Input should be a valid integer", id="max-tokens-100.0"),
+        pytest.param({"max_tokens": "100"}, "max_tokens: Input should be a valid integer", id="max-tokens-string"),
+        pytest.param({"max_tokens": True}, "max_tokens: Input should be a valid integer", id="max-tokens-bool"),
+        pytest.param({"temperature": 1.5}, "temperature: Input should be less than or equal to 1", id="temperature"),
+        pytest.param({"unknown_field": 1}, "unknown_field: Extra inputs are not permitted", id="unknown-field"),
+        pytest.param({"Model": "x"}, "Model: Extra inputs are not permitted", id="wrong-case-field"),
+        pytest.param(
+            {"messages": [{"role": "user", "content": "Hi", "extra": 1}]},
+            "messages.0.extra: Extra inputs are not permitted",
+            id="unknown-nested-field",
+        ),
+    ],
+)
+def test_a_body_that_breaks_the_api_rules_is_a_400_naming_the_field(server, fields, message):
+    assert_api_error(post(server, message_body(**fields)), 400, "invalid_request_error", message)
+
+
+@pytest.mark.parametrize("max_tokens", [10**12, 2**63, 10**30])
+def test_a_huge_max_tokens_is_accepted(server, max_tokens):
+    # The spec sets no maximum (the real API refuses more than the model's limit, but Understudy's
+    # backends serve any model name): a budget larger than any reply is simply not reached.
+    answer = post(server, message_body("Hello", max_tokens=max_tokens))
+    assert answer.status == 200 and answer.json()["stop_reason"] == "end_turn"
+
+
+def _accepts_null(schema: dict) -> bool:
+    """Whether a property's schema, as Connexion reads it, lets it be null."""
+    if "$ref" in schema:
+        return _accepts_null(SPEC["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]])
+    if schema.get("nullable"):
+        return True
+    return any(_accepts_null(branch) for branch in schema.get("oneOf", []) + schema.get("anyOf", []))
+
+
+TOP_LEVEL = SPEC["components"]["schemas"]["MessageCreateParams"]["properties"]
+
+
+@pytest.mark.parametrize("field", sorted(TOP_LEVEL))
+def test_null_in_each_top_level_field(server, field):
+    answer = post(server, message_body(**{field: None}))
+    if _accepts_null(TOP_LEVEL[field]):
+        assert answer.status == 200, answer.body
+    else:
+        assert_api_error(answer, 400, "invalid_request_error", f"{field}: ")
+
+
+def test_a_10_mb_string_in_one_message_is_accepted(server):
+    # Under the 32 MB limit: served, the reply cut at max_tokens.
+    answer = post(server, message_body("word " * 2_000_000, max_tokens=5))
+    assert answer.status == 200
+    reply = answer.json()
+    assert reply["stop_reason"] == "max_tokens" and reply["usage"]["input_tokens"] == 2_000_000
+
+
+def test_10000_messages_are_accepted(server):
+    messages = [{"role": ("user", "assistant")[index % 2], "content": f"turn {index}"} for index in range(10_001)]
+    answer = post(server, message_body(messages=messages))
+    assert answer.status == 200 and answer.json()["content"][0]["text"] == "turn 10000"
+
+
+def _tool_conversation(tool_input: str) -> bytes:
+    """A tool_use whose input is the raw JSON `tool_input`, and its tool_result."""
+    use = '{"type":"tool_use","id":"toolu_1","name":"lookup","input":' + tool_input + "}"
+    return (
+        '{"model":"claude-sonnet-4-5","max_tokens":100,"messages":[{"role":"user","content":"Look it up"},'
+        '{"role":"assistant","content":[' + use + ']},{"role":"user","content":'
+        '[{"type":"tool_result","tool_use_id":"toolu_1","content":"found"}]}]}'
+    ).encode()
+
+
+def test_nesting_10000_deep_in_a_tool_input_is_a_400(server):
+    deep = '{"a":' * 10_000 + "1" + "}" * 10_000
+    answer = post(server, _tool_conversation(deep))
+    assert_api_error(answer, 400, "invalid_request_error", "Invalid JSON in request body: nested too deeply")
+
+
+def test_nesting_that_json_allows_is_served(server):
+    deep = '{"a":' * 900 + "1" + "}" * 900
+    assert post(server, _tool_conversation(deep)).status == 200
+
+
+# ------------------------------------------------------------------------------------------- the headers
+
+
+def test_a_repeated_header_with_the_same_value_is_accepted(server):
+    body = json.dumps(message_body()).encode()
+    answer = raw(server, request_head(len(body), "anthropic-version: 2023-06-01") + body)
+    assert answer.status == 200
+
+
+@pytest.mark.parametrize(
+    ("header", "line"),
+    [
+        ("anthropic-version", "anthropic-version: 2026-10-21"),
+        ("x-api-key", "x-api-key: second-key"),
+        ("authorization", "authorization: Bearer a\r\nauthorization: Bearer b"),
+    ],
+)
+def test_a_repeated_header_with_different_values_is_a_400(server, header, line):
+    body = json.dumps(message_body()).encode()
+    answer = raw(server, request_head(len(body), line) + body)
+    assert_api_error(answer, 400, "invalid_request_error", f"{header}: the header is given more than once")
+
+
+def test_a_header_under_gunicorns_limit_is_served(server):
+    body = json.dumps(message_body()).encode()
+    assert raw(server, request_head(len(body), "x-padding: " + "a" * 8000) + body).status == 200
+
+
+@pytest.mark.parametrize(
+    ("head", "status"),
+    [
+        pytest.param(request_head(2, "x-padding: " + "a" * 100_000), 431, id="100-kb-header"),
+        pytest.param(request_head(2, *(f"x-header-{n}: v" for n in range(101))), 431, id="101-headers"),
+        pytest.param(b"GET /v1/models?after_id=" + b"a" * 10_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, id="long-url"),
+        pytest.param(request_head(2, "content-length: 2"), 400, id="two-content-lengths"),
+        pytest.param(request_head(2, "content-type: application/json"), 400, id="two-content-types"),
+        pytest.param(request_head(2).replace(b"content-length: 2", b"content-length: two"), 400, id="bad-length"),
+    ],
+)
+def test_what_gunicorn_refuses_itself(server, head, status):
+    answer = raw(server, head + b"{}")
+    assert answer.status == status and answer.headers["content-type"] == "text/plain"
+    assert answer.headers["connection"] == "close"
+
+
+# ---------------------------------------------------------------------------------- size, time, the socket
+
+
+def test_a_declared_length_over_the_limit_is_refused_before_the_body_is_sent(server):
+    started = time.monotonic()
+    answer = raw(server, request_head(64 * 1024 * 1024), timeout=10)  # the head only: not one byte of body
+    assert_api_error(answer, 413, "request_too_large", "Request exceeds the maximum allowed size of 33554432 bytes")
+    assert answer.headers["connection"] == "close"
+    assert time.monotonic() - started < 5
+
+
+def test_a_client_that_sends_part_of_its_body_and_closes(server):
+    body = json.dumps(message_body()).encode()
+    for _ in range(20):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(request_head(len(body) + 1000) + body)
+    # `unharmed` checks the workers serve on, with the same pids and nothing in the log
+
+
+@pytest.fixture(scope="module")
+def quick_timeout_server() -> Iterator[ServerProcess]:
+    """One worker, and gunicorn's timeout (how long a body may go quiet) at two seconds."""
+    with ServerProcess({"UNDERSTUDY_API_KEYS": API_KEY}, workers=1, extra_args=["--timeout", "2"]) as running:
+        yield running
+
+
+def test_a_body_that_stops_coming_is_a_408_and_the_worker_serves_meanwhile(quick_timeout_server):
+    server = quick_timeout_server
+    body = json.dumps(message_body()).encode()
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+        sock.sendall(request_head(len(body)) + body[:20])  # then nothing more
+        served = 0
+        while time.monotonic() - started < 1.5:  # the one worker answers others while this body waits
+            assert_serves(server)
+            served += 1
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        answer = Answer(response)
+        assert sock.recv(1) == b"", "the connection stays open after a 408"
+    assert served > 5
+    assert_api_error(answer, 408, "timeout_error", "The request body did not arrive in full in time")
+    assert 2 <= time.monotonic() - started < 10
+    assert_serves(server)
+    assert "Traceback" not in server.output
+
+
+def test_a_slow_body_that_keeps_coming_is_served(quick_timeout_server):
+    body = json.dumps(message_body("slowly")).encode()
+    with socket.create_connection(("127.0.0.1", quick_timeout_server.port), timeout=20) as sock:
+        sock.sendall(request_head(len(body)))
+        for start in range(0, len(body), len(body) // 4 + 1):  # four pieces, each well within the timeout
+            time.sleep(0.6)
+            sock.sendall(body[start : start + len(body) // 4 + 1])
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        answer = Answer(response)
+    assert answer.status == 200 and answer.json()["content"][0]["text"] == "slowly"
