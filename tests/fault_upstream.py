@@ -66,9 +66,8 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
         body = json.dumps(
             {**MESSAGE_START["message"], "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn"}
         )
-        writer.write(
-            f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n{body}".encode()
-        )
+        head = f"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {len(body)}"
+        writer.write(f"{head}\r\n\r\n{body}".encode())  # one answer per connection, and it says so
         await writer.drain()
         writer.close()
 
