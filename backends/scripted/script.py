@@ -85,6 +85,11 @@ def parse_script(source: str, path: str) -> Script:
         raise ScriptError(f"{path}:{line}: not valid YAML: {getattr(error, 'problem', error)}") from None
     if data is None:
         raise ScriptError(f"{path}:1: the script is empty")
+    alias = next((token for token in yaml.scan(source) if isinstance(token, yaml.AliasToken)), None)
+    if alias is not None:
+        # An alias is a reference, so a few lines of them can stand for billions of nodes ("billion laughs"),
+        # which validation would then walk; scripts are small enough to write out in full.
+        raise ScriptError(f"{path}:{alias.start_mark.line + 1}: YAML aliases (*name) are not allowed in scripts")
     invalid = jsonschema.exceptions.best_match(_validator().iter_errors(data))
     if invalid is not None:
         where = "/".join(str(part) for part in invalid.absolute_path) or "the script"

@@ -278,6 +278,7 @@ def test_a_bad_script_with_no_good_one_stops_start_up(tmp_path):
         ("- reply: {text: a}\n  replies: [{text: b}]\n", "a rule has either `reply` or `replies`"),
         ("- reply: !!python/object/apply:os.system [echo hacked]\n", "not valid YAML"),
         ("", ":1: the script is empty"),
+        ("- &a {reply: {text: a}}\n- *a\n", ":2: YAML aliases"),
     ],
 )
 def test_script_mistakes_name_file_and_line(source, problem):
