@@ -16,8 +16,9 @@ Every error on the way becomes an API-shaped error in `errors.py`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import connexion
@@ -38,6 +39,7 @@ from app.spec import load_spec
 from app.speedups import SECURITY_MAP, ViewFunctions, connexion_middlewares
 from app.validation import RequestBodyValidator, RequestParameterValidator
 from backends import backend_class
+from backends.base import Backend
 from backends.catalogue import ModelCatalogue
 from backends.state import SQLiteStore, default_state_file
 
@@ -68,6 +70,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> connexion.FlaskApp
         swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/v1/ui"),
         validator_map=VALIDATORS,
         security_map=SECURITY_MAP,  # Connexion's key checks, without a signature inspection per request
+        lifespan=_closing(backend),
     )
     app.add_api(
         load_spec(allow_unknown_fields=settings.allow_unknown_fields, admin=bool(settings.admin_key)),
@@ -85,7 +88,18 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> connexion.FlaskApp
     return app
 
 
-def _load_backend(settings: Settings) -> Any:
+def _closing(backend: Backend) -> Callable[[Any], contextlib.AbstractAsyncContextManager[None]]:
+    """The app's lifespan: when the worker stops, the backend lets go of its connections and files."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Any) -> AsyncIterator[None]:
+        yield
+        backend.close()
+
+    return lifespan
+
+
+def _load_backend(settings: Settings) -> Backend:
     try:
         catalogue = ModelCatalogue.from_file(settings.models_file)
     except ValueError as error:

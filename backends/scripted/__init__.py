@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from backends.base import ApiError, Backend, EventStream, MessageRequest, Reply
 from backends.echo import echo_message
 from backends.scripted import replies
-from backends.scripted.matching import RequestView, captured, matches, reasons
+from backends.scripted.matching import RequestView, captured, first_match, reasons
 from backends.scripted.script import Rule, Script, ScriptError, load_script, parse_script
 from backends.state import SQLiteStore, StateStore, default_state_file
 
@@ -44,11 +44,10 @@ RELOAD_CHECK_SECONDS = 1.0
 
 @dataclass(frozen=True)
 class Choice:
-    """The rule that answers a request, the reply it gives, and the values its templates may use."""
+    """The rule that answers a request, and its reply with any templates filled."""
 
     rule: Rule
     reply: Mapping[str, Any]
-    values: Mapping[str, str]
 
 
 class ScriptedBackend(Backend):
@@ -79,7 +78,7 @@ class ScriptedBackend(Backend):
         choice = self._choose(request)
         if choice is None:
             return Reply(echo_message(request.body), {RULE_HEADER: FALLBACK_RULE})
-        reply = replies.fill(choice.reply, choice.values)
+        reply = choice.reply
         headers = self._headers(choice, reply)
         if "error" in reply:
             raise self._error(reply["error"], headers)
@@ -90,7 +89,7 @@ class ScriptedBackend(Backend):
         choice = self._choose(request)
         if choice is None:
             return super().stream_message(request)
-        reply = replies.fill(choice.reply, choice.values)
+        reply = choice.reply
         headers = self._headers(choice, reply)
         if "error" in reply:
             raise self._error(reply["error"], headers)
@@ -114,14 +113,14 @@ class ScriptedBackend(Backend):
         self._reload_if_changed()
         script = self.script
         view = RequestView(request.body, request.headers)
-        for rule in script.rules:
-            if matches(rule.conditions, view):
-                return self._next_reply(rule, view, captured(rule.conditions, view))
+        rule = first_match(script.blocks, view)
+        if rule is not None:
+            return self._next_reply(rule, view)
         if script.fallback == "echo":
             return None
         raise ApiError(400, _no_match_message(script.rules, view), headers={RULE_HEADER: FALLBACK_RULE})
 
-    def _next_reply(self, rule: Rule, view: RequestView, groups: Mapping[str, str]) -> Choice:
+    def _next_reply(self, rule: Rule, view: RequestView) -> Choice:
         count = self.store.next_count(f"rule:{rule.name}") if rule.counted else 1
         position = count - 1
         if position >= len(rule.replies):
@@ -132,14 +131,17 @@ class ScriptedBackend(Backend):
                     headers={RULE_HEADER: rule.name},
                 )
             position = position % len(rule.replies) if rule.when_exhausted == "cycle" else len(rule.replies) - 1
+        reply = rule.replies[position]
+        if not rule.templated:  # most replies are plain: nothing to work out
+            return Choice(rule, reply)
         values = {
             "user_text": view.user_text,
-            "model": str(view.body["model"]),
+            "model": view.model,
             "counter": str(count),
             "rule": rule.name,
-            **{f"match.{key}": value for key, value in groups.items()},
+            **{f"match.{key}": value for key, value in captured(rule.conditions, view).items()},
         }
-        return Choice(rule, rule.replies[position], values)
+        return Choice(rule, replies.fill(reply, values))
 
     # ---------------------------------------------------------------- loading
     def _first_load(self) -> Script:

@@ -19,7 +19,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from backends.scripted.matching import Condition, compile_match
+from backends.scripted.matching import Block, Condition, blocks, compile_match
 
 SCHEMA_FILE = Path(__file__).with_name("schema.yaml")
 TEMPLATE = re.compile(r"\{\{\s*([A-Za-z_][\w.]*)\s*\}\}")
@@ -43,6 +43,8 @@ class Rule:
     #: Whether matches are counted in the shared store: a sequence, a rule that fails when used up,
     #: or a {{ counter }} template. Other rules skip the store, which keeps matching cheap.
     counted: bool
+    #: Whether any reply has templates to fill; plain replies are served as they are.
+    templated: bool
 
     @property
     def catches_all(self) -> bool:
@@ -55,6 +57,8 @@ class Script:
 
     path: str
     rules: tuple[Rule, ...]
+    #: The same rules, grouped for matching (`matching.blocks`).
+    blocks: tuple[Block[Rule], ...]
     fallback: str
     warnings: tuple[str, ...]
 
@@ -106,7 +110,7 @@ def parse_script(source: str, path: str) -> Script:
             rules.append(_rule(raw, index, line, defaults))
         except ValueError as problem:
             raise ScriptError(f"{path}:{line}: rule {raw.get('name', index)!r}: {problem}") from None
-    return Script(path, tuple(rules), settings.get("fallback", "echo"), tuple(_warnings(path, rules)))
+    return Script(path, tuple(rules), blocks(rules), settings.get("fallback", "echo"), tuple(_warnings(path, rules)))
 
 
 def _rule(raw: Mapping[str, Any], index: int, line: int, defaults: Mapping[str, Any]) -> Rule:
@@ -114,6 +118,7 @@ def _rule(raw: Mapping[str, Any], index: int, line: int, defaults: Mapping[str, 
     when_exhausted = raw.get("when_exhausted", "repeat_last")
     for reply in replies:
         _check_templates(reply)
+    templates = _template_names(replies)
     return Rule(
         name=str(raw.get("name", f"rule-{index + 1}")),
         line=line,
@@ -121,7 +126,8 @@ def _rule(raw: Mapping[str, Any], index: int, line: int, defaults: Mapping[str, 
         replies=replies,
         when_exhausted=when_exhausted,
         timing={**defaults, **raw.get("stream", {})},
-        counted=len(replies) > 1 or when_exhausted == "fail" or "counter" in _template_names(replies),
+        counted=len(replies) > 1 or when_exhausted == "fail" or "counter" in templates,
+        templated=bool(templates),
     )
 
 

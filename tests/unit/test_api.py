@@ -10,6 +10,7 @@ import json
 import pytest
 
 from app import create_app
+from app.handlers import EXTENSION_KEY
 
 from builders import API_KEY, HEADERS, message_body, weather_tool
 
@@ -178,3 +179,11 @@ def test_stream_is_server_sent_events(client):
 
 def test_swagger_ui_is_served(client):
     assert client.get("/v1/ui/").status_code == 200
+
+
+def test_the_backend_lets_go_of_its_connections_when_the_app_stops():
+    app = create_app({"backend": "proxy", "upstream_url": "http://127.0.0.1:9"})
+    backend = app.app.extensions[EXTENSION_KEY]
+    with app.test_client():
+        assert not backend.client.is_closed
+    assert backend.client.is_closed

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import re
 import time
+from random import Random
 
 import pytest
+import yaml
 
 from backends.base import ApiError, ConnectionAbort, MessageRequest
 from backends.catalogue import DEFAULT_FILE, ModelCatalogue
 from backends.scripted import RULE_HEADER, ScriptedBackend
+from backends.scripted.matching import RequestView, first_match, matches
 from backends.scripted.script import ScriptError, parse_script
 from backends.state import SQLiteStore
 
@@ -59,7 +63,7 @@ def test_first_matching_rule_wins(make_backend):
 
 
 @pytest.mark.parametrize(
-    ("match", "fields", "headers", "matches"),
+    ("match", "fields", "headers", "expected"),
     [
         ({"user_text": "exact text"}, {}, {}, True),
         ({"user_text": "exact"}, {}, {}, False),
@@ -79,11 +83,9 @@ def test_first_matching_rule_wins(make_backend):
         ({"user_id": "alice"}, {"metadata": {"user_id": "alice"}}, {}, True),
     ],
 )
-def test_conditions(make_backend, match, fields, headers, matches):
-    import yaml
-
+def test_conditions(make_backend, match, fields, headers, expected):
     backend = make_backend(yaml.safe_dump({"fallback": "error", "rules": [{"match": match, "reply": {"text": "yes"}}]}))
-    if matches:
+    if expected:
         assert text_of(backend.create_message(request("exact text", headers, **fields))) == "yes"
     else:
         with pytest.raises(ApiError):
@@ -290,3 +292,51 @@ def test_script_mistakes_name_file_and_line(source, problem):
 def test_catch_all_before_other_rules_is_warned_about():
     script = parse_script("- reply: {text: a}\n- match: {turn: 2}\n  reply: {text: b}\n", "s.yaml")
     assert "matches everything" in script.warnings[0]
+
+
+def test_rules_in_a_row_on_one_field_share_a_screen():
+    rules = [{"match": {"user_text": {"contains": f"topic {n}"}}, "reply": {"text": str(n)}} for n in range(50)]
+    rules += [{"match": {"model": "claude-a"}, "reply": {"text": "a"}}, {"reply": {"text": "last"}}]
+    script = parse_script(yaml.safe_dump(rules), "s.yaml")
+    assert [len(block.rules) for block in script.blocks] == [50, 1, 1]
+    asked = (("about topic 7", "7"), ("just topic 1.", "1"), ("topic 49, topic 3", "3"), ("nothing", "last"))
+    for text, answer in asked:
+        view = RequestView(message_body(text), {})
+        assert first_match(script.blocks, view).replies[0]["text"] == answer
+
+
+def test_screened_matching_picks_the_same_rule_as_trying_every_rule():
+    """Random scripts and requests: the screens never change which rule answers."""
+    pieces = ["a", "ab", "abc", "b", "ba", "c", "a.b", "(a", "a*", "é", ""]
+    random = Random(7)
+
+    def text_condition():
+        kind = random.choice(["contains", "contains", "exact", "regex", "ignore_case"])
+        wanted = "".join(random.choices(pieces, k=random.randint(1, 2)))
+        if kind == "ignore_case":
+            return {"contains": wanted.upper(), "ignore_case": True}
+        return {kind: re.escape(wanted) if kind == "regex" else wanted}
+
+    def match():
+        fields = {
+            "user_text": text_condition,
+            "system": text_condition,
+            "model": lambda: random.choice(["m1", "m2"]),
+            "stream": lambda: random.choice([True, False]),
+        }
+        chosen = random.sample(sorted(fields), k=random.randint(0, 2))
+        return {field: fields[field]() for field in chosen}
+
+    for _ in range(300):
+        rules = [{"match": match(), "reply": {"text": str(n)}} for n in range(random.randint(1, 12))]
+        script = parse_script(yaml.safe_dump({"fallback": "error", "rules": rules}), "s.yaml")
+        for _ in range(10):
+            body = message_body(
+                "".join(random.choices(pieces, k=random.randint(0, 4))),
+                model=random.choice(["m1", "m2"]),
+                stream=random.choice([True, False]),
+                system="".join(random.choices(pieces, k=random.randint(0, 3))),
+            )
+            view = RequestView(body, {})
+            expected = next((rule for rule in script.rules if matches(rule.conditions, view)), None)
+            assert first_match(script.blocks, view) is expected
