@@ -215,20 +215,36 @@ def blocks(rules: Sequence[RuleT]) -> tuple[Block[RuleT], ...]:
     return tuple(grouped)
 
 
-def _screen(literals: Sequence[Literal]) -> Callable[[RequestView], bool]:
-    """Whether the field holds any of the literals' strings (all of one field and kind)."""
+#: Screens are regexes built from the rules' strings; beyond this many characters in all (or this deep a
+#: nesting of shared prefixes) building one costs more than it saves, and the rules are tried one by one.
+SCREEN_MAX_CHARACTERS = 20_000
+SCREEN_MAX_NESTING = 100
+
+
+def _screen(literals: Sequence[Literal]) -> Callable[[RequestView], bool] | None:
+    """Whether the field holds any of the literals' strings (all of one field and kind); None: no screen."""
     value_of = literals[0].value_of
     if literals[0].kind == "exact":
         wanted = frozenset(literal.wanted for literal in literals)
         return lambda view: value_of(view) in wanted
+    strings = {literal.wanted for literal in literals}
+    if sum(map(len, strings)) > SCREEN_MAX_CHARACTERS:
+        return None
     # One regex, its alternatives merged into a trie ("topic (?:1|2)"), so the regex engine tries a
     # few letters at each position of the text rather than every string in turn.
-    any_of = re.compile(_trie_pattern(literal.wanted for literal in literals))
+    try:
+        any_of = re.compile(_trie_pattern(strings))
+    except _TooDeep:
+        return None
     return lambda view: any_of.search(value_of(view)) is not None
 
 
+class _TooDeep(Exception):
+    """The strings' shared prefixes nest deeper than a regex should."""
+
+
 def _trie_pattern(strings: Iterable[str]) -> str:
-    """A regex matching any of `strings`, with shared prefixes written once."""
+    """A regex matching any of `strings`, with shared prefixes written once; raises _TooDeep."""
     trie: dict[str, Any] = {}
     for string in strings:
         node = trie
@@ -236,14 +252,20 @@ def _trie_pattern(strings: Iterable[str]) -> str:
             node = node.setdefault(character, {})
         node[""] = {}  # a string ends here
 
-    def pattern(node: dict[str, Any]) -> str:
-        branches = [re.escape(character) + pattern(child) for character, child in sorted(node.items()) if character]
-        if not branches:
-            return ""
-        body = branches[0] if len(branches) == 1 else f"(?:{'|'.join(branches)})"
-        return f"(?:{body})?" if "" in node else body
+    def pattern(node: dict[str, Any], depth: int) -> str:
+        if depth > SCREEN_MAX_NESTING:
+            raise _TooDeep
+        run = []
+        while len(node) == 1 and "" not in node:  # letters with no choice: written out in one go
+            ((character, node),) = node.items()
+            run.append(character)
+        branches = [
+            re.escape(character) + pattern(child, depth + 1) for character, child in sorted(node.items()) if character
+        ]
+        rest = "" if not branches else branches[0] if len(branches) == 1 else f"(?:{'|'.join(branches)})"
+        return re.escape("".join(run)) + (f"(?:{rest})?" if "" in node and rest else rest)
 
-    return pattern(trie)
+    return pattern(trie, 0)
 
 
 def captured(conditions: Sequence[Condition], view: RequestView) -> Groups:

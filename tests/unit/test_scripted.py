@@ -340,3 +340,21 @@ def test_screened_matching_picks_the_same_rule_as_trying_every_rule():
             view = RequestView(body, {})
             expected = next((rule for rule in script.rules if matches(rule.conditions, view)), None)
             assert first_match(script.blocks, view) is expected
+
+
+@pytest.mark.parametrize(
+    "strings",
+    [
+        [f"{'x' * 5000} {n}" for n in range(5)],  # too long for a screen: the rules are tried one by one
+        ["a" * n for n in range(1, 300)],  # prefixes nested too deep for one regex
+        [f"{'y' * 1500}{n}" for n in range(5)],  # long, with a long shared prefix
+    ],
+)
+def test_long_or_deeply_shared_strings_still_load_and_match(strings):
+    rules = [{"match": {"user_text": {"contains": string}}, "reply": {"text": "yes"}} for string in strings]
+    script = parse_script(yaml.safe_dump({"fallback": "error", "rules": rules}), "s.yaml")
+    for string in strings:
+        view = RequestView(message_body(f"<{string}>"), {})
+        expected = next(rule for rule in script.rules if matches(rule.conditions, view))
+        assert first_match(script.blocks, view) is expected
+    assert first_match(script.blocks, RequestView(message_body("none of them"), {})) is None
