@@ -7,6 +7,7 @@ the fault (the body is read as JSON):
 - `cut-stream`: a 200 event stream that stops after two events, connection closed;
 - `slow-stream`: one event every 0.2 s for 10 s, printing `client gone after N events` when the reader leaves;
 - `stalled-stream`: two events, then silence, printing `closed after S s` when the reader hangs up;
+- `rate-limited`: a 429 error with retry and rate-limit headers, and hop-by-hop ones that must not pass;
 - anything else: a normal, tiny 200 JSON message.
 It prints `ready` once it listens. Only 127.0.0.1.
 """
@@ -37,6 +38,17 @@ MESSAGE_START = {
 }  # fmt: skip
 
 
+RATE_LIMITED = {
+    "type": "error",
+    "error": {"type": "rate_limit_error", "message": "Number of request tokens has exceeded your rate limit."},
+    "request_id": "req_01upstreamRateLimited000",
+}
+RATE_LIMIT_HEADERS = (
+    "retry-after: 7\r\nanthropic-ratelimit-requests-remaining: 0\r\nrequest-id: req_01upstreamRateLimited000\r\n"
+    "keep-alive: timeout=5\r\nproxy-authenticate: Basic\r\n"
+)
+
+
 async def read_request(reader: asyncio.StreamReader) -> dict:
     head = await reader.readuntil(b"\r\n\r\n")
     length = next(
@@ -62,14 +74,20 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
         await stream(writer, cut=model == "cut-stream")
     elif model == "stalled-stream":
         await stalled_stream(reader, writer)
+    elif model == "rate-limited":
+        await answer(writer, "429 Too Many Requests", RATE_LIMITED, RATE_LIMIT_HEADERS)
     else:
-        body = json.dumps(
-            {**MESSAGE_START["message"], "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn"}
-        )
-        head = f"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {len(body)}"
-        writer.write(f"{head}\r\n\r\n{body}".encode())  # one answer per connection, and it says so
-        await writer.drain()
-        writer.close()
+        message = {**MESSAGE_START["message"], "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn"}
+        await answer(writer, "200 OK", message)
+
+
+async def answer(writer: asyncio.StreamWriter, status: str, payload: dict, headers: str = "") -> None:
+    """A JSON answer, the last on its connection (and it says so)."""
+    body = json.dumps(payload)
+    head = f"HTTP/1.1 {status}\r\nconnection: close\r\n{headers}content-type: application/json\r\n"
+    writer.write(f"{head}content-length: {len(body)}\r\n\r\n{body}".encode())
+    await writer.drain()
+    writer.close()
 
 
 async def stream(writer: asyncio.StreamWriter, *, cut: bool) -> None:

@@ -8,6 +8,7 @@ HTTP library.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ import yaml
 from app.server_process import ServerProcess, free_port
 
 from builders import weather_tool
+from fault_upstream import RATE_LIMITED
 
 UPSTREAM_KEY = "sk-upstream-secret-0123456789"
 CLIENT_KEY = "client-key-of-the-gateway"
@@ -122,9 +124,12 @@ def test_bad_requests_never_reach_the_upstream(upstream, gateway, sdk):
 
 
 def test_headers_forwarded_and_dropped(upstream, sdk):
-    ask(sdk, "headers", extra_headers={"anthropic-beta": "some-beta-2026-01-01"})
+    extra = {"anthropic-beta": "some-beta-2026-01-01", "x-trace": "t-1", "proxy-authorization": "Basic eDp5"}
+    ask(sdk, "headers", extra_headers={**extra, "te": "gzip"})
     seen = journal(upstream)[-1]["headers"]
     assert seen["anthropic-version"] == "2026-10-21" and seen["anthropic-beta"] == "some-beta-2026-01-01"
+    assert seen["x-trace"] == "t-1"
+    assert "proxy-authorization" not in seen and "te" not in seen  # hop-by-hop: this hop's, not the upstream's
     assert "authorization" not in seen  # the client's own key stays at the gateway
     assert seen["x-api-key"] == "[masked]"  # the gateway's upstream key (masked by the upstream's journal)
 
@@ -167,6 +172,86 @@ def test_upstream_faults_become_api_errors(faulty, model, status, error_type):
         with pytest.raises(anthropic.APIStatusError) as error:
             client.messages.create(model=model, max_tokens=10, messages=[{"role": "user", "content": "x"}])
         assert error.value.status_code == status and error.value.type == error_type
+
+
+def test_an_upstream_that_does_not_accept_in_time_is_a_504():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)  # room for one waiting connection, which the filler takes: later connects get no answer
+    filler = socket.create_connection(listener.getsockname())
+    env = proxy_env(f"http://127.0.0.1:{listener.getsockname()[1]}", UNDERSTUDY_UPSTREAM_CONNECT_TIMEOUT="0.5")
+    try:
+        with ServerProcess(env) as gateway:
+            client = anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0, timeout=10)
+            started = time.monotonic()
+            with pytest.raises(anthropic.APIStatusError) as error:
+                ask(client)
+            assert error.value.status_code == 504 and error.value.type == "timeout_error"
+            assert time.monotonic() - started < 3  # the connect timeout, not the read timeout (600 s)
+    finally:
+        filler.close()
+        listener.close()
+
+
+def test_upstream_errors_keep_their_body_and_retry_headers_and_lose_hop_by_hop_ones(faulty):
+    with ServerProcess(proxy_env(faulty.url)) as gateway:
+        client = anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0)
+        with pytest.raises(anthropic.RateLimitError) as error:
+            client.messages.create(model="rate-limited", max_tokens=1, messages=[{"role": "user", "content": "x"}])
+    headers = error.value.response.headers
+    assert error.value.response.json() == RATE_LIMITED
+    assert headers["retry-after"] == "7" and headers["anthropic-ratelimit-requests-remaining"] == "0"
+    assert headers["request-id"] == RATE_LIMITED["request_id"]
+    assert "keep-alive" not in headers and "proxy-authenticate" not in headers
+
+
+def test_unknown_fields_pass_through_only_when_allowed(upstream):
+    lenient_upstream = {"UNDERSTUDY_ALLOW_UNKNOWN_FIELDS": "true", "UNDERSTUDY_JOURNAL": "true"}
+    lenient_upstream |= {"UNDERSTUDY_ADMIN_KEY": ADMIN_KEY}
+    with ServerProcess(lenient_upstream) as newer:
+        for allowed in (False, True):
+            env = proxy_env(newer.base_url, UNDERSTUDY_ALLOW_UNKNOWN_FIELDS=str(allowed).lower())
+            with ServerProcess(env) as gateway:
+                client = anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0)
+                if allowed:
+                    assert ask(client, "newer", extra_body={"feature_from_2027": {"on": True}}).content
+                else:
+                    with pytest.raises(anthropic.BadRequestError, match="feature_from_2027"):
+                        ask(client, "older", extra_body={"feature_from_2027": {"on": True}})
+        bodies = [entry["body"] for entry in journal(newer)]
+    assert [body["messages"][0]["content"] for body in bodies] == ["newer"]  # the refused call never left
+    assert bodies[0]["feature_from_2027"] == {"on": True}
+
+
+def upstream_connections(port: int) -> int:
+    """Established loopback connections to `port` from the client side (/proc/net/tcp)."""
+    rows = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
+    return sum(1 for row in rows if int(row[2].split(":")[1], 16) == port and row[3] == "01")
+
+
+def test_the_pool_keeps_connections_alive_and_bounded(tmp_path):
+    script = tmp_path / "slow.yaml"
+    script.write_text(
+        yaml.safe_dump(
+            [
+                {"match": {"user_text": "slow"}, "reply": {"text": "slow", "fault": {"kind": "stall", "seconds": 1}}},
+                {"reply": {"text": "quick"}},
+            ]
+        )
+    )
+    upstream_env = {"UNDERSTUDY_BACKEND": "scripted", "UNDERSTUDY_SCRIPT": str(script)}
+    with ServerProcess(upstream_env) as upstream:
+        port = int(upstream.base_url.rsplit(":", 1)[1])
+        env = proxy_env(upstream.base_url, UNDERSTUDY_UPSTREAM_CONNECTIONS="2")
+        with ServerProcess(env, workers=1) as gateway:
+            client = anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0, timeout=20)
+            assert [ask(client, f"{n}").content[0].text for n in range(10)] == ["quick"] * 10
+            assert upstream_connections(port) == 1  # ten calls, one kept-alive connection
+            with ThreadPoolExecutor(max_workers=6) as pool:
+                slow = [pool.submit(ask, client, "slow") for _ in range(6)]
+                time.sleep(0.5)
+                assert upstream_connections(port) == 2  # six waiting calls, two connections: the bound
+                assert [call.result().content[0].text for call in slow] == ["slow"] * 6
 
 
 def test_unreachable_upstream_is_a_502():
