@@ -89,16 +89,17 @@ def ask(client, text="Hello through the gateway", **fields):
     return client.messages.create(model=MODEL, messages=[{"role": "user", "content": text}], **fields)
 
 
-def test_messages_pass_through_with_the_upstream_key(sdk):
+def test_messages_pass_through_with_the_upstream_key(upstream, sdk):
     message = ask(sdk)
     assert message.content[0].text == "Hello through the gateway"  # the echo upstream answered
-    assert message._request_id.startswith("req_")
+    assert message._request_id == journal(upstream)[-1]["request_id"]  # the upstream's request id, kept
 
 
-def test_streams_pass_through(sdk):
+def test_streams_pass_through(upstream, sdk):
     with sdk.messages.stream(model=MODEL, max_tokens=100, messages=[{"role": "user", "content": "streamed"}]) as s:
         assert "".join(s.text_stream) == "streamed"
         assert s.get_final_message().stop_reason == "end_turn"
+        assert s.response.headers["request-id"] == journal(upstream)[-1]["request_id"]
 
 
 def test_count_tokens_and_models(sdk):
