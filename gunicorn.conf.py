@@ -9,8 +9,9 @@ import multiprocessing
 import os
 import sys
 
-# Connexion 3 apps are ASGI; gunicorn 25.1+ serves them with its own asyncio worker.
-worker_class = "asgi"
+# Connexion 3 apps are ASGI; gunicorn 25.1+ serves them with its own asyncio worker, which
+# app/worker.py makes take turns at the shared listening socket (so workers share connections out).
+worker_class = "app.worker.Worker"
 # One worker per core: each worker is one event loop plus a pool of handler threads.
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
 # A worker that stops answering its heartbeat for this long is replaced. The asgi worker also waits
@@ -18,10 +19,11 @@ workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
 timeout = 30
 # On SIGTERM a worker stops accepting connections and waits up to this long for those it has: in-flight
 # requests and streams finish, idle keep-alive connections close when their keep-alive runs out; then
-# whatever is left is cut off. (A worker still loading the app when SIGTERM comes misses it — uvloop
-# drops a signal that arrives before its loop runs — and serves on until this timeout, when the master
-# kills it; `asgi_loop = "asyncio"` would not miss it, at some cost in speed.)
+# whatever is left is cut off.
 graceful_timeout = 30
+# asyncio's own loop, even where uvloop is installed: app/worker.py shares connections out on it, and
+# uvloop would drop a SIGTERM that arrives while a worker is still loading the app.
+asgi_loop = "asyncio"
 # gunicorn refuses these requests itself, before any of Understudy runs, with a text/plain answer and
 # Connection: close: a request line over 4094 bytes (414), more than 100 header fields or one over
 # 8190 bytes (431), a malformed or repeated Content-Length (400). They cannot be answered in the API's

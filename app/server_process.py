@@ -107,9 +107,9 @@ class ServerProcess:
     def _all_workers_listen(self) -> bool:
         """Whether every asgi worker has finished booting (other worker classes are not waited for).
 
-        Under uvloop, an asgi worker that gets SIGTERM while it is still loading the app loses the signal
-        and serves on until the master kills it, graceful_timeout later; so a server stopped straight after
-        it started would take 30 s to stop, and a booting worker would keep accepting connections.
+        So tests meet the whole server: every worker takes its share of connections from the start. (Under
+        uvloop, which gunicorn.conf.py does not use, a worker that gets SIGTERM while still loading the app
+        would also lose the signal and serve on until the master kills it, graceful_timeout later.)
         """
         if any(arg in ("-k", "--worker-class") or arg.startswith("--worker-class=") for arg in self.command):
             return True

@@ -47,7 +47,8 @@ class ConfiguredServer(servers.Server):
     def __init__(self, name: str, env: dict[str, str], command: list[str] | None = None) -> None:
         port = servers.free_port()
         command = command or [sys.executable, "-m", "gunicorn", "wsgi:app", "--bind", f"127.0.0.1:{port}"]
-        super().__init__(name, command, cwd=servers.REPO, port=port, health="/health")
+        workers = int(env.get("WEB_CONCURRENCY", servers.default_workers()))
+        super().__init__(name, command, cwd=servers.REPO, port=port, health="/health", asgi_workers=workers)
         self.env = env
 
     def start(self) -> None:

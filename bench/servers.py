@@ -50,12 +50,17 @@ def default_workers() -> int:
 class Server:
     """One server process: started, waited for (health check with a deadline), measured, stopped."""
 
-    def __init__(self, name: str, command: Sequence[str], *, cwd: Path, port: int, health: str) -> None:
+    def __init__(
+        self, name: str, command: Sequence[str], *, cwd: Path, port: int, health: str, asgi_workers: int = 0
+    ) -> None:
         self.name = name
         self.command = list(command)
         self.cwd = cwd
         self.port = port
         self.health = health
+        #: For a gunicorn asgi server: how many workers to wait for. The health check passes once one
+        #: serves; measuring before the others listen would load one worker with every connection.
+        self.asgi_workers = asgi_workers
         self.process: subprocess.Popen[bytes] | None = None
         # The server's output, shown if it fails to start; closed (and so removed) with this object.
         self.log = tempfile.TemporaryFile()  # noqa: SIM115
@@ -73,14 +78,17 @@ class Server:
         while time.monotonic() < deadline and self.process.poll() is None:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{self.health}", timeout=2) as answer:
-                    if answer.status == 200:
+                    if answer.status == 200 and self._output().count("ASGI server listening") >= self.asgi_workers:
                         return
             except OSError:
                 pass
             time.sleep(0.2)
-        self.log.seek(0)
-        output = self.log.read().decode(errors="replace")[-3000:]
-        raise RuntimeError(f"{self.name} did not start (exit code {self.process.poll()}):\n{output}")
+        raise RuntimeError(f"{self.name} did not start (exit code {self.process.poll()}):\n{self._output()[-3000:]}")
+
+    def _output(self) -> str:
+        # pread, not seek and read: the server writes through the same file offset.
+        fd = self.log.fileno()
+        return os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
 
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM, wait, then SIGKILL (the server's own process group: a gunicorn master and its workers)."""
@@ -134,7 +142,7 @@ def thread_count(pid: int) -> int:
 def understudy() -> Server:
     port = free_port()
     command = [sys.executable, "-m", "gunicorn", "wsgi:app", "--bind", f"127.0.0.1:{port}"]
-    return Server("understudy", command, cwd=REPO, port=port, health="/health")
+    return Server("understudy", command, cwd=REPO, port=port, health="/health", asgi_workers=default_workers())
 
 
 def flask_baseline(workers: int) -> Server:
