@@ -9,9 +9,10 @@ the upstream key and the clients' keys — are masked wherever they appear;
 headers are never recorded.
 
 Workers share the file under a lock. A new request's rule is appended to the
-file, and each worker parses only what others appended since it last looked,
-so recording costs the same at the thousandth exchange as at the first; only
-a repeated request rewrites the file (whole, replacing it at once).
+file in one write, and each worker parses only what others appended since it
+last looked, so an exchange does not cost more as the file grows (but for
+reading it); only a repeated request rewrites the file, whole, replacing it at
+once.
 """
 
 from __future__ import annotations
@@ -104,21 +105,24 @@ class Recorder:
                 if rule is None:
                     self._append({"name": f"recorded-{len(self._rules) + 1}", "match": match, "reply": reply})
                 else:
-                    earlier = rule.pop("replies", None) or [rule.pop("reply")]
-                    rule["replies"] = [*earlier, reply]
-                    self._rewrite()
+                    self._rewrite(rule, _with_reply(rule, reply))
         except (OSError, ValueError, yaml.YAMLError):
+            self._text = ""  # whatever went wrong, read the whole file afresh next time
             logger.exception("could not record an exchange to %s", self.path)
 
     def _catch_up(self) -> None:
         """This worker's copy of the file brought up to date, parsing only what was appended since."""
         current = self.path.read_text(encoding="utf-8") if self.path.exists() else ""
-        if self._text and current.startswith(self._text):
-            added = _rules_in(current[len(self._text) :])
-        else:  # first look, or another worker rewrote the file
-            self._rules, self._by_match, added = [], {}, _rules_in(current)
+        added = current[len(self._text) :]
+        # Appends add whole rules, each starting "- " at the left margin. A rewrite by another worker can
+        # also leave this worker's text as a prefix (a last rule's replies grown by one, indented), so
+        # anything else means: parse the whole file again.
+        if self._text and current.startswith(self._text) and (not added or added.startswith("- ")):
+            new_rules = _rules_in(added)
+        else:
+            self._rules, self._by_match, new_rules = [], {}, _rules_in(current)
         self._text = current
-        for rule in added:
+        for rule in new_rules:
             self._rules.append(rule)
             self._by_match.setdefault(_key(rule["match"]), rule)  # the first rule with a match is the one that answers
 
@@ -126,18 +130,30 @@ class Recorder:
         piece = yaml.dump([rule], Dumper=Dumper, sort_keys=False, allow_unicode=True)
         if not self._text:
             piece = HEADER + piece
-        with self.path.open("a", encoding="utf-8") as file:
-            file.write(piece)
+        elif not self._text.endswith("\n"):  # a file someone saved without a last newline
+            piece = "\n" + piece
+        # One write to a file opened for appending: the piece lands whole, after whatever another worker wrote.
+        descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(descriptor, piece.encode("utf-8"))
+        finally:
+            os.close(descriptor)
         self._text += piece
         self._rules.append(rule)
         self._by_match[_key(rule["match"])] = rule
 
-    def _rewrite(self) -> None:
-        whole = HEADER + yaml.dump(self._rules, Dumper=Dumper, sort_keys=False, allow_unicode=True)
+    def _rewrite(self, old: JSON, new: JSON) -> None:
+        """The file written again whole, with rule `old` replaced by `new`; memory changes only once it is."""
+        rules = [new if rule is old else rule for rule in self._rules]
+        whole = HEADER + yaml.dump(rules, Dumper=Dumper, sort_keys=False, allow_unicode=True)
         temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        temporary.write_text(whole, encoding="utf-8")
-        os.replace(temporary, self.path)
-        self._text = whole
+        try:
+            temporary.write_text(whole, encoding="utf-8")
+            os.replace(temporary, self.path)
+        finally:
+            temporary.unlink(missing_ok=True)
+        self._text, self._rules = whole, rules
+        self._by_match[_key(new["match"])] = new
 
     def _masked(self, value: Any) -> Any:
         if isinstance(value, str):
@@ -201,6 +217,13 @@ def _rules_in(source: str) -> list[JSON]:
     if not isinstance(rules, list) or not all(isinstance(rule, dict) and "match" in rule for rule in rules):
         raise ValueError("it is not a recording: a YAML list of rules with a `match` each")
     return rules
+
+
+def _with_reply(rule: Mapping[str, Any], reply: JSON) -> JSON:
+    """`rule` with `reply` added after the replies it has."""
+    earlier = rule.get("replies") or ([rule["reply"]] if "reply" in rule else [])
+    rest = {key: value for key, value in rule.items() if key not in ("reply", "replies")}
+    return {**rest, "replies": [*earlier, reply]}
 
 
 def _key(match: Mapping[str, Any]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from backends.base import ApiError
 from backends.recording import Recorder
@@ -71,3 +72,37 @@ def test_a_file_that_is_not_a_recording_is_left_alone_and_logged(tmp_path, caplo
         Recorder(path, []).record(*exchange("q", "a"))  # the exchange itself is unharmed
     assert path.read_text() == "rules:\n  - reply: {text: mine}\n"
     assert "not a recording" in caplog.text
+
+
+def test_a_request_repeated_across_workers_keeps_every_reply(tmp_path):
+    path = tmp_path / "recorded.yaml"
+    workers = [Recorder(path, []), Recorder(path, [])]
+    for n in range(6):  # the same request, worker after worker: each rewrite grows the last rule's replies
+        workers[n % 2].record(*exchange("again", f"answer {n}"))
+    workers[1].record(*exchange("new", "fresh"))
+    rules = load_script(path)[0].rules
+    assert [reply["content"][0]["text"] for reply in rules[0].replies] == [f"answer {n}" for n in range(6)]
+    assert [rule.replies[0]["content"][0]["text"] for rule in rules[1:]] == ["fresh"]
+
+
+def test_a_failed_rewrite_leaves_no_trace(tmp_path, caplog):
+    path = tmp_path / "recorded.yaml"
+    recorder = Recorder(path, [])
+    recorder.record(*exchange("q", "first"))
+    blocker = tmp_path / f".recorded.yaml.{os.getpid()}.tmp"
+    blocker.mkdir()  # the rewrite's temporary file cannot be written
+    with caplog.at_level(logging.ERROR, logger="understudy"):
+        recorder.record(*exchange("q", "lost"))
+    assert "could not record" in caplog.text
+    blocker.rmdir()
+    recorder.record(*exchange("q", "second"))
+    replies = load_script(path)[0].rules[0].replies
+    assert [reply["content"][0]["text"] for reply in replies] == ["first", "second"]
+
+
+def test_an_append_to_a_file_without_a_last_newline(tmp_path):
+    path = tmp_path / "recorded.yaml"
+    Recorder(path, []).record(*exchange("one", "a"))
+    path.write_text(path.read_text().rstrip("\n"))  # saved by an editor that drops it
+    Recorder(path, []).record(*exchange("two", "b"))
+    assert [rule.name for rule in load_script(path)[0].rules] == ["recorded-1", "recorded-2"]
