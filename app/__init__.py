@@ -93,8 +93,10 @@ def _closing(backend: Backend) -> Callable[[Any], contextlib.AbstractAsyncContex
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
-        yield
-        backend.close()
+        try:
+            yield
+        finally:
+            backend.close()
 
     return lifespan
 
