@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 from backends.base import ApiError, Backend, EventStream, MessageRequest, Reply
 from backends.echo import echo_message
 from backends.scripted import replies
-from backends.scripted.matching import RequestView, captured, first_match, reasons
+from backends.scripted.matching import RequestView, captured, reasons
+from backends.scripted.screens import first_match
 from backends.scripted.script import Rule, Script, ScriptError, load_script, parse_script
 from backends.state import SQLiteStore, StateStore, default_state_file
 

@@ -3,21 +3,20 @@
 A `match` is compiled once, when the script loads, into a list of conditions,
 cheapest first; a request is read once into a `RequestView`. Matching stops at
 a rule's first failing condition, and rules in a row that test one field with
-plain strings share a screen that passes over all of them at once (`blocks`),
-so a long script costs little per request. Only when no rule matches are the
-reasons worked out, in words a tester can act on ("user_text does not contain
-'weather'"), for the closest rule.
+plain strings share a screen that passes over all of them at once
+(`screens.py`), so a long script costs little per request. Only when no rule
+matches are the reasons worked out, in words a tester can act on ("user_text
+does not contain 'weather'"), for the closest rule.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from itertools import groupby
 from operator import attrgetter
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any
 
 from backends import text
 
@@ -115,7 +114,7 @@ class TextMatch:
 
 
 @dataclass(frozen=True)
-class Literal:
+class PlainTest:
     """A plain string test of one field (`exact` or `contains`, case kept), which rules in a row can share."""
 
     label: str
@@ -134,24 +133,8 @@ class Condition:
     holds: Callable[[RequestView], bool]
     failure: Callable[[RequestView], str]
     groups: Callable[[RequestView], Groups] | None = None
-    #: Set for a plain string comparison, so that a screen can test many rules' strings at once.
-    literal: Literal | None = None
-
-
-class HasConditions(Protocol):
-    @property
-    def conditions(self) -> tuple[Condition, ...]: ...
-
-
-RuleT = TypeVar("RuleT", bound=HasConditions)
-
-
-@dataclass(frozen=True)
-class Block(Generic[RuleT]):
-    """Rules in a row, and a screen that is false only when none of them can match (None: no screen)."""
-
-    rules: tuple[RuleT, ...]
-    screen: Callable[[RequestView], bool] | None = None
+    #: Set for a plain string comparison, so that a screen can test many rules' strings at once (screens.py).
+    plain: PlainTest | None = None
 
 
 def compile_match(match: Mapping[str, Any]) -> list[Condition]:
@@ -176,96 +159,6 @@ def matches(conditions: Sequence[Condition], view: RequestView) -> bool:
         if not condition.holds(view):
             return False
     return True
-
-
-def first_match(blocks: Sequence[Block[RuleT]], view: RequestView) -> RuleT | None:
-    """The first rule, in script order, whose conditions all hold."""
-    for block in blocks:
-        if block.screen is not None and not block.screen(view):
-            continue  # none of the block's rules can match
-        for rule in block.rules:
-            if matches(rule.conditions, view):
-                return rule
-    return None
-
-
-def blocks(rules: Sequence[RuleT]) -> tuple[Block[RuleT], ...]:
-    """The rules in order, in blocks a request can pass over at once.
-
-    Rules in a row whose cheapest condition compares the same field with a plain
-    string of the same kind ("user_text contains …", "model is …") share a
-    screen: one set lookup, or one regex that finds any of their strings. Each of
-    those rules needs its own string, so when the screen finds none, no rule of
-    the block can match; when it finds one, the block's rules are tried in order
-    as usual. Order, and so which rule answers, is unchanged.
-    """
-
-    def key(rule: RuleT) -> tuple[str, str] | None:
-        literal = rule.conditions[0].literal if rule.conditions else None
-        return None if literal is None else (literal.label, literal.kind)
-
-    grouped: list[Block[RuleT]] = []
-    for shared, run in groupby(rules, key=key):
-        run_rules = tuple(run)
-        if shared is None or len(run_rules) == 1:
-            grouped.extend(Block((rule,)) for rule in run_rules)
-        else:
-            literals = [rule.conditions[0].literal for rule in run_rules]
-            grouped.append(Block(run_rules, _screen([literal for literal in literals if literal is not None])))
-    return tuple(grouped)
-
-
-#: Screens are regexes built from the rules' strings; beyond this many characters in all (or this deep a
-#: nesting of shared prefixes) building one costs more than it saves, and the rules are tried one by one.
-SCREEN_MAX_CHARACTERS = 20_000
-SCREEN_MAX_NESTING = 100
-
-
-def _screen(literals: Sequence[Literal]) -> Callable[[RequestView], bool] | None:
-    """Whether the field holds any of the literals' strings (all of one field and kind); None: no screen."""
-    value_of = literals[0].value_of
-    if literals[0].kind == "exact":
-        wanted = frozenset(literal.wanted for literal in literals)
-        return lambda view: value_of(view) in wanted
-    strings = {literal.wanted for literal in literals}
-    if sum(map(len, strings)) > SCREEN_MAX_CHARACTERS:
-        return None
-    # One regex, its alternatives merged into a trie ("topic (?:1|2)"), so the regex engine tries a
-    # few letters at each position of the text rather than every string in turn.
-    try:
-        any_of = re.compile(_trie_pattern(strings))
-    except _TooDeep:
-        return None
-    return lambda view: any_of.search(value_of(view)) is not None
-
-
-class _TooDeep(Exception):
-    """The strings' shared prefixes nest deeper than a regex should."""
-
-
-def _trie_pattern(strings: Iterable[str]) -> str:
-    """A regex matching any of `strings`, with shared prefixes written once; raises _TooDeep."""
-    trie: dict[str, Any] = {}
-    for string in strings:
-        node = trie
-        for character in string:
-            node = node.setdefault(character, {})
-        node[""] = {}  # a string ends here
-
-    def pattern(node: dict[str, Any], depth: int) -> str:
-        if depth > SCREEN_MAX_NESTING:
-            raise _TooDeep
-        run = []
-        while len(node) == 1 and "" not in node:  # letters with no choice: written out in one go
-            ((character, node),) = node.items()
-            run.append(character)
-        branches = [
-            re.escape(character) + pattern(child, depth + 1) for character, child in sorted(node.items()) if character
-        ]
-        rest = "" if not branches else branches[0] if len(branches) == 1 else f"(?:{'|'.join(branches)})"
-        return re.escape("".join(run)) + (f"(?:{rest})?" if "" in node and rest else rest)
-
-    return pattern(trie, 0)
 
 
 def captured(conditions: Sequence[Condition], view: RequestView) -> Groups:
@@ -297,12 +190,12 @@ def _header(name: str) -> Callable[[RequestView], str]:
 def _text_condition(label: str, value_of: Callable[[RequestView], str], matcher: TextMatch) -> Condition:
     wanted = matcher.wanted
     if matcher.literal:  # the common case, and the cheapest: a plain comparison, tried before anything else
-        literal = Literal(label, matcher.kind, wanted, value_of)
+        plain = PlainTest(label, matcher.kind, wanted, value_of)
         if matcher.kind == "exact":
             holds: Callable[[RequestView], bool] = lambda view: value_of(view) == wanted  # noqa: E731
         else:
             holds = lambda view: wanted in value_of(view)  # noqa: E731
-        return Condition(0, holds, lambda view: f"{label} {matcher.describe()}", literal=literal)
+        return Condition(0, holds, lambda view: f"{label} {matcher.describe()}", plain=plain)
     return Condition(
         cost=3,
         holds=lambda view: matcher.search(value_of(view)) is not None,

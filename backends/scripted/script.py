@@ -19,7 +19,8 @@ from typing import Any
 import jsonschema
 import yaml
 
-from backends.scripted.matching import Block, Condition, blocks, compile_match
+from backends.scripted.matching import Condition, compile_match
+from backends.scripted.screens import Block, blocks
 
 SCHEMA_FILE = Path(__file__).with_name("schema.yaml")
 TEMPLATE = re.compile(r"\{\{\s*([A-Za-z_][\w.]*)\s*\}\}")

@@ -13,7 +13,8 @@ import yaml
 from backends.base import ApiError, ConnectionAbort, MessageRequest
 from backends.catalogue import DEFAULT_FILE, ModelCatalogue
 from backends.scripted import RULE_HEADER, ScriptedBackend
-from backends.scripted.matching import RequestView, first_match, matches
+from backends.scripted.matching import RequestView, matches
+from backends.scripted.screens import first_match
 from backends.scripted.script import ScriptError, parse_script
 from backends.state import SQLiteStore
 
@@ -305,13 +306,31 @@ def test_rules_in_a_row_on_one_field_share_a_screen():
         assert first_match(script.blocks, view).replies[0]["text"] == answer
 
 
-def test_screened_matching_picks_the_same_rule_as_trying_every_rule():
+@pytest.mark.parametrize(
+    ("first", "second", "text", "headers"),
+    [
+        ({"headers": {"x-a": {"contains": "one"}}}, {"headers": {"x-b": {"contains": "two"}}}, "hi", {"x-b": "two"}),
+        ({"user_text": "zz"}, {"user_text": {"contains": "ab"}}, "xxabxx", {}),
+        ({"system": {"contains": "ab"}}, {"user_text": {"contains": "ab"}}, "ab", {}),
+    ],
+)
+def test_screens_never_mix_fields_or_kinds(first, second, text, headers):
+    rules = [{"match": first, "reply": {"text": "first"}}, {"match": second, "reply": {"text": "second"}}]
+    script = parse_script(yaml.safe_dump({"fallback": "error", "rules": rules}), "s.yaml")
+    assert first_match(script.blocks, RequestView(message_body(text), headers)).replies[0]["text"] == "second"
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_screened_matching_picks_the_same_rule_as_trying_every_rule(seed):
     """Random scripts and requests: the screens never change which rule answers."""
     pieces = ["a", "ab", "abc", "b", "ba", "c", "a.b", "(a", "a*", "é", ""]
-    random = Random(7)
+    random = Random(seed)
+
+    def some_text(most: int) -> str:
+        return "".join(random.choices(pieces, k=random.randint(0, most)))
 
     def text_condition():
-        kind = random.choice(["contains", "contains", "exact", "regex", "ignore_case"])
+        kind = random.choice(["contains", "contains", "exact", "exact", "regex", "ignore_case"])
         wanted = "".join(random.choices(pieces, k=random.randint(1, 2)))
         if kind == "ignore_case":
             return {"contains": wanted.upper(), "ignore_case": True}
@@ -321,23 +340,26 @@ def test_screened_matching_picks_the_same_rule_as_trying_every_rule():
         fields = {
             "user_text": text_condition,
             "system": text_condition,
+            "user_id": text_condition,
+            "headers": lambda: {random.choice(["x-a", "x-b"]): text_condition()},
             "model": lambda: random.choice(["m1", "m2"]),
             "stream": lambda: random.choice([True, False]),
         }
         chosen = random.sample(sorted(fields), k=random.randint(0, 2))
         return {field: fields[field]() for field in chosen}
 
-    for _ in range(300):
+    for _ in range(250):
         rules = [{"match": match(), "reply": {"text": str(n)}} for n in range(random.randint(1, 12))]
         script = parse_script(yaml.safe_dump({"fallback": "error", "rules": rules}), "s.yaml")
         for _ in range(10):
             body = message_body(
-                "".join(random.choices(pieces, k=random.randint(0, 4))),
+                some_text(4),
                 model=random.choice(["m1", "m2"]),
                 stream=random.choice([True, False]),
-                system="".join(random.choices(pieces, k=random.randint(0, 3))),
+                system=some_text(3),
+                metadata={"user_id": some_text(2)},
             )
-            view = RequestView(body, {})
+            view = RequestView(body, {"x-a": some_text(2), "x-b": some_text(2)})
             expected = next((rule for rule in script.rules if matches(rule.conditions, view)), None)
             assert first_match(script.blocks, view) is expected
 
