@@ -7,6 +7,7 @@ HTTP library.
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import subprocess
@@ -133,6 +134,21 @@ def test_headers_forwarded_and_dropped(upstream, sdk):
     assert "proxy-authorization" not in seen and "te" not in seen  # hop-by-hop: this hop's, not the upstream's
     assert "authorization" not in seen  # the client's own key stays at the gateway
     assert seen["x-api-key"] == "[masked]"  # the gateway's upstream key (masked by the upstream's journal)
+
+
+def test_header_bytes_beyond_ascii_pass_through(upstream, gateway):
+    connection = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=20)
+    body = json.dumps({"model": MODEL, "max_tokens": 10, "messages": [{"role": "user", "content": "bytes"}]})
+    headers = {"x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01", "content-type": "application/json"}
+    headers["content-length"] = str(len(body))
+    connection.putrequest("POST", "/v1/messages")
+    for name, value in headers.items():
+        connection.putheader(name, value)
+    connection.putheader("x-note", "caf\xe9".encode("latin-1"))  # obs-text: legal, if unusual
+    connection.endheaders(body.encode())
+    response = connection.getresponse()
+    assert response.status == 200, response.read()
+    assert journal(upstream)[-1]["headers"]["x-note"] == "caf\xe9"
 
 
 def test_clients_need_a_gateway_key(gateway):
