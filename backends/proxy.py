@@ -95,8 +95,8 @@ class ProxyBackend(Backend):
         )
         secrets = [key for key in (settings.upstream_api_key, *settings.api_keys) if key]
         recorder = Recorder(settings.record, secrets) if settings.record else None
-        return cls(catalogue, pool, settings.upstream_url, timeouts, upstream_key=settings.upstream_api_key,
-                   recorder=recorder)  # fmt: skip
+        upstream_key = settings.upstream_api_key
+        return cls(catalogue, pool, settings.upstream_url, timeouts, upstream_key=upstream_key, recorder=recorder)
 
     # ------------------------------------------------------------------ calls
     def create_message(self, request: MessageRequest) -> Reply:
