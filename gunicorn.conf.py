@@ -10,8 +10,8 @@ import os
 import sys
 
 # Connexion 3 apps are ASGI; gunicorn 25.1+ serves them with its own asyncio worker, which
-# app/worker.py makes take turns at the shared listening socket (so workers share connections out).
-worker_class = "app.worker.Worker"
+# app/http/worker.py makes take turns at the shared listening socket (so workers share connections out).
+worker_class = "app.http.worker.Worker"
 # One worker per core: each worker is one event loop plus a pool of handler threads.
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
 # A worker that stops answering its heartbeat for this long is replaced. The asgi worker also waits
@@ -21,7 +21,7 @@ timeout = 30
 # requests and streams finish, idle keep-alive connections close when their keep-alive runs out; then
 # whatever is left is cut off.
 graceful_timeout = 30
-# asyncio's own loop, even where uvloop is installed: app/worker.py shares connections out on it, and
+# asyncio's own loop, even where uvloop is installed: app/http/worker.py shares connections out on it, and
 # uvloop would drop a SIGTERM that arrives while a worker is still loading the app.
 asgi_loop = "asyncio"
 # gunicorn refuses these requests itself, before any of Understudy runs, with a text/plain answer and

@@ -1,17 +1,21 @@
-"""Understudy's application factory: settings, backend, spec and error handling, wired once.
+"""Understudy's composition root: `create_app()` builds every part once and wires them together.
 
-`create_app()` builds the Connexion FlaskApp that gunicorn serves. The request
-path through it, outermost first:
+The request path, outermost first (README, "How a request travels"):
 
-1. `journal.JournalMiddleware` (when the journal is on) — every request recorded;
-   `envelope.EnvelopeMiddleware` — request id, body size limit, last-resort errors;
-2. Connexion's middleware — routing, security (`auth.py`) and validation
-   (`validation.py`), all driven by openapi.yaml;
-3. `bridge.FlaskBridge` — into Flask, on a thread, streams sent as produced;
-4. `handlers/` — the operationId's function, which delegates to the backend
-   (`backends/`) and answers with JSON (`responses.py`) or SSE (`streaming.py`).
+1. `http/` — ASGI plumbing: `journal` (when on), `envelope` (request id, the
+   last-resort error), `request_checks`, `body_limit`;
+2. Connexion's middleware — routing, security (`api/auth.py`) and validation
+   (`spec/validators.py`), all driven by openapi.yaml; its problems worded as
+   the API's errors by `spec/problems.py`;
+3. `http/bridge.py` — into Flask, on a thread, streams sent as produced;
+4. `api/` — the function the operationId names, which delegates to the
+   backend (`backends/`) and answers with JSON (`api/responses.py`) or
+   server-sent events (`api/streaming.py`).
 
-Every error on the way becomes an API-shaped error in `errors.py`.
+Here, and only here, settings become objects: one state store, the model
+catalogue, the backend (each given its constructor arguments explicitly) and
+the app. `internals.install` adds the private Connexion and Flask hooks that
+make it fast, unless UNDERSTUDY_INTERNALS is off.
 """
 
 from __future__ import annotations
@@ -24,24 +28,25 @@ from typing import Any
 import connexion
 from connexion.datastructures import MediaTypeDict
 from connexion.jsonifier import Jsonifier
+from connexion.middleware import ConnexionMiddleware
 from connexion.middleware.server_error import ServerErrorMiddleware
 from connexion.options import SwaggerUIOptions
 from starlette.exceptions import HTTPException
 
-from app.bridge import FlaskBridge
-from app.config import ConfigError, Settings, load_settings
-from app.envelope import EnvelopeMiddleware
-from app.errors import render_error
-from app.handlers import EXTENSION_KEY
-from app.handlers.admin import STORE_KEY
-from app.journal import JournalMiddleware
-from app.spec import load_spec
-from app.speedups import SECURITY_MAP, ViewFunctions, connexion_middlewares
-from app.validation import RequestBodyValidator, RequestParameterValidator
+from app import internals
+from app.api import BACKEND_KEY, STORE_KEY
+from app.http.body_limit import BodyLimitMiddleware
+from app.http.envelope import EnvelopeMiddleware
+from app.http.journal import JournalMiddleware
+from app.http.request_checks import RequestChecksMiddleware
+from app.settings import ConfigError, Settings, load_settings
+from app.spec.loading import load_spec
+from app.spec.problems import render_error
+from app.spec.validators import RequestBodyValidator, RequestParameterValidator
 from backends import backend_class
 from backends.base import Backend
-from backends.catalogue import ModelCatalogue
-from backends.state import SQLiteStore, default_state_file
+from backends.catalogue import DEFAULT_FILE, ModelCatalogue
+from backends.state import SQLiteStore, StateStore, default_state_file
 
 __all__ = ["ConfigError", "create_app"]
 
@@ -51,41 +56,88 @@ VALIDATORS = {"parameter": RequestParameterValidator, "body": MediaTypeDict({"*/
 def create_app(overrides: Mapping[str, Any] | None = None) -> connexion.FlaskApp:
     """The server, configured from the environment (and `overrides`); raises ConfigError on bad settings."""
     settings = load_settings(overrides=overrides)
-    backend = _load_backend(settings)
+    store = _store(settings)
+    backend = _backend(settings, _catalogue(settings), store)
 
-    store = (
-        SQLiteStore(settings.state_file or default_state_file()) if settings.journal_on or settings.admin_key else None
-    )
-    journal = [functools.partial(JournalMiddleware, store=store)] if store and settings.journal_on else []
-    middlewares = [
-        *journal,
-        functools.partial(EnvelopeMiddleware, settings=settings),
-        functools.partial(ServerErrorMiddleware, handler=render_error),
-        *connexion_middlewares(),  # the rest of Connexion's stack, its per-request set-up done once (speedups.py)
-    ]
     app = connexion.FlaskApp(
         __name__,
-        middlewares=middlewares,
+        middlewares=_middlewares(settings, store),
         jsonifier=Jsonifier(separators=(",", ":"), ensure_ascii=False),
         swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/v1/ui"),
         validator_map=VALIDATORS,
-        security_map=SECURITY_MAP,  # Connexion's key checks, without a signature inspection per request
         lifespan=_closing(backend),
     )
+    if settings.internals:
+        internals.install(app, threads=settings.threads)
     app.add_api(
         load_spec(allow_unknown_fields=settings.allow_unknown_fields, admin=bool(settings.admin_key)),
         validate_responses=settings.validate_responses,
     )
     for caught in (connexion.ProblemException, HTTPException, Exception):
         app.add_error_handler(caught, render_error)
-
-    # Connexion reaches Flask through a2wsgi, which strands a thread per dropped stream;
-    # our bridge takes its place (see bridge.py). Connexion offers no public hook for this.
-    app._middleware_app.asgi_app = FlaskBridge(app.app.wsgi_app, threads=settings.threads)
-    app.app.view_functions = ViewFunctions(app.app.view_functions)  # views wrapped once, not per request
-    app.app.extensions[EXTENSION_KEY] = backend
+    app.app.extensions[BACKEND_KEY] = backend
     app.app.extensions[STORE_KEY] = store
     return app
+
+
+def _middlewares(settings: Settings, store: StateStore | None) -> list[Any]:
+    """Ours, outermost first, then Connexion's own stack (its ServerErrorMiddleware given our error handler)."""
+    journal = [functools.partial(JournalMiddleware, store=store)] if store and settings.journal_on else []
+    return [
+        *journal,
+        functools.partial(EnvelopeMiddleware, settings=settings),
+        RequestChecksMiddleware,
+        functools.partial(BodyLimitMiddleware, limit=settings.max_body_bytes),
+        functools.partial(ServerErrorMiddleware, handler=render_error),
+        *ConnexionMiddleware.default_middlewares[1:],
+    ]
+
+
+def _store(settings: Settings) -> StateStore | None:
+    """The one state store every part shares, when any part needs one: the journal, the admin routes, scripts."""
+    if settings.journal_on or settings.admin_key or settings.backend == "scripted":
+        return SQLiteStore(settings.state_file or default_state_file())
+    return None
+
+
+def _catalogue(settings: Settings) -> ModelCatalogue:
+    try:
+        return ModelCatalogue.from_file(settings.models_file or DEFAULT_FILE)
+    except ValueError as error:
+        raise ConfigError(f"UNDERSTUDY_MODELS_FILE: {error}") from None
+
+
+def _backend(settings: Settings, catalogue: ModelCatalogue, store: StateStore | None) -> Backend:
+    """The backend `settings.backend` names, built with what it needs; its mistakes as one-line ConfigErrors."""
+    try:
+        backend = backend_class(settings.backend)
+    except ValueError as error:
+        raise ConfigError(f"UNDERSTUDY_BACKEND: {error}") from None
+    try:
+        return backend(catalogue, **_backend_arguments(settings, store))
+    except ValueError as error:
+        raise ConfigError(f"UNDERSTUDY_BACKEND={settings.backend}: {error}") from None
+
+
+def _backend_arguments(settings: Settings, store: StateStore | None) -> dict[str, Any]:
+    """What each backend's constructor takes besides the catalogue, from the settings."""
+    if settings.backend == "scripted":
+        if settings.script is None:
+            raise ValueError("the scripted backend needs a script: set UNDERSTUDY_SCRIPT to a YAML file")
+        return {"script_path": settings.script, "store": store}
+    if settings.backend == "proxy":
+        from backends.proxy.recording import Recorder  # only a proxy server pays for the YAML emitter
+
+        secrets = [key for key in (settings.upstream_api_key, *settings.api_keys) if key]
+        return {
+            "upstream_url": settings.upstream_url,
+            "upstream_key": settings.upstream_api_key,
+            "connect_timeout": settings.upstream_connect_timeout,
+            "read_timeout": settings.upstream_read_timeout,
+            "max_connections": settings.upstream_connections,
+            "recorder": Recorder(settings.record, secrets) if settings.record else None,
+        }
+    return {}
 
 
 def _closing(backend: Backend) -> Callable[[Any], contextlib.AbstractAsyncContextManager[None]]:
@@ -99,14 +151,3 @@ def _closing(backend: Backend) -> Callable[[Any], contextlib.AbstractAsyncContex
             backend.close()
 
     return lifespan
-
-
-def _load_backend(settings: Settings) -> Backend:
-    try:
-        catalogue = ModelCatalogue.from_file(settings.models_file)
-    except ValueError as error:
-        raise ConfigError(f"UNDERSTUDY_MODELS_FILE: {error}") from None
-    try:
-        return backend_class(settings.backend).from_settings(settings, catalogue)
-    except ValueError as error:
-        raise ConfigError(f"UNDERSTUDY_BACKEND={settings.backend}: {error}") from None

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from backends.base import JSON, ApiError
+from backends.wire import JSON, ApiError
 
 DEFAULT_FILE = Path(__file__).parent / "data" / "models.yaml"
 REQUIRED_FIELDS = ("id", "display_name", "created_at")

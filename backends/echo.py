@@ -20,8 +20,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from backends import schema_example, text, tokens
-from backends.base import JSON, Backend, MessageRequest, Reply
-from backends.ids import new_id
+from backends.base import Backend, MessageRequest, Reply
+from backends.wire import JSON, compact_json, new_id
 
 
 class EchoBackend(Backend):
@@ -48,7 +48,7 @@ def echo_message(body: Mapping[str, Any]) -> JSON:
     tool = _forced_tool(body)
     if tool is not None:
         block = _tool_use_block(tool, user_text)
-        if tokens.count(tokens.compact_json(block["input"])) <= budget:
+        if tokens.count(compact_json(block["input"])) <= budget:
             content.append(block)
             stop_reason = "tool_use"
         else:
@@ -135,5 +135,5 @@ def _tool_use_block(tool: Mapping[str, Any], user_text: str) -> JSON:
 
 def _block_tokens(block: Mapping[str, Any]) -> int:
     if block["type"] == "tool_use":
-        return tokens.count(tokens.compact_json(block["input"]))
+        return tokens.count(compact_json(block["input"]))
     return tokens.count(block.get("text") or block.get("thinking") or "")

@@ -12,12 +12,12 @@ and input schemas as compact JSON).
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from backends import text
+from backends.wire import compact_json
 
 TOKEN = re.compile(r"\w+|[^\w\s]")
 
@@ -46,11 +46,6 @@ def chunks(value: str, per_chunk: int) -> Iterator[str]:
             start = match.end()
     if start < len(value):
         yield value[start:]
-
-
-def compact_json(value: Any) -> str:
-    """JSON as the API writes it: no spaces, non-ASCII kept."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def count_input(body: Mapping[str, Any]) -> int:

@@ -7,7 +7,7 @@ round by round (medians reported), never asserted:
   199 — against the echo backend, closed-loop throughput with wrk, and the
   server's CPU time per request. The journal is off for this run, so what
   differs is rule matching. One worker each, so that how wrk's 16 connections
-  are shared among workers cannot differ between the two (app/worker.py shares
+  are shared among workers cannot differ between the two (app/http/worker.py shares
   them out, but not always evenly). Goal: it costs < 5% of echo's throughput.
 - **proxy overhead** (issue 4): the proxy backend in front of an echo
   Understudy, against calling that upstream directly; latency under an open

@@ -50,7 +50,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from app.server_process import ServerProcess  # noqa: E402
+from app.launcher.server_process import ServerProcess  # noqa: E402
 
 HOST = "127.0.0.1"
 API_KEY = "soak-key"

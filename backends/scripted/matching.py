@@ -4,7 +4,7 @@ A `match` is compiled once, when the script loads, into a list of conditions,
 cheapest first; a request is read once into a `RequestView`. Matching stops at
 a rule's first failing condition, and rules in a row that test one field with
 plain strings share a screen that passes over all of them at once
-(`screens.py`), so a long script costs little per request. Only when no rule
+(`prefilter.py`), so a long script costs little per request. Only when no rule
 matches are the reasons worked out, in words a tester can act on ("user_text
 does not contain 'weather'"), for the closest rule.
 """
@@ -133,7 +133,7 @@ class Condition:
     holds: Callable[[RequestView], bool]
     failure: Callable[[RequestView], str]
     groups: Callable[[RequestView], Groups] | None = None
-    #: Set for a plain string comparison, so that a screen can test many rules' strings at once (screens.py).
+    #: Set for a plain string comparison, so that a screen can test many rules' strings at once (prefilter.py).
     plain: PlainTest | None = None
 
 

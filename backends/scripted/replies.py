@@ -15,10 +15,10 @@ from http import HTTPStatus
 from typing import Any
 
 from backends import tokens
-from backends.base import JSON, ApiError, ConnectionAbort, events_from_message
 from backends.echo import signature_for, usage
-from backends.ids import new_id
+from backends.events import events_from_message
 from backends.scripted.script import TEMPLATE
+from backends.wire import JSON, ApiError, ConnectionAbort, compact_json, new_id
 
 Sleep = Callable[[float], None]
 
@@ -52,7 +52,7 @@ def message(reply: Mapping[str, Any], body: Mapping[str, Any]) -> JSON:
     ]
     has_tool_use = any(block["type"] == "tool_use" for block in blocks)
     output_tokens = sum(tokens.count(block.get("text") or block.get("thinking") or "") for block in blocks)
-    output_tokens += sum(tokens.count(tokens.compact_json(b["input"])) for b in blocks if b["type"] == "tool_use")
+    output_tokens += sum(tokens.count(compact_json(b["input"])) for b in blocks if b["type"] == "tool_use")
     return {
         "id": new_id("msg"),
         "type": "message",

@@ -20,7 +20,7 @@ import jsonschema
 import yaml
 
 from backends.scripted.matching import Condition, compile_match
-from backends.scripted.screens import Block, blocks
+from backends.scripted.prefilter import RuleRun, rule_runs
 
 SCHEMA_FILE = Path(__file__).with_name("schema.yaml")
 TEMPLATE = re.compile(r"\{\{\s*([A-Za-z_][\w.]*)\s*\}\}")
@@ -58,8 +58,8 @@ class Script:
 
     path: str
     rules: tuple[Rule, ...]
-    #: The same rules, grouped for matching (`matching.blocks`).
-    blocks: tuple[Block[Rule], ...]
+    #: The same rules, in runs the prefilter can pass over at once (`prefilter.rule_runs`).
+    runs: tuple[RuleRun[Rule], ...]
     fallback: str
     warnings: tuple[str, ...]
 
@@ -111,7 +111,7 @@ def parse_script(source: str, path: str) -> Script:
             rules.append(_rule(raw, index, line, defaults))
         except ValueError as problem:
             raise ScriptError(f"{path}:{line}: rule {raw.get('name', index)!r}: {problem}") from None
-    return Script(path, tuple(rules), blocks(rules), settings.get("fallback", "echo"), tuple(_warnings(path, rules)))
+    return Script(path, tuple(rules), rule_runs(rules), settings.get("fallback", "echo"), tuple(_warnings(path, rules)))
 
 
 def _rule(raw: Mapping[str, Any], index: int, line: int, defaults: Mapping[str, Any]) -> Rule:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import anthropic
 import pytest
 
-from app.server_process import ServerProcess
+from app.launcher.server_process import ServerProcess
 
 from builders import API_KEY
 

@@ -23,9 +23,9 @@ from typing import Any
 
 import pytest
 
-from app.server_process import ServerProcess
-from app.spec import load_spec
-from app.validation import CONTENT_TYPE_MESSAGE, EMPTY_BODY_MESSAGE
+from app.launcher.server_process import ServerProcess
+from app.spec.loading import load_spec
+from app.spec.validators import CONTENT_TYPE_MESSAGE, EMPTY_BODY_MESSAGE
 
 from builders import API_KEY, message_body
 

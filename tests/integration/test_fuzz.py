@@ -14,7 +14,7 @@ wrong one. Every response must pass:
   request that breaks the schema is refused; a missing or wrong key is a 401;
   a 405 lists the allowed methods;
 - `valid_requests_are_accepted`: a valid request is accepted, unless it breaks
-  a rule no schema can state (app/request_rules.py, the catalogue's cursors),
+  a rule no schema can state (app/spec/cross_field.py, the catalogue's cursors),
   and then it gets exactly that rule's 400;
 - `errors_are_api_shaped`: every error is the API's error object, its type
   the one for its status, its request_id the request-id header;
@@ -66,11 +66,11 @@ import schemathesis
 from connexion.json_schema import Draft4ResponseValidator
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from app import request_rules
-from app.server_process import ServerProcess
-from app.spec import load_spec
-from backends.base import ApiError
+from app.launcher.server_process import ServerProcess
+from app.spec import cross_field
+from app.spec.loading import load_spec
 from backends.catalogue import DEFAULT_FILE, ModelCatalogue
+from backends.wire import ApiError
 
 EXAMPLES = int(os.environ.get("UNDERSTUDY_FUZZ_EXAMPLES", "150"))
 COVERAGE_SAMPLE = int(os.environ.get("UNDERSTUDY_FUZZ_COVERAGE_SAMPLE", "8"))
@@ -323,7 +323,7 @@ def _rule_refusal(case: Any) -> ApiError | None:
     """The 400 a schema-valid request earns by breaking a rule no schema can state, if it breaks one."""
     try:
         if case.operation.path in ("/v1/messages", "/v1/messages/count_tokens") and isinstance(case.body, dict):
-            request_rules.check(case.body)
+            cross_field.check(case.body)
         elif case.operation.path == "/v1/models":
             query = case.query or {}
             CATALOGUE.page(after_id=query.get("after_id"), before_id=query.get("before_id"), limit=1)

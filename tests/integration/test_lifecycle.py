@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from app.server_process import REPO_ROOT, ServerProcess
+from app.launcher.server_process import REPO_ROOT, ServerProcess
 
 from builders import API_KEY, message_body
 

@@ -20,7 +20,7 @@ import anthropic
 import pytest
 import yaml
 
-from app.server_process import ServerProcess, free_port
+from app.launcher.server_process import ServerProcess, free_port
 
 from builders import weather_tool
 from fault_upstream import RATE_LIMITED

@@ -24,7 +24,7 @@ from pathlib import Path
 import anthropic
 import pytest
 
-from app.server_process import ServerProcess
+from app.launcher.server_process import ServerProcess
 
 from builders import API_KEY, message_body
 
@@ -219,4 +219,4 @@ def test_request_ids_are_unique_across_workers(server):
     assert len(ids) == 400 and len(set(ids)) == 400
     assert all(re.fullmatch(r"req_01[0-9A-Za-z]{22}", request_id) for request_id in ids)
     # Which worker accepts each connection is the kernel's choice (one may take them all on a busy
-    # machine); ids are random (backends/ids.py), not counted per worker, so they cannot collide either way.
+    # machine); ids are random (backends/wire.py), not counted per worker, so they cannot collide either way.

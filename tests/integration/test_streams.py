@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from app.server_process import ServerProcess
+from app.launcher.server_process import ServerProcess
 
 from builders import API_KEY, message_body
 

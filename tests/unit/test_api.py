@@ -10,7 +10,7 @@ import json
 import pytest
 
 from app import create_app
-from app.handlers import EXTENSION_KEY
+from app.api import BACKEND_KEY
 
 from builders import API_KEY, HEADERS, message_body, weather_tool
 
@@ -183,7 +183,7 @@ def test_swagger_ui_is_served(client):
 
 def test_the_backend_lets_go_of_its_connections_when_the_app_stops():
     app = create_app({"backend": "proxy", "upstream_url": "http://127.0.0.1:9"})
-    backend = app.app.extensions[EXTENSION_KEY]
+    backend = app.app.extensions[BACKEND_KEY]
     closed = []
     backend.close = lambda: closed.append(backend.pool.close())  # the proxy's own close, seen to run
     with app.test_client():

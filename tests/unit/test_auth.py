@@ -1,4 +1,4 @@
-"""Key checks (app/auth.py): every comparison of a key is constant-time, and none stops at the first match.
+"""Key checks (app/api/auth.py): every comparison of a key is constant-time, and none stops at the first match.
 
 Timing cannot be measured reliably in a test, so these tests check the
 mechanism instead: each key a request presents is compared with
@@ -13,16 +13,15 @@ from types import SimpleNamespace
 
 import pytest
 
-from app import auth
-from app.envelope import SETTINGS_KEY
-from backends.base import ApiError
+from app.api import auth
+from backends.wire import SETTINGS_KEY, ApiError
 
 KEYS = frozenset({"key-one", "key-two", "key-three", "key-four"})
 
 
 @pytest.fixture
 def comparisons(monkeypatch: pytest.MonkeyPatch) -> list[tuple[bytes, bytes]]:
-    """Every hmac.compare_digest call app.auth makes, recorded (and still made)."""
+    """Every hmac.compare_digest call app.api.auth makes, recorded (and still made)."""
     made: list[tuple[bytes, bytes]] = []
     compare = hmac.compare_digest
 

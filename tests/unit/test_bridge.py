@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from app.bridge import ON_DISCONNECT, FlaskBridge, build_environ
+from app.http.bridge import FlaskBridge, build_environ
+from backends.wire import ON_DISCONNECT_KEY
 
 SCOPE = {
     "type": "http",
@@ -94,7 +95,7 @@ def test_a_dropped_stream_is_closed_and_its_callbacks_run():
     produced = []
 
     def wsgi_app(environ, start_response):
-        environ[ON_DISCONNECT].append(called.set)
+        environ[ON_DISCONNECT_KEY].append(called.set)
         start_response("200 OK", [("Content-Type", "text/event-stream")])
 
         def endless():

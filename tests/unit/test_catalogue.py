@@ -2,8 +2,8 @@
 
 import pytest
 
-from backends.base import ApiError
 from backends.catalogue import DEFAULT_FILE, ModelCatalogue
+from backends.wire import ApiError
 
 MODELS = [
     {"id": f"model-{day:02d}", "display_name": f"Model {day}", "created_at": f"2026-01-{day:02d}T00:00:00Z"}

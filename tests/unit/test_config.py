@@ -2,7 +2,8 @@
 
 import pytest
 
-from app.config import ConfigError, load_settings
+from app import create_app
+from app.settings import ConfigError, load_settings
 
 
 def test_defaults():
@@ -27,7 +28,6 @@ def test_keys_are_comma_separated_and_trimmed():
 @pytest.mark.parametrize(
     ("environ", "named"),
     [
-        ({"UNDERSTUDY_BACKEND": "nope"}, "UNDERSTUDY_BACKEND: unknown backend 'nope'; known backends: echo"),
         ({"UNDERSTUDY_MAX_BODY_BYTES": "lots"}, "UNDERSTUDY_MAX_BODY_BYTES: must be a positive whole number"),
         ({"UNDERSTUDY_THREADS": "0"}, "UNDERSTUDY_THREADS: must be a positive whole number"),
         ({"UNDERSTUDY_ALLOW_UNKNOWN_FIELDS": "maybe"}, "UNDERSTUDY_ALLOW_UNKNOWN_FIELDS: must be true or false"),
@@ -47,3 +47,10 @@ def test_unknown_setting_in_file(tmp_path):
     config.write_text("backnd: echo\n")
     with pytest.raises(ConfigError, match="backnd: unknown setting"):
         load_settings({"UNDERSTUDY_CONFIG": str(config)})
+
+
+def test_an_unknown_backend_is_named(monkeypatch):
+    monkeypatch.setenv("UNDERSTUDY_BACKEND", "nope")
+    with pytest.raises(ConfigError) as error:
+        create_app()
+    assert str(error.value).startswith("UNDERSTUDY_BACKEND: unknown backend 'nope'; known backends: echo")

@@ -1,9 +1,10 @@
 """The echo backend's semantics, and the events a message streams as."""
 
 from backends import tokens
-from backends.base import events_from_message
 from backends.echo import echo_message
+from backends.events import events_from_message
 from backends.schema_example import is_valid
+from backends.wire import compact_json
 
 from builders import message_body, weather_tool
 
@@ -90,4 +91,4 @@ def test_tool_use_streams_as_json_fragments():
     assert start["content_block"]["input"] == {}
     fragments = [e["delta"]["partial_json"] for e in events if e["type"] == "content_block_delta"]
     assert len(fragments) > 1
-    assert "".join(fragments) == tokens.compact_json(message["content"][0]["input"])
+    assert "".join(fragments) == compact_json(message["content"][0]["input"])

@@ -1,4 +1,4 @@
-"""The compiled request check (app/fastcheck.py) gives jsonschema's verdict, always.
+"""The compiled request check (app/spec/fastcheck.py) gives jsonschema's verdict, always.
 
 For every request schema in openapi.yaml — each operation's JSON body and
 each parameter — requests are generated from the schema, then mutated at
@@ -16,8 +16,8 @@ import pytest
 from connexion.json_schema import Draft4RequestValidator, resolve_refs
 from jsonschema import Draft4Validator
 
-from app.fastcheck import compile_check, passes
-from app.spec import load_spec
+from app.spec.fastcheck import compile_check, passes
+from app.spec.loading import load_spec
 
 CASES_PER_SCHEMA = 1000
 MAX_DEPTH = 9

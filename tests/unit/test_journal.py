@@ -1,6 +1,6 @@
 """The journal's view of a request: secrets masked, bodies kept readable and bounded."""
 
-from app.journal import MAX_BODY_BYTES, body_for_journal, masked_headers
+from app.http.journal import MAX_BODY_BYTES, body_for_journal, masked_headers
 
 
 def test_secrets_are_masked():

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import os
 
-from backends.base import ApiError
-from backends.recording import Recorder
+from backends.proxy.recording import Recorder
 from backends.scripted.script import load_script
+from backends.wire import ApiError
 
 SECRET = "sk-upstream-secret"
 

@@ -10,13 +10,14 @@ from random import Random
 import pytest
 import yaml
 
-from backends.base import ApiError, ConnectionAbort, MessageRequest
+from backends.base import MessageRequest
 from backends.catalogue import DEFAULT_FILE, ModelCatalogue
-from backends.scripted import RULE_HEADER, ScriptedBackend
+from backends.scripted import ScriptedBackend
 from backends.scripted.matching import RequestView, matches
-from backends.scripted.screens import first_match
+from backends.scripted.prefilter import first_match
 from backends.scripted.script import ScriptError, parse_script
 from backends.state import SQLiteStore
+from backends.wire import RULE_HEADER, ApiError, ConnectionAbort
 
 from builders import message_body, weather_tool
 
@@ -299,11 +300,11 @@ def test_rules_in_a_row_on_one_field_share_a_screen():
     rules = [{"match": {"user_text": {"contains": f"topic {n}"}}, "reply": {"text": str(n)}} for n in range(50)]
     rules += [{"match": {"model": "claude-a"}, "reply": {"text": "a"}}, {"reply": {"text": "last"}}]
     script = parse_script(yaml.safe_dump(rules), "s.yaml")
-    assert [len(block.rules) for block in script.blocks] == [50, 1, 1]
+    assert [len(run.rules) for run in script.runs] == [50, 1, 1]
     asked = (("about topic 7", "7"), ("just topic 1.", "1"), ("topic 49, topic 3", "3"), ("nothing", "last"))
     for text, answer in asked:
         view = RequestView(message_body(text), {})
-        assert first_match(script.blocks, view).replies[0]["text"] == answer
+        assert first_match(script.runs, view).replies[0]["text"] == answer
 
 
 @pytest.mark.parametrize(
@@ -317,7 +318,7 @@ def test_rules_in_a_row_on_one_field_share_a_screen():
 def test_screens_never_mix_fields_or_kinds(first, second, text, headers):
     rules = [{"match": first, "reply": {"text": "first"}}, {"match": second, "reply": {"text": "second"}}]
     script = parse_script(yaml.safe_dump({"fallback": "error", "rules": rules}), "s.yaml")
-    assert first_match(script.blocks, RequestView(message_body(text), headers)).replies[0]["text"] == "second"
+    assert first_match(script.runs, RequestView(message_body(text), headers)).replies[0]["text"] == "second"
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -361,7 +362,7 @@ def test_screened_matching_picks_the_same_rule_as_trying_every_rule(seed):
             )
             view = RequestView(body, {"x-a": some_text(2), "x-b": some_text(2)})
             expected = next((rule for rule in script.rules if matches(rule.conditions, view)), None)
-            assert first_match(script.blocks, view) is expected
+            assert first_match(script.runs, view) is expected
 
 
 @pytest.mark.parametrize(
@@ -378,5 +379,5 @@ def test_long_or_deeply_shared_strings_still_load_and_match(strings):
     for string in strings:
         view = RequestView(message_body(f"<{string}>"), {})
         expected = next(rule for rule in script.rules if matches(rule.conditions, view))
-        assert first_match(script.blocks, view) is expected
-    assert first_match(script.blocks, RequestView(message_body("none of them"), {})) is None
+        assert first_match(script.runs, view) is expected
+    assert first_match(script.runs, RequestView(message_body("none of them"), {})) is None

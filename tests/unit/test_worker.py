@@ -1,11 +1,11 @@
-"""app/worker.py: asyncio's server accepting one connection per wake-up, from a queue as deep as configured."""
+"""app/http/worker.py: asyncio's server accepting one connection per wake-up, from a queue as deep as configured."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
 
-from app.worker import _one_per_wake_up
+from app.http.worker import _one_per_wake_up
 
 
 def test_one_connection_per_wake_up_from_a_queue_as_deep_as_configured():

@@ -1,21 +1,35 @@
-"""Connexion's per-request set-up, done once: the same checks against openapi.yaml, with less work per request.
+"""Every private hook into Connexion, Flask and Starlette, behind one door: `install(app)`.
 
-py-spy profiles of a worker under the echo benchmark (bench/README.md) showed
-Connexion redoing, on every request, work whose result never changes:
-- its security handlers call `inspect.signature` on the key-check function, twice
-  per request, to learn whether it takes `request` (8% of the worker's time);
-- its request validation middleware builds two URI parsers, a parameter
-  validator and a body validator per request, each looking the operation's
-  body definition up again, and reads the Content-Type through a helper that
-  builds a typing alias on every call (some 6%);
-- its Flask view wrapper (FlaskOperation.fn) builds a decorator, decorates the
-  handler (inspecting its signature again) and a URI parser per request, then
-  has Flask parse the JSON body that request validation already parsed, and
-  werkzeug set up a form parser to find that a JSON body holds no files (8%);
-- its Swagger UI middleware routes every request through two Starlette routers
-  before passing on one that is not for the UI (4%).
-The classes here are Connexion's own with that work done once per function or
-per operation. What is checked, in what order, and every error, stay the same.
+Connexion 3 offers no public way to do the following, so this module does it,
+pinned to the versions it was written against (setup.cfg) and watched by
+tests/unit/test_internals.py, which fails loudly when the upstream code
+copied or patched here changes. With UNDERSTUDY_INTERNALS off, `install` is
+not called and Connexion runs as shipped: the same answers, more slowly, and
+a2wsgi's bridge into Flask instead of ours.
+
+1. The bridge into Flask. Connexion reaches Flask through a2wsgi, which keeps
+   a thread for the whole of a response and strands it when a client drops a
+   stream; `http/bridge.py` takes its place.
+2. Connexion's per-request set-up, done once. py-spy profiles of a worker
+   under the echo benchmark (bench/README.md) showed Connexion redoing, on
+   every request, work whose result never changes:
+   - its security handlers call `inspect.signature` on the key-check
+     function, twice per request, to learn whether it takes `request` (8% of
+     the worker's time);
+   - its request validation middleware builds two URI parsers, a parameter
+     validator and a body validator per request, each looking the
+     operation's body definition up again, and reads the Content-Type
+     through a helper that builds a typing alias on every call (some 6%);
+   - its Flask view wrapper (FlaskOperation.fn) builds a decorator, decorates
+     the handler (inspecting its signature again) and a URI parser per
+     request, then has Flask parse the JSON body that request validation
+     already parsed, and werkzeug set up a form parser to find that a JSON
+     body holds no files (8%);
+   - its Swagger UI middleware routes every request through two Starlette
+     routers before passing on one that is not for the UI (4%).
+   The classes here are Connexion's own with that work done once per function
+   or per operation. What is checked, in what order, and every error, stay
+   the same.
 """
 
 from __future__ import annotations
@@ -24,17 +38,19 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+import connexion
 import flask
 from connexion import decorators, lifecycle, security, utils
 from connexion.apps import flask as flask_apps
 from connexion.context import operation
 from connexion.datastructures import MediaTypeDict
-from connexion.middleware import ConnexionMiddleware, request_validation, swagger_ui
+from connexion.middleware import request_validation, swagger_ui
 from connexion.utils import inspect_function_arguments
 from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.validation import VALIDATED_BODY
+from app.http.bridge import FlaskBridge
+from backends.wire import VALIDATED_BODY_KEY
 
 #: How many media types (with charsets) of one operation keep their verdict and body validator; others are redone.
 BODY_VALIDATORS_PER_OPERATION = 8
@@ -59,7 +75,7 @@ class BearerSecurityHandler(security.BearerSecurityHandler):
     _accepts_kwarg = staticmethod(_accepts_kwarg)
 
 
-#: FlaskApp's `security_map`: the two schemes openapi.yaml declares.
+#: The security handlers for the two schemes openapi.yaml declares.
 SECURITY_MAP = {"apiKey": ApiKeySecurityHandler, "bearer": BearerSecurityHandler}
 
 
@@ -203,11 +219,6 @@ REPLACEMENTS = {
 }
 
 
-def connexion_middlewares() -> list[Any]:
-    """Connexion's default stack after its ServerErrorMiddleware, with the replacements above."""
-    return [REPLACEMENTS.get(middleware, middleware) for middleware in ConnexionMiddleware.default_middlewares[1:]]
-
-
 class FlaskDecorator(decorators.FlaskDecorator):
     """Connexion's wrapper of a Flask view, decorating it once and handing it the body validation parsed.
 
@@ -229,8 +240,8 @@ class FlaskDecorator(decorators.FlaskDecorator):
             # What Connexion's Flask framework.get_request builds, with the request class below.
             request = WSGIRequest(flask.request, uri_parser=self._uri_parser(), view_args=flask.request.view_args)
             scope = flask.request.environ.get("asgi.scope") or {}
-            if VALIDATED_BODY in scope:
-                request._body = scope[VALIDATED_BODY]  # what get_body would parse from the same bytes
+            if VALIDATED_BODY_KEY in scope:
+                request._body = scope[VALIDATED_BODY_KEY]  # what get_body would parse from the same bytes
             return decorated(request)
 
         return wrapper
@@ -272,3 +283,12 @@ class ViewFunctions(dict[str, Callable[..., Any]]):
         if isinstance(view, flask_apps.FlaskOperation) and not isinstance(view, FlaskOperation):
             view = FlaskOperation(view._fn, view.jsonifier, view.operation_id, view.pythonic_params)
         super().__setitem__(endpoint, view)
+
+
+def install(app: connexion.FlaskApp, *, threads: int) -> None:
+    """Put every hook above into `app`, before its API is added: one call, in the composition root."""
+    middleware = app.middleware
+    middleware.middlewares = [REPLACEMENTS.get(layer, layer) for layer in middleware.middlewares]
+    middleware.options.security_map = SECURITY_MAP
+    app._middleware_app.asgi_app = FlaskBridge(app.app.wsgi_app, threads=threads)
+    app.app.view_functions = ViewFunctions(app.app.view_functions)  # views wrapped once, not per request

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.handlers import backend
+from app.api import backend
 
 
 def check() -> dict[str, Any]:

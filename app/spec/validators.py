@@ -23,7 +23,8 @@ from connexion.validators import JSONRequestBodyValidator, ParameterValidator
 from jsonschema import Draft4Validator, ValidationError
 from jsonschema.exceptions import best_match, relevance
 
-from app.fastcheck import passes
+from app.spec.fastcheck import passes
+from backends.wire import VALIDATED_BODY_KEY
 
 PYTHON_TYPE_NAMES = {
     "object": "dictionary",
@@ -36,7 +37,6 @@ PYTHON_TYPE_NAMES = {
 
 EMPTY_BODY_MESSAGE = "The request body is empty; it must be a JSON object"
 #: Where the body validator leaves the body it parsed, in the ASGI scope, so the view need not parse it again.
-VALIDATED_BODY = "understudy.validated_body"
 CONTENT_TYPE_MESSAGE = "Content-Type must be application/json"
 
 _validators: dict[int, tuple[Mapping[str, Any], Draft4Validator]] = {}
@@ -184,7 +184,7 @@ class RequestBodyValidator(JSONRequestBodyValidator):
         if not any(name.lower() == b"content-type" for name, _ in scope["headers"]):
             raise BadRequestProblem(detail=CONTENT_TYPE_MESSAGE)
         body = parse_json(b"".join([chunk async for chunk in stream]), self._encoding)
-        scope[VALIDATED_BODY] = body  # the scope travels on to the view (speedups.FlaskDecorator)
+        scope[VALIDATED_BODY_KEY] = body  # the scope travels on to the view (internals.FlaskDecorator)
         return body
 
     def _validate(self, body: Any) -> dict | None:

@@ -15,19 +15,12 @@ from typing import Any
 
 from flask import Response, request
 
-from app.bridge import ON_DISCONNECT
-from app.errors import REQUEST_ID_KEY, error_body
-from backends.base import ApiError, ConnectionAbort, EventStream
-from backends.tokens import compact_json
+from backends.base import EventStream
+from backends.wire import ON_DISCONNECT_KEY, REQUEST_ID_KEY, ApiError, ConnectionAbort, encode_event, error_body
 
 logger = logging.getLogger("understudy")
 
 HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
-
-
-def sse(event: Mapping[str, Any]) -> bytes:
-    """One event in the wire format."""
-    return f"event: {event['type']}\ndata: {compact_json(event)}\n\n".encode()
 
 
 def sse_response(stream: EventStream) -> Response:
@@ -38,7 +31,7 @@ def sse_response(stream: EventStream) -> Response:
         stream.close()
         raise
     if stream.on_disconnect is not None:
-        request.environ.setdefault(ON_DISCONNECT, []).append(stream.on_disconnect)
+        request.environ.setdefault(ON_DISCONNECT_KEY, []).append(stream.on_disconnect)
     request_id = request.environ.get("asgi.scope", {}).get(REQUEST_ID_KEY)
     return Response(
         _encoded(first, stream, request_id),
@@ -50,15 +43,15 @@ def sse_response(stream: EventStream) -> Response:
 
 def _encoded(first: Mapping[str, Any], stream: EventStream, request_id: str | None) -> Iterator[bytes]:
     try:
-        yield sse(first)
+        yield encode_event(first)
         for event in stream.events:
-            yield sse(event)
+            yield encode_event(event)
     except ApiError as error:
-        yield sse(error_body(error, request_id))
+        yield encode_event(error_body(error, request_id))
     except ConnectionAbort:
         raise  # the bridge cuts the connection
     except Exception:
         logger.exception("a stream failed after it started")
-        yield sse(error_body(ApiError(500, "Internal server error"), request_id))
+        yield encode_event(error_body(ApiError(500, "Internal server error"), request_id))
     finally:
         stream.close()

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-SPEC_FILE = Path(__file__).resolve().parent.parent / "openapi.yaml"
+SPEC_FILE = Path(__file__).resolve().parents[2] / "openapi.yaml"
 #: The request bodies whose unknown top-level fields the switch lets through.
 TOP_LEVEL_REQUESTS = ("MessageCreateParams", "MessageCountTokensParams")
 ADMIN_TAG = "Admin"

@@ -4,7 +4,9 @@ Settings come in layers, later ones winning: the defaults below, then a YAML
 file named by UNDERSTUDY_CONFIG (keys are the setting names, e.g.
 `backend: echo`), then the environment, then overrides passed to
 `create_app` (tests use these). A bad value stops start-up with a
-`ConfigError` whose one line names the setting.
+`ConfigError` whose one line names the setting. Settings know nothing of the
+backends: what a setting means to a backend, the composition root
+(`app/__init__.py`) decides.
 """
 
 from __future__ import annotations
@@ -16,9 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from backends import backend_class
-from backends.catalogue import DEFAULT_FILE as DEFAULT_MODELS_FILE
 
 
 class ConfigError(Exception):
@@ -73,6 +72,13 @@ def _path(value: Any) -> Path:
     return Path(str(value)).expanduser()
 
 
+def _file(value: Any) -> Path:
+    path = _path(value)
+    if not path.is_file():
+        raise ValueError("no such file")
+    return path
+
+
 def setting(default: Any, variable: str, parse: Callable[[Any], Any], meaning: str) -> Any:
     """A settings field: its default, environment variable, parser and one-line meaning."""
     return field(default=default, metadata={"variable": variable, "parse": parse, "meaning": meaning})
@@ -91,8 +97,8 @@ class Settings:
     max_body_bytes: int = setting(
         32 * 1024 * 1024, "UNDERSTUDY_MAX_BODY_BYTES", _positive_int, "largest request body accepted"
     )
-    models_file: Path = setting(
-        DEFAULT_MODELS_FILE, "UNDERSTUDY_MODELS_FILE", _path, "YAML model catalogue for the models routes"
+    models_file: Path | None = setting(
+        None, "UNDERSTUDY_MODELS_FILE", _file, "YAML model catalogue for the models routes; default: the shipped one"
     )
     allow_unknown_fields: bool = setting(
         False, "UNDERSTUDY_ALLOW_UNKNOWN_FIELDS", _flag, "accept top-level request fields the spec does not know"
@@ -125,6 +131,12 @@ class Settings:
     )
     upstream_connections: int = setting(
         100, "UNDERSTUDY_UPSTREAM_CONNECTIONS", _positive_int, "most open connections to the upstream per worker"
+    )
+    internals: bool = setting(
+        True,
+        "UNDERSTUDY_INTERNALS",
+        _flag,
+        "the speed-ups that use private Connexion/Flask hooks (app/internals.py)",
     )
     record: Path | None = setting(
         None, "UNDERSTUDY_RECORD", _path, "proxy: append every exchange to this script, for the scripted backend"
@@ -179,14 +191,8 @@ def _read_config_file(path: Path) -> dict[str, Any]:
 
 
 def _check(settings: Settings) -> None:
-    try:
-        backend_class(settings.backend)
-    except ValueError as error:
-        raise ConfigError(f"{SETTINGS['backend']['variable']}: {error}") from None
     if settings.upstream_api_key and not settings.api_keys and settings.backend == "proxy":
         raise ConfigError(
             f"{SETTINGS['api_keys']['variable']}: must be set when the proxy holds the upstream key "
             f"({SETTINGS['upstream_api_key']['variable']}), or anyone could spend it"
         )
-    if not settings.models_file.is_file():
-        raise ConfigError(f"{SETTINGS['models_file']['variable']}: no such file: {settings.models_file}")

@@ -1,4 +1,4 @@
-"""Errors in the API's shape, whoever raised them.
+"""Connexion's problems as the API's errors: validation, security and routing failures in the API's shape.
 
 Every error a client sees is `{"type":"error","error":{"type":…,"message":…},
 "request_id":…}` with the type the API documents for its status. Backends
@@ -20,15 +20,11 @@ from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from starlette.exceptions import HTTPException
 
-from app.spec import load_spec
-from app.validation import CONTENT_TYPE_MESSAGE, EMPTY_BODY_MESSAGE
-from backends.base import ApiError
-from backends.tokens import compact_json
+from app.spec.loading import load_spec
+from app.spec.validators import CONTENT_TYPE_MESSAGE, EMPTY_BODY_MESSAGE
+from backends.wire import REQUEST_ID_KEY, ApiError, error_json
 
 logger = logging.getLogger("understudy")
-
-#: Where the envelope middleware keeps the request id in the ASGI scope.
-REQUEST_ID_KEY = "understudy.request_id"
 
 #: Connexion's own wording, and the API's.
 CONNEXION_MESSAGES = {
@@ -37,36 +33,6 @@ CONNEXION_MESSAGES = {
     "Provided token is not valid": "invalid x-api-key",
     "RequestBody is required": EMPTY_BODY_MESSAGE,
 }
-
-
-class RequestTooLarge(ApiError):
-    """The body is over the configured limit."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, f"Request exceeds the maximum allowed size of {limit} bytes")
-
-
-class RequestTimeout(ApiError):
-    """The body stopped short: the client closed the connection, or sent nothing for gunicorn's `timeout`."""
-
-    def __init__(self) -> None:
-        super().__init__(408, "The request body did not arrive in full in time", error_type="timeout_error")
-
-
-def error_body(error: ApiError, request_id: str | None) -> dict:
-    """The JSON body of an error response (an upstream's own body, when it sent one)."""
-    if error.body is not None:
-        return dict(error.body)
-    return {
-        "type": "error",
-        "error": {"type": error.error_type, "message": error.message},
-        "request_id": request_id,
-    }
-
-
-def error_json(error: ApiError, request_id: str | None) -> bytes:
-    """The error body as compact JSON bytes."""
-    return compact_json(error_body(error, request_id)).encode()
 
 
 def error_from_exception(exc: BaseException) -> ApiError:

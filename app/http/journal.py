@@ -20,17 +20,17 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backends.state import StateStore
+from backends.wire import ADMIN_KEY_HEADER, RULE_HEADER
 
 logger = logging.getLogger("understudy")
 
 #: Headers whose values never reach the journal.
-SECRET_HEADERS = frozenset({"x-api-key", "authorization", "proxy-authorization", "cookie", "x-understudy-admin-key"})
+SECRET_HEADERS = frozenset({"x-api-key", "authorization", "proxy-authorization", "cookie", ADMIN_KEY_HEADER})
 MASK = "[masked]"
 #: Paths not journaled: the admin routes themselves and load-balancer health checks.
 UNJOURNALED_PREFIXES = ("/_understudy", "/health")
 #: The most body bytes an entry keeps; beyond it the entry says how much was cut.
 MAX_BODY_BYTES = 1024 * 1024
-RULE_HEADER = b"x-understudy-rule"
 
 
 def masked_headers(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -96,7 +96,7 @@ class JournalMiddleware:
             "headers": masked_headers(scope["headers"]),
             "body": body_for_journal(body, received),
             "status": start["status"],
-            "rule": response_headers.get(RULE_HEADER, b"").decode() or None,
+            "rule": response_headers.get(RULE_HEADER.encode(), b"").decode() or None,
         }
         try:
             await asyncio.get_running_loop().run_in_executor(None, self.store.add_entry, entry)

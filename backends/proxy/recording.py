@@ -31,7 +31,8 @@ from typing import Any
 import yaml
 
 from backends import text, tokens
-from backends.base import JSON, ApiError, message_from_events
+from backends.events import message_from_events
+from backends.wire import JSON, ApiError
 
 logger = logging.getLogger("understudy")
 

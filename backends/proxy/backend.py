@@ -33,11 +33,11 @@ from urllib.parse import quote, urlencode
 
 import httpcore
 
-from backends.base import JSON, ApiError, Backend, EventStream, MessageRequest, Reply
-from backends.recording import Recorder
+from backends.base import Backend, EventStream, MessageRequest, Reply
+from backends.proxy.recording import Recorder
+from backends.wire import ADMIN_KEY_HEADER, JSON, ApiError, compact_json, decode_events
 
 if TYPE_CHECKING:
-    from app.config import Settings
     from backends.catalogue import ModelCatalogue
 
 #: Connection-level headers, which belong to one hop and are never forwarded (RFC 9110 §7.6.1).
@@ -46,7 +46,7 @@ HOP_BY_HOP = frozenset(
      "trailer", "transfer-encoding", "upgrade"}
 )  # fmt: skip
 #: Request headers the gateway sets itself, or that must not travel upstream.
-NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length", "accept-encoding", "x-understudy-admin-key"}
+NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length", "accept-encoding", ADMIN_KEY_HEADER}
 CLIENT_KEYS = frozenset({"x-api-key", "authorization"})
 #: Response headers this server sets itself.
 NOT_RETURNED = HOP_BY_HOP | {"content-length", "content-encoding", "content-type", "server", "date", "set-cookie"}
@@ -71,32 +71,28 @@ class ProxyBackend(Backend):
     def __init__(
         self,
         catalogue: ModelCatalogue,
-        pool: httpcore.ConnectionPool,
         upstream_url: str,
-        timeouts: Mapping[str, float],
         *,
         upstream_key: str | None = None,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 600.0,
+        max_connections: int = 100,
         recorder: Recorder | None = None,
     ) -> None:
         super().__init__(catalogue)
-        self.pool = pool
+        self.pool = httpcore.ConnectionPool(max_connections=max_connections, max_keepalive_connections=max_connections)
         self.upstream_url = upstream_url.rstrip("/")
         #: httpcore's per-request options: connect, read, write, and waiting for a pooled connection.
-        self.extensions = {"timeout": dict(timeouts)}
+        self.extensions = {
+            "timeout": {
+                "connect": connect_timeout,
+                "read": read_timeout,
+                "write": read_timeout,
+                "pool": connect_timeout,
+            }
+        }
         self.upstream_key = upstream_key
         self.recorder = recorder
-
-    @classmethod
-    def from_settings(cls, settings: Settings, catalogue: ModelCatalogue) -> Backend:
-        connect, read = settings.upstream_connect_timeout, settings.upstream_read_timeout
-        timeouts = {"connect": connect, "read": read, "write": read, "pool": connect}
-        pool = httpcore.ConnectionPool(
-            max_connections=settings.upstream_connections, max_keepalive_connections=settings.upstream_connections
-        )
-        secrets = [key for key in (settings.upstream_api_key, *settings.api_keys) if key]
-        recorder = Recorder(settings.record, secrets) if settings.record else None
-        upstream_key = settings.upstream_api_key
-        return cls(catalogue, pool, settings.upstream_url, timeouts, upstream_key=upstream_key, recorder=recorder)
 
     # ------------------------------------------------------------------ calls
     def create_message(self, request: MessageRequest) -> Reply:
@@ -118,7 +114,7 @@ class ProxyBackend(Backend):
                     "POST",
                     self._url("/v1/messages"),
                     headers=self._headers(request.headers),
-                    content=_json(request.body),
+                    content=compact_json(request.body).encode(),
                     extensions=self.extensions,
                 )
             )
@@ -153,7 +149,7 @@ class ProxyBackend(Backend):
             self.recorder.record_error(request.body, error)
 
     def _call(self, method: str, path: str, headers: Mapping[str, str], body: Mapping[str, Any] | None = None) -> Reply:
-        content = None if body is None else _json(body)
+        content = None if body is None else compact_json(body).encode()
         with upstream_errors():
             response = self.pool.request(
                 method, self._url(path), headers=self._headers(headers), content=content, extensions=self.extensions
@@ -190,7 +186,7 @@ class ProxyBackend(Backend):
         seen: list[tuple[float, JSON]] = []
         try:
             with upstream_errors():
-                for event in parse_sse(response.iter_stream()):
+                for event in decode_events(response.iter_stream()):
                     seen.append((time.monotonic() - started, event))
                     yield event
             if not seen or seen[-1][1].get("type") not in ("message_stop", "error"):
@@ -199,22 +195,6 @@ class ProxyBackend(Backend):
                 self.recorder.record_stream(body, seen)
         finally:
             held.close()
-
-
-def parse_sse(chunks: Iterator[bytes]) -> Iterator[JSON]:
-    """Server-sent events from raw byte chunks: each event's JSON data, as soon as the event is complete."""
-    buffer = b""
-    for chunk in chunks:
-        buffer += chunk.replace(b"\r\n", b"\n")
-        while b"\n\n" in buffer:
-            frame, buffer = buffer.split(b"\n\n", 1)
-            data = b"\n".join(line[5:].lstrip() for line in frame.split(b"\n") if line.startswith(b"data:"))
-            if data:
-                yield json.loads(data)
-
-
-def _json(body: Mapping[str, Any]) -> bytes:
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def _returned_headers(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:

@@ -2,8 +2,8 @@
 
 import pytest
 
-from app import request_rules
-from backends.base import ApiError
+from app.spec import cross_field
+from backends.wire import ApiError
 
 from builders import message_body, weather_tool
 
@@ -48,12 +48,12 @@ def conversation(*messages):
 )
 def test_broken_rules_are_400s(body, message):
     with pytest.raises(ApiError, match=message) as error:
-        request_rules.check(body)
+        cross_field.check(body)
     assert error.value.status == 400 and error.value.error_type == "invalid_request_error"
 
 
 def test_a_complete_tool_round_trip_passes():
-    request_rules.check(
+    cross_field.check(
         conversation(
             {"role": "user", "content": "weather?"},
             {"role": "assistant", "content": [TOOL_USE]},

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Response
 
 from backends.base import Reply
-from backends.tokens import compact_json
+from backends.wire import compact_json
 
 
 def json_response(reply: Reply, status: int = 200) -> Response:

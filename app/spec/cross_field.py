@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from backends.base import ApiError
+from backends.wire import ApiError
 
 
 def check(body: Mapping[str, Any]) -> None:

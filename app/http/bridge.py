@@ -26,13 +26,12 @@ from typing import Any
 
 from starlette.types import Message, Receive, Scope, Send
 
-from backends.base import ConnectionAbort
+from backends.wire import ON_DISCONNECT_KEY, ConnectionAbort
 
 logger = logging.getLogger("understudy")
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 #: environ key: a list a handler may append callables to, run when the client disconnects.
-ON_DISCONNECT = "understudy.on_disconnect"
 _DONE = object()
 
 
@@ -40,7 +39,7 @@ class FlaskBridge:
     """An ASGI app that runs a WSGI app in a thread pool, one hop per request or stream chunk."""
 
     def __init__(self, wsgi_app: WSGIApp, *, threads: int) -> None:
-        self.wsgi_app = wsgi_app
+        self.app = wsgi_app  # `app`, the name Connexion's add_wsgi_middleware wraps
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="flask")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -92,7 +91,7 @@ class FlaskBridge:
             started["headers"] = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
             return written.append
 
-        iterable = self.wsgi_app(environ, start_response)
+        iterable = self.app(environ, start_response)
         iterator = iter(iterable)
         first = next(iterator, b"")
         if any(name == b"content-length" for name, _ in started["headers"]):
@@ -182,7 +181,7 @@ def _next_chunk(rest: Iterator[bytes]) -> Any:
 
 
 def _run_disconnect_callbacks(environ: dict[str, Any]) -> None:
-    for callback in environ.get(ON_DISCONNECT, ()):
+    for callback in environ.get(ON_DISCONNECT_KEY, ()):
         try:
             callback()
         except Exception:
@@ -249,7 +248,7 @@ def build_environ(scope: Scope, body: bytes) -> dict[str, Any]:
         "wsgi.multiprocess": True,
         "wsgi.run_once": False,
         "asgi.scope": scope,
-        ON_DISCONNECT: [],
+        ON_DISCONNECT_KEY: [],
     }
     if scope.get("client"):
         environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = scope["client"][0], str(scope["client"][1])

@@ -5,7 +5,7 @@ the spec points at (`x-apikeyInfoFunc`, `x-bearerInfoFunc`). With
 UNDERSTUDY_API_KEYS set only those keys pass, compared in constant time;
 unset, any non-empty key passes. A key that does not pass is a 401
 authentication_error; no key at all is reported by Connexion and worded by
-`app.errors`.
+`app.spec.problems`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-from app.envelope import SETTINGS_KEY
-from backends.base import ApiError
+from backends.wire import ADMIN_KEY_HEADER, SETTINGS_KEY, ApiError
 
 
 def key_is_accepted(key: str, accepted: frozenset[str]) -> bool:
@@ -49,5 +48,5 @@ def check_admin_key(key: str, required_scopes: Any = None, request: Any = None) 
     """x-apikeyInfoFunc for the admin routes: the `x-understudy-admin-key` header."""
     admin_key = request.scope[SETTINGS_KEY].admin_key
     if not admin_key or not hmac.compare_digest(key.encode(), admin_key.encode()):
-        raise ApiError(401, "invalid x-understudy-admin-key")
+        raise ApiError(401, f"invalid {ADMIN_KEY_HEADER}")
     return {"sub": "admin"}

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from app.server_process import ServerProcess
+from app.launcher.server_process import ServerProcess
 
 Script = str | Path | list[Any] | Mapping[str, Any]
 

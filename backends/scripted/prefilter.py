@@ -1,4 +1,4 @@
-"""Screens: rules in a row that test one field with plain strings, passed over at once.
+"""The prefilter: runs of rules that test one field with plain strings, passed over at once.
 
 A script of many rules usually keys them on one field — "user_text contains
 'weather'", "… contains 'stock'", and so on. Trying them one by one costs a
@@ -30,32 +30,32 @@ RuleT = TypeVar("RuleT", bound=HasConditions)
 
 
 @dataclass(frozen=True)
-class Block(Generic[RuleT]):
+class RuleRun(Generic[RuleT]):
     """Rules in a row, and a screen that is false only when none of them can match (None: no screen)."""
 
     rules: tuple[RuleT, ...]
     screen: Callable[[RequestView], bool] | None = None
 
 
-def first_match(blocks: Sequence[Block[RuleT]], view: RequestView) -> RuleT | None:
+def first_match(runs: Sequence[RuleRun[RuleT]], view: RequestView) -> RuleT | None:
     """The first rule, in script order, whose conditions all hold."""
-    for block in blocks:
-        if block.screen is not None and not block.screen(view):
-            continue  # none of the block's rules can match
-        for rule in block.rules:
+    for run in runs:
+        if run.screen is not None and not run.screen(view):
+            continue  # none of the run's rules can match
+        for rule in run.rules:
             if matches(rule.conditions, view):
                 return rule
     return None
 
 
-def blocks(rules: Sequence[RuleT]) -> tuple[Block[RuleT], ...]:
-    """The rules in order, in blocks a request can pass over at once.
+def rule_runs(rules: Sequence[RuleT]) -> tuple[RuleRun[RuleT], ...]:
+    """The rules in order, in runs a request can pass over at once.
 
     Rules in a row whose cheapest condition compares the same field with a plain
     string of the same kind ("user_text contains …", "model is …") share a
     screen: one set lookup, or one regex that finds any of their strings. Each of
     those rules needs its own string, so when the screen finds none, no rule of
-    the block can match; when it finds one, the block's rules are tried in order
+    the run can match; when it finds one, the run's rules are tried in order
     as usual. Order, and so which rule answers, is unchanged.
     """
 
@@ -63,13 +63,13 @@ def blocks(rules: Sequence[RuleT]) -> tuple[Block[RuleT], ...]:
         plain = _plain_test(rule)
         return None if plain is None else (plain.label, plain.kind)
 
-    grouped: list[Block[RuleT]] = []
+    grouped: list[RuleRun[RuleT]] = []
     for shared, run in groupby(rules, key=key):
         run_rules = tuple(run)
         if shared is None or len(run_rules) == 1:
-            grouped.extend(Block((rule,)) for rule in run_rules)
+            grouped.extend(RuleRun((rule,)) for rule in run_rules)
         else:  # every rule of the run has a plain test, of one field and kind
-            grouped.append(Block(run_rules, _screen([cast(PlainTest, _plain_test(rule)) for rule in run_rules])))
+            grouped.append(RuleRun(run_rules, _screen([cast(PlainTest, _plain_test(rule)) for rule in run_rules])))
     return tuple(grouped)
 
 

@@ -6,16 +6,16 @@ from typing import Any
 
 from flask import Response
 
-from app import request_rules
-from app.handlers import backend, request_headers
-from app.responses import json_response
-from app.streaming import sse_response
+from app.api import backend, request_headers
+from app.api.responses import json_response
+from app.api.streaming import sse_response
+from app.spec import cross_field
 from backends.base import MessageRequest
 
 
 def create(body: dict[str, Any]) -> Response:
     """Create a message: whole as JSON, or as server-sent events when `stream` is true."""
-    request_rules.check(body)
+    cross_field.check(body)
     message_request = _message_request(body)
     if body.get("stream"):
         return sse_response(backend().stream_message(message_request))
@@ -24,7 +24,7 @@ def create(body: dict[str, Any]) -> Response:
 
 def count_tokens(body: dict[str, Any]) -> Response:
     """Count the input tokens of a would-be message."""
-    request_rules.check(body)
+    cross_field.check(body)
     return json_response(backend().count_tokens(_message_request(body)))
 
 

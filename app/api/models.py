@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Response
 
-from app.handlers import backend, request_headers
-from app.responses import json_response
+from app.api import backend, request_headers
+from app.api.responses import json_response
 
 
 def list_models(limit: int = 20, after_id: str | None = None, before_id: str | None = None) -> Response:

@@ -8,16 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app
-
-from backends.state import StateStore
-
-STORE_KEY = "understudy.store"
-
-
-def _store() -> StateStore:
-    store: StateStore = current_app.extensions[STORE_KEY]
-    return store
+from app.api import store
 
 
 def list_requests(
@@ -31,18 +22,18 @@ def list_requests(
 ) -> dict[str, Any]:
     """Journal entries oldest first, filtered; `after` an entry id, to read on from there."""
     filters = {"path": path, "method": method, "rule": rule, "status": status, "request_id": request_id}
-    entries = _store().entries(after=after, limit=limit, **filters)
+    entries = store().entries(after=after, limit=limit, **filters)
     return {"data": entries, "last_id": entries[-1]["id"] if entries else after}
 
 
 def clear_requests() -> tuple[str, int]:
     """Empty the journal."""
-    _store().clear_entries()
+    store().clear_entries()
     return "", 204
 
 
 def reset() -> tuple[str, int]:
     """Start every scripted sequence again from its first reply, and empty the journal."""
-    _store().reset_counters()
-    _store().clear_entries()
+    store().reset_counters()
+    store().clear_entries()
     return "", 204

@@ -1,0 +1,36 @@
+"""The API that openapi.yaml names: one module per operation group, each function named by an operationId.
+
+A handler receives a request Connexion has already validated (and the key
+check in `auth` has passed), hands it to the configured backend and turns the
+answer into a response: JSON (`responses`) or server-sent events
+(`streaming`). It never checks what the spec can say, and never knows which
+backend is running.
+"""
+
+from __future__ import annotations
+
+from flask import current_app, request
+
+from backends.base import Backend
+from backends.state import StateStore
+
+#: Where the composition root leaves the backend and the state store, in Flask's `app.extensions`.
+BACKEND_KEY = "understudy.backend"
+STORE_KEY = "understudy.store"
+
+
+def backend() -> Backend:
+    """The backend this app was built with."""
+    chosen: Backend = current_app.extensions[BACKEND_KEY]
+    return chosen
+
+
+def store() -> StateStore:
+    """The state store this app was built with (the admin routes exist only when there is one)."""
+    shared: StateStore = current_app.extensions[STORE_KEY]
+    return shared
+
+
+def request_headers() -> dict[str, str]:
+    """The request's headers, names in lower case, for the backend."""
+    return {name.lower(): value for name, value in request.headers.items()}

@@ -1,0 +1,109 @@
+"""The request body's size limit, kept without reading the body into memory; a body cut short is a 408.
+
+A declared Content-Length over the limit is refused at once, and a body sent
+without one (chunked) is counted as it arrives and refused the moment it
+passes the limit. A body that stops before its end is a 408, never taken for
+a shorter body.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from backends.wire import ApiError
+
+
+class RequestTooLarge(ApiError):
+    """The body is over the configured limit."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"Request exceeds the maximum allowed size of {limit} bytes")
+
+
+class RequestTimeout(ApiError):
+    """The body stopped short: the client closed the connection, or sent nothing for gunicorn's `timeout`."""
+
+    def __init__(self) -> None:
+        super().__init__(408, "The request body did not arrive in full in time", error_type="timeout_error")
+
+
+class BodyLimitMiddleware:
+    """Refuses a body over `limit` bytes (413) or one that stops short (408), before any layer below reads it."""
+
+    def __init__(self, app: ASGIApp, *, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        scope, receive = await self._limit_body(scope, _whole_body(receive))
+        await self.app(scope, receive, send)
+
+    async def _limit_body(self, scope: Scope, receive: Receive) -> tuple[Scope, Receive]:
+        """Refuse a declared length over the limit; read a chunked body, counting, and declare its length."""
+        declared = _header(scope, b"content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                raise ApiError(400, "Content-Length header is not a valid number")
+            if int(declared) > self.limit:
+                raise RequestTooLarge(self.limit)
+            return scope, receive
+        if _header(scope, b"transfer-encoding") is None:
+            return scope, receive
+        body = bytearray()
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.limit:
+                raise RequestTooLarge(self.limit)
+        headers = [(name, value) for name, value in scope["headers"] if name != b"transfer-encoding"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        return {**scope, "headers": headers}, _replay(bytes(body), receive)
+
+
+def _whole_body(receive: Receive) -> Receive:
+    """A receive channel on which a body that stops before its end raises RequestTimeout.
+
+    gunicorn hands the app an http.disconnect when the client closes the connection, or sends nothing
+    for `timeout` seconds, before the body is complete; taken for the end of the body, a cut body would
+    be read as a whole one (a misleading 400 for broken JSON, or a request served that was never sent).
+    """
+    complete = False
+
+    async def receive_whole() -> Message:
+        nonlocal complete
+        message = await receive()
+        if message["type"] == "http.request":
+            complete = complete or not message.get("more_body", False)
+        elif message["type"] == "http.disconnect" and not complete:
+            raise RequestTimeout()
+        return message
+
+    return receive_whole
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key.lower() == name:
+            return value.decode("latin-1").strip()
+    return None
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive channel that gives `body` once, then whatever the client sends next."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay

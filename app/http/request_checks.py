@@ -1,0 +1,39 @@
+"""Requests refused before routing: paths no route can have, and headers given twice with different values.
+
+Both are cheap checks on the request line and headers, made before anything
+else reads them, so that no inner layer has to guess.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from backends.wire import ADMIN_KEY_HEADER, ApiError
+
+#: Headers the API reads one value of: given twice with different values, which one counts is anyone's guess.
+#: (gunicorn itself refuses a repeated Content-Type, Content-Length or Host.)
+SINGLE_VALUED = frozenset({b"anthropic-version", b"x-api-key", b"authorization", ADMIN_KEY_HEADER.encode()})
+
+
+class RequestChecksMiddleware:
+    """Refuses, in the API's words, a request whose path or headers would be read differently by different layers."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            if "\n" in scope["path"]:
+                # Starlette's router (Connexion's) mis-routes such a path and Flask's does not, so a view would
+                # run without its operation (a 500); no route of the API has a newline in it.
+                raise ApiError(404, "Not Found")
+            _refuse_conflicting_headers(scope)
+        await self.app(scope, receive, send)
+
+
+def _refuse_conflicting_headers(scope: Scope) -> None:
+    seen: dict[bytes, bytes] = {}
+    for raw_name, value in scope["headers"]:
+        name = raw_name.lower()
+        if name in SINGLE_VALUED and seen.setdefault(name, value) != value:
+            raise ApiError(400, f"{name.decode()}: the header is given more than once, with different values")

@@ -1,0 +1,152 @@
+"""The vocabulary every layer shares: API errors, ids, compact JSON, server-sent events, scope keys, header names.
+
+It sits in the lowest layer and imports nothing of the project, so that the
+HTTP plumbing, the API handlers and every backend speak the same words
+without importing each other:
+
+- `ApiError` is a failure the API reports (status, error type, message),
+  `ConnectionAbort` a connection cut on purpose, and `error_body` the JSON
+  shape every error has on the wire;
+- `new_id` makes ids in the API's style (msg_…, toolu_…, req_…);
+- `compact_json` writes JSON as the API does;
+- `encode_event` and `decode_events` are the two directions of the SSE codec;
+- the ASGI scope keys and header names that cross layers are named once here.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+JSON = dict[str, Any]
+
+# ---------------------------------------------------------------------------------------------- errors
+
+#: The error type the API documents for each status; any other 4xx is an
+#: invalid_request_error and any other 5xx an api_error.
+ERROR_TYPES: Mapping[int, str] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+
+def error_type_for(status: int) -> str:
+    """The API's error type for an HTTP status."""
+    return ERROR_TYPES.get(status) or ("api_error" if status >= 500 else "invalid_request_error")
+
+
+class ApiError(Exception):
+    """A failure the API reports to its client: a status, an error type and a message."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        error_type: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.error_type = error_type or error_type_for(status)
+        self.headers = dict(headers or {})
+        #: The error body exactly as an upstream sent it, passed on unchanged instead of one built here.
+        self.body = body
+
+
+class ConnectionAbort(Exception):
+    """Raised by a backend to cut the client's connection, as a network fault would.
+
+    Before the response starts the client gets a truncated response; during a
+    stream, the stream just stops without its end. Nothing else reports it.
+    """
+
+
+def error_body(error: ApiError, request_id: str | None) -> JSON:
+    """The JSON body of an error response (an upstream's own body, when it sent one)."""
+    if error.body is not None:
+        return dict(error.body)
+    return {
+        "type": "error",
+        "error": {"type": error.error_type, "message": error.message},
+        "request_id": request_id,
+    }
+
+
+def error_json(error: ApiError, request_id: str | None) -> bytes:
+    """The error body as compact JSON bytes."""
+    return compact_json(error_body(error, request_id)).encode()
+
+
+# ------------------------------------------------------------------------------------------------- ids
+
+ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+ID_LENGTH = 24  # "01" and 22 random characters, as in the real API's ids
+
+#: Each random byte names a character: bytes 0–247 fall evenly on the 62, 248–255 on the first eight.
+#: So a character carries 5.95 bits, not quite log2(62) = 5.954, and an id some 130: plenty for ids,
+#: which need to be unique, not secret. One C call rather than a Python step per character (an id is
+#: made twice per request: the message's and the request's).
+_CHARACTER_OF_BYTE = bytes(ALPHABET.encode()[byte % len(ALPHABET)] for byte in range(256))
+
+
+def new_id(prefix: str) -> str:
+    """A fresh id such as `msg_01Xy…`; random, so unique across workers and restarts without shared state."""
+    return f"{prefix}_01{secrets.token_bytes(ID_LENGTH - 2).translate(_CHARACTER_OF_BYTE).decode()}"
+
+
+# ------------------------------------------------------------------------------------------------ JSON
+
+
+def compact_json(value: Any) -> str:
+    """JSON as the API writes it: no spaces, non-ASCII kept."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+# ----------------------------------------------------------------------------------- server-sent events
+
+
+def encode_event(event: Mapping[str, Any]) -> bytes:
+    """One event in the wire format: `event:` its type (the SDKs' parsers drop events without one), `data:` it."""
+    return f"event: {event['type']}\ndata: {compact_json(event)}\n\n".encode()
+
+
+def decode_events(chunks: Iterator[bytes]) -> Iterator[JSON]:
+    """Server-sent events from raw byte chunks: each event's JSON data, as soon as the event is complete."""
+    buffer = b""
+    for chunk in chunks:
+        buffer += chunk.replace(b"\r\n", b"\n")
+        while b"\n\n" in buffer:
+            frame, buffer = buffer.split(b"\n\n", 1)
+            data = b"\n".join(line[5:].lstrip() for line in frame.split(b"\n") if line.startswith(b"data:"))
+            if data:
+                yield json.loads(data)
+
+
+# ------------------------------------------------------------------------------ scope keys and headers
+
+#: Where the request's id travels in the ASGI scope (set by the outermost middleware).
+REQUEST_ID_KEY = "understudy.request_id"
+#: Where the server's settings travel in the ASGI scope, for the security handlers.
+SETTINGS_KEY = "understudy.settings"
+#: Where request validation leaves the parsed body, so that nothing parses it twice.
+VALIDATED_BODY_KEY = "understudy.validated_body"
+#: The WSGI environ key of the callbacks to run the moment the client disconnects.
+ON_DISCONNECT_KEY = "understudy.on_disconnect"
+
+#: The response header that names the scripted rule that answered (read by the journal).
+RULE_HEADER = "x-understudy-rule"
+#: The request header that carries the admin key.
+ADMIN_KEY_HEADER = "x-understudy-admin-key"
