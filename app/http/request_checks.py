@@ -23,9 +23,11 @@ class RequestChecksMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            if "\n" in scope["path"]:
-                # Starlette's router (Connexion's) mis-routes such a path and Flask's does not, so a view would
-                # run without its operation (a 500); no route of the API has a newline in it.
+            if "\n" in scope["path"] or "//" in scope["path"]:
+                # Connexion routes with Starlette, then Flask routes again, and the two read these paths
+                # differently: werkzeug strips leading slashes and merges inner ones (`//health` is `/health`),
+                # Starlette's regexes do not match a newline. A view Connexion never routed would run without
+                # its operation (a 500). No route of the API has a newline or an empty segment.
                 raise ApiError(404, "Not Found")
             _refuse_conflicting_headers(scope)
         await self.app(scope, receive, send)

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import random
 import socket
 import time
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
@@ -270,6 +272,60 @@ def test_what_gunicorn_refuses_itself(server, head, status):
     answer = raw(server, head + b"{}")
     assert answer.status == status and answer.headers["content-type"] == "text/plain"
     assert answer.headers["connection"] == "close"
+
+
+# ---------------------------------------------------------------------------------------------- the path
+
+#: Paths the two routers (Starlette's, then Flask's) could read differently, or that no route has.
+ODD_PATHS = [
+    "//health",
+    "//v1/models",
+    "//v1/messages",
+    "//_understudy/requests",
+    "/%2Fhealth",
+    "///",
+    "/v1//models",
+    "/v1/models//",
+    "/v1/./messages",
+    "/v1/../v1/messages",
+    "/v1/%2e%2e/health",
+    "/v1/messages%00",
+    "/v1/models/%ff",
+    "/v1/models/a%2Fb",
+    "/v1/mess%C3%A4ges",
+    "/v1/models/" + "a/" * 500,
+]
+
+
+def _mutated_paths(count: int, seed: int = 13) -> list[str]:
+    """Each path of the spec with a random piece put in somewhere: slashes, dots, escapes, a NUL, non-ASCII."""
+    pieces = ["/", "//", "%2F", ".", "..", "%2e", "%00", "%ff", "ä", ";", "%"]
+    generator = random.Random(seed)
+    paths = [path.replace("{model_id}", "claude-opus-4-5") for path in SPEC["paths"]]
+    mutated = []
+    for _ in range(count):
+        path = generator.choice(paths)
+        at = generator.randrange(len(path) + 1)
+        mutated.append(urllib.parse.quote(path[:at] + generator.choice(pieces) + path[at:], safe="/%.;"))
+    return mutated
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+@pytest.mark.parametrize("path", ODD_PATHS + _mutated_paths(40))
+def test_an_odd_path_is_never_a_500(server, method, path):
+    body = json.dumps(message_body()).encode()
+    head = request_head(len(body)).replace(b"POST /v1/messages", f"{method} {path}".encode(), 1)
+    answer = raw(server, head + body)
+    assert answer.status < 500, (path, answer.body[:300])
+    if answer.status >= 400 and answer.headers.get("content-type") == "application/json":
+        assert_api_error(answer, answer.status, answer.json()["error"]["type"])
+
+
+@pytest.mark.parametrize("path", ["//health", "//v1/models", "//v1/messages", "/%2Fhealth", "/v1//models"])
+def test_a_path_with_an_empty_segment_is_a_404(server, path):
+    body = json.dumps(message_body()).encode()
+    answer = raw(server, request_head(len(body)).replace(b"/v1/messages", path.encode(), 1) + body)
+    assert_api_error(answer, 404, "not_found_error", "Not Found")
 
 
 # ---------------------------------------------------------------------------------- size, time, the socket
