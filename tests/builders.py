@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+#: The checkout: where gunicorn.conf.py, wsgi.py and bench/ are.
+REPO_ROOT = Path(__file__).resolve().parents[1]
 API_KEY = "test-key"
 #: The headers a 0.x SDK sends.
 HEADERS = {"x-api-key": API_KEY, "anthropic-version": "2023-06-01"}

@@ -7,7 +7,11 @@
         assert [entry["status"] for entry in server.journal()] == [529, 200]
 
 Each call of the `understudy` fixture starts a real server (gunicorn, the
-scripted backend, on a free loopback port) and stops it after the test.
+scripted backend, on a free loopback port) and stops it after the test. The
+server is a process of its own, whose sys.path starts with the server tree, so
+a project with packages of its own named `app` or `backends` keeps importing
+those; it runs in the test's working directory, so relative paths in `env`
+mean what they mean to the test.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
-from app.launcher.server_process import ServerProcess
+from .server_process import ServerProcess
 
 Script = str | Path | list[Any] | Mapping[str, Any]
 

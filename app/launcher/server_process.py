@@ -5,7 +5,8 @@ for /health with a deadline; the server's output is drained in a thread (so a
 chatty server never blocks on a full pipe) and kept for failure messages;
 stopping sends SIGTERM, waits, then kills. Inherited Anthropic credentials are
 removed from the child's environment so a test can never reach the real API
-by accident.
+by accident. The server runs in the caller's working directory (or `cwd`),
+with the server tree first on its sys.path (`server_tree.py`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -22,7 +22,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from .server_tree import gunicorn_command
+
 SCRUBBED = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL")
 
 
@@ -43,15 +44,16 @@ class ServerProcess:
         workers: int = 1,
         target: str = "wsgi:app",
         extra_args: Sequence[str] = (),
+        cwd: Path | None = None,
     ) -> None:
         self.port = free_port()
+        self.cwd = cwd
         self.workers = workers
         self.env = {key: value for key, value in os.environ.items() if key not in SCRUBBED}
         self.env.update(env or {})
-        self.command = [
-            sys.executable, "-m", "gunicorn", target,
-            "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers), *extra_args,
-        ]  # fmt: skip
+        self.command = gunicorn_command(
+            target, "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers), *extra_args
+        )
         self.process: subprocess.Popen[str] | None = None
         self.lines: list[str] = []
 
@@ -68,7 +70,7 @@ class ServerProcess:
         """Start the server and wait until /health answers; raise RuntimeError with its output if not."""
         self.process = subprocess.Popen(
             self.command,
-            cwd=REPO_ROOT,
+            cwd=self.cwd,
             env=self.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -11,9 +11,9 @@ import sys
 
 import pytest
 
-from app.launcher.server_process import REPO_ROOT, ServerProcess
+from app.launcher.server_process import ServerProcess
 
-from builders import API_KEY, message_body
+from builders import API_KEY, REPO_ROOT, message_body
 
 
 def raw_request(port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None):

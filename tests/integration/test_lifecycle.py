@@ -25,9 +25,9 @@ from pathlib import Path
 
 import pytest
 
-from app.launcher.server_process import REPO_ROOT, ServerProcess
+from app.launcher.server_process import ServerProcess
 
-from builders import API_KEY, message_body
+from builders import API_KEY, REPO_ROOT, message_body
 
 HEADERS = {"x-api-key": API_KEY, "anthropic-version": "2023-06-01", "content-type": "application/json"}
 

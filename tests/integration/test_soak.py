@@ -20,7 +20,7 @@ import json
 import subprocess
 import sys
 
-from app.launcher.server_process import REPO_ROOT
+from builders import REPO_ROOT
 
 SECONDS, RATE = 20, 60
 #: New handler threads allowed per worker between the warm-up and the end, both measured with the server idle.
