@@ -1,4 +1,4 @@
-"""gunicorn's settings for Understudy; `gunicorn wsgi:app` in the repo root reads this file.
+"""gunicorn's settings for Understudy; `gunicorn wsgi:app` in the repo root reads this file, `understudy serve` too.
 
 Any of these can be overridden on the command line or in GUNICORN_CMD_ARGS,
 e.g. `gunicorn wsgi:app -b 0.0.0.0:8000 -w 4`.

@@ -1,8 +1,9 @@
-"""Starting Understudy from outside its own process: a server in a child process and the pytest fixture.
+"""Starting Understudy from outside its own process: the command, a server in a child process, the pytest fixture.
 
-Nothing here imports the server: `server_process` runs gunicorn in a child
-process and waits for it, and `pytest_plugin` is the `understudy` fixture
-built on it, so a test suite pays for the server only in the child.
+Nothing here imports the server: `cli` is the `understudy` command,
+`server_process` runs gunicorn in a child process and waits for it, and
+`pytest_plugin` is the `understudy` fixture built on it, so a test suite pays
+for the server only in the child.
 
 In a checkout this is `app/launcher/`; in the wheel it is the top-level package
 `understudy`, the wheel's only one (setup.cfg maps the directory to that name).
