@@ -9,7 +9,8 @@ without importing each other:
   shape every error has on the wire;
 - `new_id` makes ids in the API's style (msg_…, toolu_…, req_…);
 - `compact_json` writes JSON as the API does;
-- `encode_event` and `decode_events` are the two directions of the SSE codec;
+- `encode_event` and `decode_events` are the two directions of the SSE codec
+  (`MalformedEvent` what the second raises for an event it cannot read);
 - the ASGI scope keys and header names that cross layers are named once here.
 """
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 JSON = dict[str, Any]
@@ -123,16 +124,57 @@ def encode_event(event: Mapping[str, Any]) -> bytes:
     return f"event: {event['type']}\ndata: {compact_json(event)}\n\n".encode()
 
 
-def decode_events(chunks: Iterator[bytes]) -> Iterator[JSON]:
-    """Server-sent events from raw byte chunks: each event's JSON data, as soon as the event is complete."""
-    buffer = b""
+class MalformedEvent(ValueError):
+    """A server-sent event that cannot be passed on; the message says why, quoting nothing of it."""
+
+
+def decode_events(chunks: Iterable[bytes], *, max_event_bytes: int | None = None) -> Iterator[JSON]:
+    """Server-sent events from raw byte chunks: each event's JSON data, as soon as the event is complete.
+
+    Each chunk is searched once, for the blank line that ends an event (so a long event costs time in
+    proportion to its length, not to its length squared); raises MalformedEvent for an event longer
+    than `max_event_bytes`, or whose data is not UTF-8 JSON with a `type`.
+    """
+    buffer = bytearray()
+    carried_cr = False  # a chunk ended in "\r", which may be half of a "\r\n"
     for chunk in chunks:
-        buffer += chunk.replace(b"\r\n", b"\n")
-        while b"\n\n" in buffer:
-            frame, buffer = buffer.split(b"\n\n", 1)
-            data = b"\n".join(line[5:].lstrip() for line in frame.split(b"\n") if line.startswith(b"data:"))
-            if data:
-                yield json.loads(data)
+        if carried_cr:
+            chunk = b"\r" + chunk
+        carried_cr = chunk.endswith(b"\r")
+        searched = max(len(buffer) - 1, 0)  # all before it holds no "\n\n"; the last "\n" may begin one
+        buffer += (chunk[:-1] if carried_cr else chunk).replace(b"\r\n", b"\n")
+        start = 0
+        while (end := buffer.find(b"\n\n", max(start, searched))) != -1:
+            frame = buffer[start:end]
+            start = end + 2
+            if max_event_bytes is not None and len(frame) > max_event_bytes:
+                raise _too_long(max_event_bytes)
+            event = _event_data(frame)
+            if event is not None:
+                yield event
+        del buffer[:start]
+        if max_event_bytes is not None and len(buffer) > max_event_bytes:
+            raise _too_long(max_event_bytes)
+
+
+def _event_data(frame: bytes | bytearray) -> JSON | None:
+    """The JSON of one event's `data:` lines (None for an event without data: a comment, a keep-alive)."""
+    data = b"\n".join(line[5:].lstrip() for line in frame.split(b"\n") if line.startswith(b"data:"))
+    if not data:
+        return None
+    try:
+        event = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise MalformedEvent("its data is not UTF-8") from None
+    except (ValueError, RecursionError):
+        raise MalformedEvent("its data is not JSON") from None
+    if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+        raise MalformedEvent("its data is not a JSON object with a type")
+    return event
+
+
+def _too_long(limit: int) -> MalformedEvent:
+    return MalformedEvent(f"it is longer than the limit of {limit} bytes")
 
 
 # ------------------------------------------------------------------------------ scope keys and headers
