@@ -128,13 +128,16 @@ def _backend_arguments(settings: Settings, store: StateStore | None) -> dict[str
     if settings.backend == "proxy":
         from backends.proxy.recording import Recorder  # only a proxy server pays for the YAML emitter
 
-        secrets = [key for key in (settings.upstream_api_key, *settings.api_keys) if key]
+        secrets = [key for key in (settings.upstream_api_key, *settings.api_keys, settings.admin_key) if key]
         return {
             "upstream_url": settings.upstream_url,
             "upstream_key": settings.upstream_api_key,
+            "secrets": secrets,
             "connect_timeout": settings.upstream_connect_timeout,
             "read_timeout": settings.upstream_read_timeout,
             "max_connections": settings.upstream_connections,
+            "max_body_bytes": settings.upstream_max_body_bytes,
+            "max_event_bytes": settings.upstream_max_event_bytes,
             "recorder": Recorder(settings.record, secrets) if settings.record else None,
         }
     return {}

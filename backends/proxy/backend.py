@@ -4,15 +4,22 @@ Requests arrive already validated against openapi.yaml, so a malformed call
 never leaves the server. Then:
 - **keys**: with UNDERSTUDY_UPSTREAM_API_KEY the gateway holds the upstream key
   (clients use keys of their own) and it never reaches a client, a log, the
-  journal or a recording; without it, the client's own key passes through;
+  journal or a recording; without it, the client's own key passes through.
+  Whatever the upstream sends back has every secret of the gateway masked
+  (`redaction.py`), for an upstream may echo them;
 - **headers**: anthropic-version, anthropic-beta and the rest go upstream;
-  hop-by-hop headers are dropped both ways; the upstream's request-id is kept;
+  hop-by-hop headers, and those a `Connection` header names, are dropped both
+  ways; the upstream's request-id is kept;
 - **streams** pass through event by event as they arrive; when the client
   goes away, the upstream socket is shut at once, so nobody pays for tokens
   nobody reads;
+- **bounds**: a whole answer is read up to UNDERSTUDY_UPSTREAM_MAX_BODY_BYTES
+  and one event up to UNDERSTUDY_UPSTREAM_MAX_EVENT_BYTES; beyond, the
+  upstream is left and the client gets a 502 (an `error` event in a stream);
 - **faults** become errors the SDKs understand (`upstream_errors`): unreachable
-  or reset → 502 api_error, too slow → 504 timeout_error, a stream cut short →
-  an `error` event; the upstream's own error responses pass through unchanged;
+  or reset → 502 api_error, too slow → 504 timeout_error, a stream cut short or
+  malformed → an `error` event; the upstream's own API errors pass through
+  unchanged (secrets masked), and of any other error answer only its status;
 - **pooling**: one bounded keep-alive pool per worker, shared by its threads —
   httpcore's, the engine under httpx, used directly: a gateway needs none of
   httpx's conveniences (URL merging, cookies, redirects, decoding), which cost
@@ -24,9 +31,10 @@ never leaves the server. Then:
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
@@ -35,7 +43,8 @@ import httpcore
 
 from backends.base import Backend, EventStream, MessageRequest, Reply
 from backends.proxy.recording import Recorder
-from backends.wire import ADMIN_KEY_HEADER, JSON, ApiError, compact_json, decode_events
+from backends.proxy.redaction import Secrets
+from backends.wire import ADMIN_KEY_HEADER, JSON, ApiError, MalformedEvent, compact_json, decode_events
 
 if TYPE_CHECKING:
     from backends.catalogue import ModelCatalogue
@@ -51,16 +60,25 @@ CLIENT_KEYS = frozenset({"x-api-key", "authorization"})
 #: Response headers this server sets itself.
 NOT_RETURNED = HOP_BY_HOP | {"content-length", "content-encoding", "content-type", "server", "date", "set-cookie"}
 
+logger = logging.getLogger("understudy")
+
 
 @contextmanager
-def upstream_errors() -> Iterator[None]:
-    """Turn the HTTP client's failures into the API errors a client should see."""
+def upstream_errors(secrets: Secrets) -> Iterator[None]:
+    """Turn the HTTP client's failures into the API errors a client should see (quoting no secret)."""
     try:
         yield
     except httpcore.TimeoutException as error:
         raise ApiError(504, f"The upstream did not answer in time ({type(error).__name__})") from None
     except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol) as error:
-        raise ApiError(502, f"The upstream could not be reached ({type(error).__name__}: {error})") from None
+        reason = secrets.redacted(f"{type(error).__name__}: {error}")  # h11 may quote what the upstream sent
+        raise ApiError(502, f"The upstream could not be reached ({reason})") from None
+
+
+def upstream_fault(message: str) -> ApiError:
+    """A 502 for an answer the gateway will not pass on, logged in one line (it quotes nothing of the answer)."""
+    logger.warning("%s", message)
+    return ApiError(502, message)
 
 
 class ProxyBackend(Backend):
@@ -74,9 +92,12 @@ class ProxyBackend(Backend):
         upstream_url: str,
         *,
         upstream_key: str | None = None,
+        secrets: Iterable[str] = (),
         connect_timeout: float = 10.0,
         read_timeout: float = 600.0,
         max_connections: int = 100,
+        max_body_bytes: int = 32 * 1024 * 1024,
+        max_event_bytes: int = 16 * 1024 * 1024,
         recorder: Recorder | None = None,
     ) -> None:
         super().__init__(catalogue)
@@ -92,6 +113,10 @@ class ProxyBackend(Backend):
             }
         }
         self.upstream_key = upstream_key
+        #: The upstream key and the gateway's other secrets (its clients' keys, the admin key), masked in answers.
+        self.secrets = Secrets([upstream_key, *secrets])
+        self.max_body_bytes = max_body_bytes
+        self.max_event_bytes = max_event_bytes
         self.recorder = recorder
 
     # ------------------------------------------------------------------ calls
@@ -108,7 +133,7 @@ class ProxyBackend(Backend):
     def stream_message(self, request: MessageRequest) -> EventStream:
         started = time.monotonic()
         held = ExitStack()  # the upstream response, open until its last event is passed on
-        with upstream_errors():
+        with upstream_errors(self.secrets):
             response = held.enter_context(
                 self.pool.stream(
                     "POST",
@@ -119,13 +144,12 @@ class ProxyBackend(Backend):
                 )
             )
         if response.status != 200:
-            with held, upstream_errors():
-                response.read()
-            error = _upstream_error(response)
+            with held, upstream_errors(self.secrets):
+                error = self._upstream_error(response, self._read(response))
             self._record_error(request, error)
             raise error
         events = self._events(response, held, request.body, started)
-        return EventStream(events, _returned_headers(response.headers), on_disconnect=lambda: _cut(response))
+        return EventStream(events, self._returned_headers(response.headers), on_disconnect=lambda: _cut(response))
 
     def count_tokens(self, request: MessageRequest) -> Reply:
         return self._call("POST", "/v1/messages/count_tokens", request.headers, body=request.body)
@@ -150,27 +174,51 @@ class ProxyBackend(Backend):
 
     def _call(self, method: str, path: str, headers: Mapping[str, str], body: Mapping[str, Any] | None = None) -> Reply:
         content = None if body is None else compact_json(body).encode()
-        with upstream_errors():
-            response = self.pool.request(
+        with (
+            upstream_errors(self.secrets),
+            self.pool.stream(
                 method, self._url(path), headers=self._headers(headers), content=content, extensions=self.extensions
-            )
+            ) as response,
+        ):
+            answer = self._read(response)
         if response.status >= 400:
-            raise _upstream_error(response)
+            raise self._upstream_error(response, answer)
         try:
-            answer = json.loads(response.content)
-        except ValueError:
-            raise ApiError(502, f"The upstream answered {response.status} with a body that is not JSON") from None
-        return Reply(answer, _returned_headers(response.headers))
+            parsed = json.loads(answer)
+        except (ValueError, RecursionError):
+            raise upstream_fault(f"The upstream answered {response.status} with a body that is not JSON") from None
+        return Reply(self.secrets.redacted(parsed), self._returned_headers(response.headers))
+
+    def _read(self, response: httpcore.Response) -> bytes:
+        """The upstream's whole body, given up (a 502) as soon as it is longer than the limit, declared or read."""
+        declared = next((value for name, value in response.headers if name.lower() == b"content-length"), b"0")
+        if int(declared) > self.max_body_bytes:  # h11 has checked that it is digits
+            raise self._too_long()
+        chunks, size = [], 0
+        for chunk in response.iter_stream():
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise self._too_long()
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_long(self) -> ApiError:
+        return upstream_fault(
+            f"The upstream sent an answer longer than the gateway's limit of {self.max_body_bytes} bytes"
+        )
 
     def _url(self, path: str) -> str:
         return f"{self.upstream_url}{path}"
 
     def _headers(self, client_headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
         """The headers to send upstream: the client's, less hop-by-hop ones, with the right key."""
+        named = _named_in_connection([client_headers.get("connection", "")])
         headers = {
             name: value
             for name, value in client_headers.items()
-            if name not in NOT_FORWARDED and (self.upstream_key is None or name not in CLIENT_KEYS)
+            if name not in NOT_FORWARDED
+            and name not in named
+            and (self.upstream_key is None or name not in CLIENT_KEYS)
         }
         if self.upstream_key is not None:
             headers["x-api-key"] = self.upstream_key
@@ -185,39 +233,61 @@ class ProxyBackend(Backend):
         """The upstream's events, each passed on the moment its last line arrives."""
         seen: list[tuple[float, JSON]] = []
         try:
-            with upstream_errors():
-                for event in decode_events(response.iter_stream()):
+            with upstream_errors(self.secrets):
+                for event in decode_events(response.iter_stream(), max_event_bytes=self.max_event_bytes):
+                    event = self.secrets.redacted(event)
                     seen.append((time.monotonic() - started, event))
                     yield event
-            if not seen or seen[-1][1].get("type") not in ("message_stop", "error"):
+            if not seen or seen[-1][1]["type"] not in ("message_stop", "error"):
                 raise ApiError(502, "The upstream ended the stream before message_stop")
             if self.recorder:
                 self.recorder.record_stream(body, seen)
+        except MalformedEvent as error:
+            raise upstream_fault(f"The upstream sent a malformed event: {error}") from None
         finally:
             held.close()
 
+    def _returned_headers(self, headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
+        """The upstream's response headers worth passing on: request-id, rate limits, retry hints…"""
+        named = _named_in_connection(
+            value.decode("latin-1") for name, value in headers if name.lower() == b"connection"
+        )
+        returned: dict[str, str] = {}
+        for raw_name, raw_value in headers:
+            name = raw_name.decode("latin-1").lower()
+            if name not in NOT_RETURNED and name not in named:
+                value = raw_value.decode("latin-1")
+                returned[name] = f"{returned[name]}, {value}" if name in returned else value
+        return self.secrets.redacted(returned)
 
-def _returned_headers(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
-    """The upstream's response headers worth passing on: request-id, rate limits, retry hints…"""
-    returned: dict[str, str] = {}
-    for raw_name, raw_value in headers:
-        name = raw_name.decode("latin-1").lower()
-        if name not in NOT_RETURNED:
-            value = raw_value.decode("latin-1")
-            returned[name] = f"{returned[name]}, {value}" if name in returned else value
-    return returned
-
-
-def _upstream_error(response: httpcore.Response) -> ApiError:
-    """An upstream error response (read already), to be passed on unchanged."""
-    headers = _returned_headers(response.headers)
-    try:
-        body = json.loads(response.content)
+    def _upstream_error(self, response: httpcore.Response, content: bytes) -> ApiError:
+        """An upstream error response: an API error passes on as sent (secrets masked); of anything else, the status."""
+        headers = self._returned_headers(response.headers)
+        body = _api_error_body(content)
+        if body is None:  # an error page, a proxy's text: nothing of it reaches the client
+            return ApiError(
+                response.status, f"The upstream answered {response.status}, not with an API error", headers=headers
+            )
+        body = self.secrets.redacted(body)
         error = body["error"]
-        return ApiError(response.status, str(error["message"]), error_type=error["type"], headers=headers, body=body)
-    except (ValueError, KeyError, TypeError):
-        text = response.content[:200].decode(errors="replace")
-        return ApiError(response.status, f"The upstream answered {response.status}: {text}", headers=headers)
+        return ApiError(response.status, error["message"], error_type=error["type"], headers=headers, body=body)
+
+
+def _api_error_body(content: bytes) -> JSON | None:
+    """The body as JSON if it is shaped as the API's errors are (`{"error": {"type": …, "message": …}}`), else None."""
+    try:
+        body = json.loads(content)
+    except (ValueError, RecursionError):
+        return None
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("type"), str) and isinstance(error.get("message"), str):
+        return body
+    return None
+
+
+def _named_in_connection(values: Iterable[str]) -> set[str]:
+    """The header names `Connection` header values list: options of this hop, never forwarded (RFC 9110 §7.6.1)."""
+    return {name.strip().lower() for value in values for name in value.split(",")} - {""}
 
 
 def _cut(response: httpcore.Response) -> None:

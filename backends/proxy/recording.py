@@ -5,8 +5,8 @@ turn; its reply is the upstream's answer as it was — content, stop reason,
 usage, and for a stream its pace (time to first token, delay between
 chunks) and any error event. The same request seen again adds to the rule's
 `replies`, so a replay gives the answers in the order they came. Secrets —
-the upstream key and the clients' keys — are masked wherever they appear;
-headers are never recorded.
+the upstream key, the clients' keys, the admin key — are masked wherever they
+appear (`redaction.py`); headers are never recorded.
 
 Workers share the file under a lock. A new request's rule is appended to the
 file in one write, and each worker parses only what others appended since it
@@ -32,11 +32,11 @@ import yaml
 
 from backends import text, tokens
 from backends.events import message_from_events
+from backends.proxy.redaction import Secrets
 from backends.wire import JSON, ApiError
 
 logger = logging.getLogger("understudy")
 
-MASK = "[masked]"
 #: Content blocks a script can replay; others (server tool results) are left out of a recording.
 REPLAYABLE = {"text": ("text",), "tool_use": ("id", "name", "input"), "thinking": ("thinking", "signature"),
               "redacted_thinking": ("data",)}  # fmt: skip
@@ -59,7 +59,7 @@ class Recorder:
 
     def __init__(self, path: Path, secrets: Iterable[str]) -> None:
         self.path = Path(path)
-        self.secrets = [secret for secret in secrets if secret]
+        self.secrets = Secrets(secrets)
         # The file as this worker last saw or wrote it, and its rules, by match too.
         self._text = ""
         self._rules: list[JSON] = []
@@ -98,7 +98,7 @@ class Recorder:
             "user_text": text.last_user_text(body["messages"]),
             "turn": sum(1 for message in body["messages"] if message["role"] == "user"),
         }
-        match, reply = self._masked(match), self._masked(reply)
+        match, reply = self.secrets.redacted(match), self.secrets.redacted(reply)
         try:
             with _locked(self.path):
                 self._catch_up()
@@ -155,17 +155,6 @@ class Recorder:
             temporary.unlink(missing_ok=True)
         self._text, self._rules = whole, rules
         self._by_match[_key(new["match"])] = new
-
-    def _masked(self, value: Any) -> Any:
-        if isinstance(value, str):
-            for secret in self.secrets:
-                value = value.replace(secret, MASK)
-            return value
-        if isinstance(value, Mapping):
-            return {key: self._masked(item) for key, item in value.items()}
-        if isinstance(value, list):
-            return [self._masked(item) for item in value]
-        return value
 
 
 def reply_for_message(message: Mapping[str, Any]) -> JSON:

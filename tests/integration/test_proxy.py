@@ -402,3 +402,128 @@ def test_record_then_replay_gives_the_sdk_the_same_messages(tmp_path):
         replayed = session(replay.base_url)
     assert [comparable(m) for m in replayed] == [comparable(m) for m in recorded]
     assert recorded[0].content[0].text == "Recorded answer 1" and recorded[1].content[0].text == "Recorded answer 2"
+
+
+# ------------------------------------------------------------------------------------ a hostile upstream
+#: The limits of the gateway in front of the hostile upstream: small, so that going over them is quick.
+BODY_LIMIT = 1024 * 1024
+EVENT_LIMIT = 64 * 1024
+
+
+@pytest.fixture(scope="module")
+def hostile(faulty, tmp_path_factory):
+    """A gateway in front of tests/fault_upstream.py, with small limits, recording every exchange."""
+    recording = tmp_path_factory.mktemp("hostile") / "recorded.yaml"
+    env = proxy_env(
+        faulty.url,
+        UNDERSTUDY_UPSTREAM_MAX_BODY_BYTES=str(BODY_LIMIT),
+        UNDERSTUDY_UPSTREAM_MAX_EVENT_BYTES=str(EVENT_LIMIT),
+        UNDERSTUDY_RECORD=str(recording),
+    )
+    with ServerProcess(env) as running:
+        running.recording = recording
+        yield running
+
+
+def hostile_client(gateway):
+    return anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0, timeout=20)
+
+
+def bytes_sent_before_the_gateway_left(faulty) -> int:
+    """What the fault upstream says it sent of a flood: `client gone after N bytes` (not `sent all N bytes`)."""
+    line = faulty.stdout.readline()
+    assert line.startswith("client gone after"), line
+    return int(line.split()[3])
+
+
+@pytest.mark.parametrize("model", ["huge-body", "endless-body"])
+def test_an_upstream_body_over_the_limit_is_a_502_and_the_upstream_is_left(faulty, hostile, model):
+    with pytest.raises(anthropic.APIStatusError) as error:
+        hostile_client(hostile).messages.create(model=model, max_tokens=1, messages=[{"role": "user", "content": "x"}])
+    assert error.value.status_code == 502 and error.value.type == "api_error"
+    assert f"limit of {BODY_LIMIT} bytes" in error.value.body["error"]["message"]
+    # 2 GB on offer: the gateway hung up after its limit (and what the sockets' buffers hold), not at the end
+    assert bytes_sent_before_the_gateway_left(faulty) < 64 * 1024 * 1024
+    assert "Traceback" not in hostile.output
+
+
+def test_an_event_that_never_ends_becomes_an_error_event(faulty, hostile):
+    messages = [{"role": "user", "content": "x"}]
+    with hostile_client(hostile).messages.create(
+        model="endless-event", max_tokens=1, messages=messages, stream=True
+    ) as events:
+        iterator = iter(events)
+        assert next(iterator).type == "message_start"
+        with pytest.raises(anthropic.APIStatusError) as error:
+            next(iterator)
+    assert error.value.type == "api_error"
+    assert f"limit of {EVENT_LIMIT} bytes" in error.value.body["error"]["message"]
+    assert bytes_sent_before_the_gateway_left(faulty) < 64 * 1024 * 1024
+    assert "Traceback" not in hostile.output
+
+
+@pytest.mark.parametrize("model", ["bad-utf8-event", "not-json-event", "untyped-event"])
+def test_a_malformed_event_is_an_upstream_error_not_a_crash(hostile, model):
+    messages = [{"role": "user", "content": "x"}]
+    with hostile_client(hostile).messages.create(model=model, max_tokens=1, messages=messages, stream=True) as events:
+        iterator = iter(events)
+        assert next(iterator).type == "message_start"
+        with pytest.raises(anthropic.APIStatusError) as error:
+            next(iterator)
+    assert error.value.type == "api_error"
+    assert error.value.body["error"]["message"].startswith("The upstream sent a malformed event")
+    assert "Traceback" not in hostile.output and "Internal server error" not in hostile.output
+
+
+def test_a_malformed_first_event_is_a_502(hostile):
+    messages = [{"role": "user", "content": "x"}]
+    with pytest.raises(anthropic.APIStatusError) as error:
+        hostile_client(hostile).messages.create(model="not-json-first", max_tokens=1, messages=messages, stream=True)
+    assert error.value.status_code == 502 and error.value.type == "api_error"
+    assert error.value.body["error"]["message"].startswith("The upstream sent a malformed event")
+    assert "Traceback" not in hostile.output
+
+
+def raw_call(gateway, model: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    """POST /v1/messages with exactly these extra headers (http.client adds no Connection of its own)."""
+    connection = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=20)
+    body = json.dumps({"model": model, "max_tokens": 10, "messages": [{"role": "user", "content": "raw"}]})
+    headers = {"x-api-key": CLIENT_KEY, "anthropic-version": "2023-06-01", "content-type": "application/json"} | headers
+    connection.request("POST", "/v1/messages", body=body, headers=headers)
+    response = connection.getresponse()
+    answer = response.status, {name.lower(): value for name, value in response.getheaders()}, response.read()
+    connection.close()
+    return answer
+
+
+@pytest.mark.parametrize("model", ["echo-text", "echo-json"])
+def test_secrets_an_upstream_echoes_reach_no_client_log_journal_or_recording(hostile, model):
+    # The upstream echoes what it received: the gateway's upstream key, and a cookie that carries the
+    # gateway's other secrets (the journal masks cookies; the proxy passes them on).
+    cookie = f"gateway={CLIENT_KEY}; admin={ADMIN_KEY}"
+    status, headers, body = raw_call(hostile, model, {"cookie": cookie})
+    assert status == 400
+    error = json.loads(body)["error"]
+    assert error["type"] == "invalid_request_error"
+    if model == "echo-text":
+        assert "x-api-key" not in error["message"]  # no text of a body that is not an API error reaches a client
+    else:
+        assert "x-api-key: [masked]" in error["message"]  # an API error passes on, its secrets masked
+    exits = {
+        "response": json.dumps(headers) + body.decode(),
+        "log": hostile.output,
+        "journal": json.dumps(journal(hostile)),
+        "recording": hostile.recording.read_text() if hostile.recording.exists() else "",
+    }
+    for secret in (UPSTREAM_KEY, CLIENT_KEY, ADMIN_KEY):
+        assert [name for name, text in exits.items() if secret in text] == [], secret
+
+
+def test_headers_named_in_connection_are_not_forwarded_either_way(upstream, gateway, faulty, hostile):
+    status, _, _ = raw_call(gateway, MODEL, {"connection": "x-secret-hop", "x-secret-hop": "hush", "x-plain": "p"})
+    assert status == 200
+    seen = journal(upstream)[-1]["headers"]
+    assert seen["x-plain"] == "p" and "x-secret-hop" not in seen  # RFC 9110 §7.6.1: this hop's, not the next
+    status, headers, _ = raw_call(hostile, "hop-headers", {})
+    assert status == 200
+    assert headers["x-up-kept"] == "w" and "x-up-hop" not in headers

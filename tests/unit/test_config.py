@@ -3,6 +3,7 @@
 import pytest
 
 from app import create_app
+from app.api import BACKEND_KEY
 from app.settings import ConfigError, load_settings
 
 
@@ -54,3 +55,13 @@ def test_an_unknown_backend_is_named(monkeypatch):
     with pytest.raises(ConfigError) as error:
         create_app()
     assert str(error.value).startswith("UNDERSTUDY_BACKEND: unknown backend 'nope'; known backends: echo")
+
+
+def test_the_proxy_is_given_its_limits_from_the_settings():
+    defaults = load_settings({})
+    assert (defaults.upstream_max_body_bytes, defaults.upstream_max_event_bytes) == (32 << 20, 16 << 20)
+    limits = {"upstream_max_body_bytes": 1000, "upstream_max_event_bytes": 100}
+    backend = create_app({"backend": "proxy", "upstream_url": "http://127.0.0.1:9", **limits}).app.extensions[
+        BACKEND_KEY
+    ]
+    assert (backend.max_body_bytes, backend.max_event_bytes) == (1000, 100)
