@@ -133,13 +133,12 @@ class Settings:
         100, "UNDERSTUDY_UPSTREAM_CONNECTIONS", _positive_int, "most open connections to the upstream per worker"
     )
     # Bounds on what the proxy holds of one upstream answer, so that a broken or hostile upstream cannot fill
-    # a worker's memory. A whole body: 32 MiB, the real API's own limit on a Messages request (and this
-    # server's, UNDERSTUDY_MAX_BODY_BYTES); a real answer is bounded by its output tokens and stays far below
-    # (128,000 tokens of text are well under 1 MB). One event of a stream: 16 MiB. Most events carry a few
-    # tokens; the largest the API sends start a content block whole (a server tool's result, a fetched
-    # document), still a small part of the request that asked for them. A proxy that passes bytes on can
-    # cap its buffers at a megabyte (Envoy's default per connection); this one must hold a whole body or
-    # event to read it, so its bound is the largest legitimate one, with room to spare.
+    # a worker's memory. Envoy, which passes bytes on as they come, caps its buffers at 1 MiB per connection;
+    # this proxy must hold a whole body or event to read it, so each bound is the largest legitimate size
+    # with room to spare. A whole body: 32 MiB, the real API's own limit on a Messages request (and this
+    # server's, UNDERSTUDY_MAX_BODY_BYTES); an answer is bounded by its output tokens and stays far below
+    # (128,000 tokens of text are under 1 MB). One event: 16 MiB; most carry a few tokens, the largest start
+    # a content block whole (a server tool's result, a fetched document), and none outgrows the whole answer.
     upstream_max_body_bytes: int = setting(
         32 * 1024 * 1024,
         "UNDERSTUDY_UPSTREAM_MAX_BODY_BYTES",

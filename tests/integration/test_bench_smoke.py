@@ -1,4 +1,4 @@
-"""The benchmark's quick smoke (`python bench/run.py --quick`) runs and prints its table.
+"""The benchmarks' smokes: `python bench/run.py --quick` prints its table, bench/hostile_upstream.py its cases.
 
 It checks that the benchmark works, never how fast anything is: the goals it
 reports are not asserted. When wrk or Prism is missing and cannot be
@@ -8,6 +8,7 @@ benchmark's tools can never turn the suite red.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -48,3 +49,18 @@ def test_the_quick_benchmark_runs_and_prints_its_table() -> None:
         "worker RSS change",
     ):
         assert expected in run.stdout, output
+
+
+def test_the_hostile_upstream_benchmark_runs_and_prints_each_case() -> None:
+    run = subprocess.run(
+        [sys.executable, "bench/hostile_upstream.py", "--seconds", "10"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    cases = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    assert [case["case"] for case in cases] == ["huge-body", "endless-event"]
+    assert all("rss_mb_peak" in case and "client" in case for case in cases)
