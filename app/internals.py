@@ -1,11 +1,13 @@
-"""Every private hook into Connexion, Flask and Starlette, behind one door: `install(app)`.
+"""Every private hook into Connexion, Flask, Werkzeug and gunicorn, behind two doors: `install(app)` and
+`accept_one_per_wake_up(worker)`.
 
-Connexion 3 offers no public way to do the following, so this module does it,
-pinned to the versions it was written against (setup.cfg) and watched by
-tests/unit/test_internals.py, which fails loudly when the upstream code
-copied or patched here changes. With UNDERSTUDY_INTERNALS off, `install` is
-not called and Connexion runs as shipped: the same answers, more slowly, and
-a2wsgi's bridge into Flask instead of ours.
+Connexion 3 and gunicorn offer no public way to do the following, so this
+module does it, pinned to the versions it was written against (setup.cfg) and
+watched by tests/unit/test_internals.py, which fails loudly when the upstream
+code copied, overridden or patched here changes. With UNDERSTUDY_INTERNALS
+off, neither is called and Connexion and gunicorn run as shipped: the same
+answers, more slowly, a2wsgi's bridge into Flask instead of ours, and
+connections that arrive together may pile onto one worker.
 
 1. The bridge into Flask. Connexion reaches Flask through a2wsgi, which keeps
    a thread for the whole of a response and strands it when a client drops a
@@ -30,12 +32,18 @@ a2wsgi's bridge into Flask instead of ours.
    The classes here are Connexion's own with that work done once per function
    or per operation. What is checked, in what order, and every error, stay
    the same.
+3. gunicorn's asgi worker accepting one connection per wake-up, so that the
+   workers share out connections that arrive together (`http/worker.py` says
+   why and what it measured): gunicorn creates its server with the loop's
+   `create_server` and no backlog; the worker's loop gets one that asks for 1.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
-from collections.abc import Callable
+import socket
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import connexion
@@ -46,6 +54,7 @@ from connexion.context import operation
 from connexion.datastructures import MediaTypeDict
 from connexion.middleware import request_validation, swagger_ui
 from connexion.utils import inspect_function_arguments
+from gunicorn.workers.gasgi import ASGIWorker
 from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -292,3 +301,30 @@ def install(app: connexion.FlaskApp, *, threads: int) -> None:
     middleware.options.security_map = SECURITY_MAP
     app._middleware_app.asgi_app = FlaskBridge(app.app.wsgi_app, threads=threads)
     app.app.view_functions = ViewFunctions(app.app.view_functions)  # views wrapped once, not per request
+
+
+def accept_one_per_wake_up(worker: ASGIWorker) -> None:
+    """Have gunicorn's asgi worker accept one connection per wake-up, from a queue as deep as configured.
+
+    Call it in the worker's `run`, before gunicorn's: its `_serve` creates the server with
+    `worker.loop.create_server(sock=…)`, which this replaces on the worker's own loop.
+    """
+    loop = worker.loop
+    if isinstance(loop, asyncio.BaseEventLoop):  # uvloop, if chosen, accepts its own way
+        loop.create_server = functools.partial(  # type: ignore[method-assign]
+            _one_per_wake_up, loop.create_server, worker.cfg.backlog
+        )
+
+
+async def _one_per_wake_up(
+    create_server: Callable[..., Awaitable[asyncio.Server]], backlog: int, *args: Any, **kwargs: Any
+) -> asyncio.Server:
+    """asyncio's create_server, accepting one connection per wake-up from a queue `backlog` deep.
+
+    asyncio uses its `backlog` argument twice: for listen(), and as how many connections to accept
+    per wake-up. Ask for 1, then give the (already listening) socket its queue depth back.
+    """
+    server = await create_server(*args, **{**kwargs, "backlog": 1})
+    listening: socket.socket = kwargs["sock"]
+    listening.listen(backlog)
+    return server

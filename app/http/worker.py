@@ -11,6 +11,11 @@ and every worker woken takes one, so they share the connections out: with 16
 opened at once on 2 workers, 4,100–4,250 req/s rather than about 2,700. The
 queue gets gunicorn's configured depth.
 
+gunicorn has no hook for how its asgi worker creates its server, so the
+change is one of the private hooks in `app/internals.py`
+(`accept_one_per_wake_up`). With UNDERSTUDY_INTERNALS off this class is
+gunicorn's asgi worker as shipped, as is `gunicorn wsgi:app -k asgi`.
+
 asyncio's public API sets both numbers from one argument, so the server is
 created with 1 and the socket told its depth straight after: for that turn
 of the loop, while a worker boots, the shared queue is one deep, and a
@@ -23,35 +28,16 @@ connections down with it.
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import socket
-from collections.abc import Awaitable, Callable
-from typing import Any
-
 from gunicorn.workers.gasgi import ASGIWorker
+
+from app import internals
+from app.settings import load_settings
 
 
 class Worker(ASGIWorker):
-    """gunicorn's `asgi` worker, accepting one connection at a time on asyncio's loop."""
+    """gunicorn's `asgi` worker, accepting one connection at a time on asyncio's loop (UNDERSTUDY_INTERNALS on)."""
 
     def run(self) -> None:
-        if isinstance(self.loop, asyncio.BaseEventLoop):  # uvloop, if chosen, accepts its own way
-            self.loop.create_server = functools.partial(  # type: ignore[method-assign]
-                _one_per_wake_up, self.loop.create_server, self.cfg.backlog
-            )
+        if load_settings().internals:
+            internals.accept_one_per_wake_up(self)
         super().run()
-
-
-async def _one_per_wake_up(
-    create_server: Callable[..., Awaitable[asyncio.Server]], backlog: int, *args: Any, **kwargs: Any
-) -> asyncio.Server:
-    """asyncio's create_server, accepting one connection per wake-up from a queue `backlog` deep.
-
-    asyncio uses its `backlog` argument twice: for listen(), and as how many connections to accept
-    per wake-up. Ask for 1, then give the (already listening) socket its queue depth back.
-    """
-    server = await create_server(*args, **{**kwargs, "backlog": 1})
-    listening: socket.socket = kwargs["sock"]
-    listening.listen(backlog)
-    return server

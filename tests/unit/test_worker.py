@@ -1,11 +1,11 @@
-"""app/http/worker.py: asyncio's server accepting one connection per wake-up, from a queue as deep as configured."""
+"""app/http/worker.py's hook (in app/internals.py): one connection accepted per wake-up, from a queue as deep as set."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
 
-from app.http.worker import _one_per_wake_up
+from app.internals import _one_per_wake_up
 
 
 def test_one_connection_per_wake_up_from_a_queue_as_deep_as_configured():
