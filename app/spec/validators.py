@@ -36,7 +36,7 @@ PYTHON_TYPE_NAMES = {
 }
 
 EMPTY_BODY_MESSAGE = "The request body is empty; it must be a JSON object"
-#: Where the body validator leaves the body it parsed, in the ASGI scope, so the view need not parse it again.
+#: What a request body without a Content-Type, or with one other than JSON, is told.
 CONTENT_TYPE_MESSAGE = "Content-Type must be application/json"
 
 _validators: dict[int, tuple[Mapping[str, Any], Draft4Validator]] = {}
@@ -176,14 +176,23 @@ def parse_json(raw: bytes, encoding: str = "utf-8") -> Any:
 
 
 class RequestBodyValidator(JSONRequestBodyValidator):
-    """Validates a JSON request body against its operation's schema."""
+    """Validates a JSON request body against its operation's schema.
+
+    `_parse` and `_validate` are the two methods Connexion's docs ("Custom validators") have a
+    validator override; the schema and charset are kept here, as Connexion's own copies are private.
+    """
+
+    def __init__(self, *, schema: dict[str, Any], encoding: str, **kwargs: Any) -> None:
+        super().__init__(schema=schema, encoding=encoding, **kwargs)
+        self.schema = schema
+        self.encoding = encoding
 
     async def _parse(self, stream: Any, scope: Any) -> Any:
         # Without a Content-Type, Connexion guesses JSON and validates the body, but Flask would then hand
         # the handler raw bytes: a body must say what it is, as one with the wrong type must (a 415 → 400).
         if not any(name.lower() == b"content-type" for name, _ in scope["headers"]):
             raise BadRequestProblem(detail=CONTENT_TYPE_MESSAGE)
-        body = parse_json(b"".join([chunk async for chunk in stream]), self._encoding)
+        body = parse_json(b"".join([chunk async for chunk in stream]), self.encoding)
         scope[VALIDATED_BODY_KEY] = body  # the scope travels on to the view (internals.FlaskDecorator)
         return body
 
@@ -191,7 +200,7 @@ class RequestBodyValidator(JSONRequestBodyValidator):
         if body is None:
             raise BadRequestProblem(detail=EMPTY_BODY_MESSAGE)
         try:
-            message = first_error(schema_validator(self._schema), body)
+            message = first_error(schema_validator(self.schema), body)
         except RecursionError:
             message = "body: nested too deeply"
         if message is not None:
