@@ -12,10 +12,17 @@ from app import create_app
 from builders import API_KEY
 
 
+@pytest.fixture(scope="session", params=[True, False], ids=["internals-on", "internals-off"])
+def internals(request: pytest.FixtureRequest) -> bool:
+    """UNDERSTUDY_INTERNALS: the in-process suite runs with app/internals.py's hooks and without them."""
+    on: bool = request.param
+    return on
+
+
 @pytest.fixture(scope="session")
-def app() -> Any:
-    """The whole server in-process (Connexion's middleware included), with one accepted key; built once."""
-    return create_app({"api_keys": API_KEY, "validate_responses": True})
+def app(internals: bool) -> Any:
+    """The whole server in-process (Connexion's middleware included), with one accepted key; built once each way."""
+    return create_app({"api_keys": API_KEY, "validate_responses": True, "internals": internals})
 
 
 @pytest.fixture

@@ -2,7 +2,8 @@
 
 Connexion's test client drives every middleware (the envelope, routing,
 security, validation and the Flask bridge), so these tests see what a client
-would, without a server process.
+would, without a server process. Each runs twice (tests/conftest.py): with
+app/internals.py's hooks and with UNDERSTUDY_INTERNALS off.
 """
 
 import json
@@ -54,8 +55,8 @@ def test_authentication_errors(client, headers, message):
     assert_error(response, 401, "authentication_error", message)
 
 
-def test_any_key_passes_when_none_are_configured():
-    with create_app().test_client() as open_client:
+def test_any_key_passes_when_none_are_configured(internals):
+    with create_app({"internals": internals}).test_client() as open_client:
         headers = {"x-api-key": "anything", "anthropic-version": "2023-06-01"}
         assert open_client.post("/v1/messages", json=message_body(), headers=headers).status_code == 200
 
@@ -120,13 +121,13 @@ def test_malformed_bodies(client, content, content_type, message):
     assert_error(response, 400, "invalid_request_error", message)
 
 
-def test_unknown_fields_can_be_allowed():
-    with create_app({"allow_unknown_fields": True}).test_client() as lenient:
+def test_unknown_fields_can_be_allowed(internals):
+    with create_app({"allow_unknown_fields": True, "internals": internals}).test_client() as lenient:
         assert lenient.post("/v1/messages", json=message_body(surprise=1), headers=HEADERS).status_code == 200
 
 
-def test_body_over_the_limit_is_413():
-    with create_app({"max_body_bytes": 1000}).test_client() as small:
+def test_body_over_the_limit_is_413(internals):
+    with create_app({"max_body_bytes": 1000, "internals": internals}).test_client() as small:
         response = small.post("/v1/messages", json=message_body("x" * 2000), headers=HEADERS)
         assert_error(response, 413, "request_too_large")
 
@@ -181,8 +182,8 @@ def test_swagger_ui_is_served(client):
     assert client.get("/v1/ui/").status_code == 200
 
 
-def test_the_backend_lets_go_of_its_connections_when_the_app_stops():
-    app = create_app({"backend": "proxy", "upstream_url": "http://127.0.0.1:9"})
+def test_the_backend_lets_go_of_its_connections_when_the_app_stops(internals):
+    app = create_app({"backend": "proxy", "upstream_url": "http://127.0.0.1:9", "internals": internals})
     backend = app.app.extensions[BACKEND_KEY]
     closed = []
     backend.close = lambda: closed.append(backend.pool.close())  # the proxy's own close, seen to run
