@@ -1,0 +1,71 @@
+"""The worker class under gunicorn: connections that arrive together are shared out between the workers.
+
+gunicorn's workers share one listening socket. Its asgi worker as shipped
+(`-k asgi`, or app/http/worker.py's Worker with UNDERSTUDY_INTERNALS off)
+lets asyncio accept up to 100 waiting connections each time the loop wakes,
+so connections that arrive together go to whichever worker wakes first: this
+test's 32, run 6 times that way, all landed on one worker each time. The
+Worker, with its hook in app/internals.py, accepts one per wake-up, and every
+worker woken takes its turn. Which worker served a request is read from
+gunicorn's own access log (`%(p)s`, the serving process's id), so the server
+runs as shipped, with no route added.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import signal
+import time
+from collections import defaultdict
+
+from app.launcher.server_process import ServerProcess
+
+WORKERS = 2
+CONNECTIONS = 32
+REQUESTS_PER_CONNECTION = 2
+SERVED = re.compile(r"^served by <(\d+)>: connection=(\d+)$", re.M)
+#: An access log line per request saying which worker served it; keep-alive long enough to never close one here.
+ARGUMENTS = ["--access-logfile", "-", "--access-logformat", "served by %(p)s: %(q)s", "--keep-alive", "60"]
+
+
+def _served(server: ServerProcess, expected: int) -> list[tuple[int, int]]:
+    """(worker pid, connection number) of each request the access log shows, once all `expected` are there."""
+    deadline = time.monotonic() + 30  # the log is written just after each response: wait for it, not on it
+    while len(SERVED.findall(server.output)) < expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return [(int(pid), int(number)) for pid, number in SERVED.findall(server.output)]
+
+
+def test_connections_that_arrive_together_are_shared_out_between_the_workers():
+    with ServerProcess(workers=WORKERS, extra_args=ARGUMENTS) as server:
+        workers = server.worker_pids()
+        connections = [http.client.HTTPConnection("127.0.0.1", server.port, timeout=20) for _ in range(CONNECTIONS)]
+        # Both workers paused while every connection is opened: all of them wait in the socket's queue at once,
+        # as when a client's pool opens in one go.
+        for pid in workers:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            for connection in connections:
+                connection.connect()
+        finally:
+            for pid in workers:
+                os.kill(pid, signal.SIGCONT)
+        for _ in range(REQUESTS_PER_CONNECTION):
+            for number, connection in enumerate(connections):
+                connection.request("GET", f"/health?connection={number}")
+                response = connection.getresponse()
+                assert response.status == 200 and not response.will_close, response.getheaders()
+                response.read()
+        served = _served(server, CONNECTIONS * REQUESTS_PER_CONNECTION)
+        for connection in connections:
+            connection.close()
+
+    assert len(served) == CONNECTIONS * REQUESTS_PER_CONNECTION, server.output
+    workers_of: defaultdict[int, set[int]] = defaultdict(set)
+    for pid, number in served:
+        workers_of[number].add(pid)
+    assert all(len(pids) == 1 for pids in workers_of.values()), workers_of  # each connection kept its worker
+    connections_of = {pid: sum(1 for pids in workers_of.values() if pid in pids) for pid in workers}
+    assert all(count > 0 for count in connections_of.values()), f"connections per worker: {connections_of}"
