@@ -155,7 +155,7 @@ class Settings:
         True,
         "UNDERSTUDY_INTERNALS",
         _flag,
-        "the speed-ups that use private Connexion/Flask hooks (app/internals.py)",
+        "the speed-ups that use private Connexion, Flask and gunicorn hooks (app/internals.py)",
     )
     record: Path | None = setting(
         None, "UNDERSTUDY_RECORD", _path, "proxy: append every exchange to this script, for the scripted backend"
