@@ -1,5 +1,5 @@
 """Every private hook into Connexion, Flask, Werkzeug and gunicorn, behind two doors: `install(app)` and
-`accept_one_per_wake_up(worker)`.
+`install_worker(worker)`.
 
 Connexion 3 and gunicorn offer no public way to do the following, so this
 module does it, pinned to the versions it was written against (setup.cfg) and
@@ -36,12 +36,25 @@ connections that arrive together may pile onto one worker.
    workers share out connections that arrive together (`http/worker.py` says
    why and what it measured): gunicorn creates its server with the loop's
    `create_server` and no backlog; the worker's loop gets one that asks for 1.
+4. Its connections given a deadline for a request's headers. gunicorn's asgi
+   worker bounds the wait for a second request (its keep-alive timer) but not
+   for the first: a connection that sends nothing, or its headers a byte at a
+   time, was held for ever. `Protocol` is gunicorn's HTTP/1 protocol with a
+   timer from the connection's start to its first complete headers.
+5. A stopping worker that drains before it stops. gunicorn's worker, told to
+   stop, closes a kept-alive connection right after its current response,
+   although that response told the client it could send another request: a
+   client that did so just then lost it (19 of 15,423 requests across 5
+   SIGHUPs). Here the worker first stops accepting and, for as long as an
+   idle connection may stay open (gunicorn's `keepalive`), answers every
+   request with `Connection: close`; then it stops as gunicorn's does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import signal
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -54,12 +67,13 @@ from connexion.context import operation
 from connexion.datastructures import MediaTypeDict
 from connexion.middleware import request_validation, swagger_ui
 from connexion.utils import inspect_function_arguments
+from gunicorn.asgi.protocol import ASGIProtocol
 from gunicorn.workers.gasgi import ASGIWorker
 from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.http.bridge import FlaskBridge
-from backends.wire import VALIDATED_BODY_KEY
+from backends.wire import VALIDATED_BODY_KEY, ApiError, error_json, new_id
 
 #: How many media types (with charsets) of one operation keep their verdict and body validator; others are redone.
 BODY_VALIDATORS_PER_OPERATION = 8
@@ -303,17 +317,26 @@ def install(app: connexion.FlaskApp, *, threads: int) -> None:
     app.app.view_functions = ViewFunctions(app.app.view_functions)  # views wrapped once, not per request
 
 
-def accept_one_per_wake_up(worker: ASGIWorker) -> None:
-    """Have gunicorn's asgi worker accept one connection per wake-up, from a queue as deep as configured.
-
-    Call it in the worker's `run`, before gunicorn's: its `_serve` creates the server with
-    `worker.loop.create_server(sock=…)`, which this replaces on the worker's own loop.
-    """
+def install_worker(worker: ASGIWorker, *, header_timeout: float) -> None:
+    """Put every gunicorn hook into `worker`: call it in the worker's `run`, before gunicorn's."""
     loop = worker.loop
     if isinstance(loop, asyncio.BaseEventLoop):  # uvloop, if chosen, accepts its own way
         loop.create_server = functools.partial(  # type: ignore[method-assign]
-            _one_per_wake_up, loop.create_server, worker.cfg.backlog
+            _served_our_way, loop.create_server, worker, header_timeout
         )
+    # gunicorn's own SIGTERM handler (set in init_signals, before run) only sets `alive` to False.
+    loop.add_signal_handler(signal.SIGTERM, _drain_then_stop, worker)
+
+
+async def _served_our_way(
+    create_server: Callable[..., Awaitable[asyncio.Server]],
+    worker: ASGIWorker,
+    header_timeout: float,
+    _gunicorns_protocol: Callable[[], ASGIProtocol],
+    **kwargs: Any,
+) -> asyncio.Server:
+    """The loop's create_server as gunicorn's `_serve` calls it, with `Protocol` in place of gunicorn's own."""
+    return await _one_per_wake_up(create_server, worker.cfg.backlog, lambda: Protocol(worker, header_timeout), **kwargs)
 
 
 async def _one_per_wake_up(
@@ -328,3 +351,76 @@ async def _one_per_wake_up(
     listening: socket.socket = kwargs["sock"]
     listening.listen(backlog)
     return server
+
+
+#: The answer to headers that did not arrive in time (RFC 9110 §15.5.9), in the API's shape, then the connection closes.
+def _request_timeout_response() -> bytes:
+    body = error_json(ApiError(408, "The request headers did not arrive in time", error_type="timeout_error"), None)
+    head = (
+        "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nrequest-id: {new_id('req')}\r\nconnection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+class Protocol(ASGIProtocol):
+    """gunicorn's HTTP/1 protocol, with a deadline for a connection's first headers and no keep-alive while draining.
+
+    After the first request, gunicorn's keep-alive timer bounds the wait for the next one's headers.
+    """
+
+    def __init__(self, worker: ASGIWorker, header_timeout: float) -> None:
+        super().__init__(worker)
+        self._header_timeout = header_timeout
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._bytes_before_headers = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._header_timer = self.worker.loop.call_later(self._header_timeout, self._headers_too_late)
+
+    def data_received(self, data: bytes) -> None:
+        if self._header_timer is not None:
+            self._bytes_before_headers = True
+        super().data_received(data)
+
+    def _on_headers_complete(self) -> Any:
+        self._cancel_header_timer()
+        return super()._on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_timer()
+        super().connection_lost(exc)
+
+    def _will_close(self, request: Any, response_requires_close: bool) -> bool:
+        return getattr(self.worker, "draining", False) or super()._will_close(request, response_requires_close)
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_late(self) -> None:
+        """A connection silent from the start is closed; one part-way through its headers gets a 408 first."""
+        self._header_timer = None
+        if self._bytes_before_headers and not self._closed:
+            self._safe_write(_request_timeout_response())
+        self._keepalive_timeout()  # gunicorn's close of an idle connection, which also wakes its loop
+
+
+def _drain_then_stop(worker: ASGIWorker) -> None:
+    """SIGTERM: stop accepting, answer with `Connection: close` while idle connections may live, then stop."""
+    if getattr(worker, "draining", False):
+        return
+    worker.draining = True  # type: ignore[attr-defined]
+    for server in worker.servers:
+        server.close()
+    worker.loop.call_later(worker.cfg.keepalive + DRAIN_MARGIN_SECONDS, _stop, worker)
+
+
+#: How much longer than an idle connection's keep-alive the drain lasts, so the last one's timer has fired.
+DRAIN_MARGIN_SECONDS = 0.5
+
+
+def _stop(worker: ASGIWorker) -> None:
+    worker.alive = False  # what gunicorn's own SIGTERM handler does: its loop then shuts down gracefully

@@ -151,6 +151,12 @@ class Settings:
         _positive_int,
         "largest single event of an upstream stream (then an error event)",
     )
+    header_timeout: float = setting(
+        10.0,
+        "UNDERSTUDY_HEADER_TIMEOUT",
+        _seconds,
+        "seconds a new connection has to send its first request's headers (then 408, or closed if silent)",
+    )
     internals: bool = setting(
         True,
         "UNDERSTUDY_INTERNALS",

@@ -12,9 +12,11 @@ opened at once on 2 workers, 4,100–4,250 req/s rather than about 2,700. The
 queue gets gunicorn's configured depth.
 
 gunicorn has no hook for how its asgi worker creates its server, so the
-change is one of the private hooks in `app/internals.py`
-(`accept_one_per_wake_up`). With UNDERSTUDY_INTERNALS off this class is
-gunicorn's asgi worker as shipped, as is `gunicorn wsgi:app -k asgi`.
+change is one of the private hooks in `app/internals.py` (`install_worker`),
+with two more: a deadline for a new connection's headers, and a drain before
+the worker stops, so that a reload loses no request. With
+UNDERSTUDY_INTERNALS off this class is gunicorn's asgi worker as shipped, as
+is `gunicorn wsgi:app -k asgi`.
 
 asyncio's public API sets both numbers from one argument, so the server is
 created with 1 and the socket told its depth straight after: for that turn
@@ -38,6 +40,7 @@ class Worker(ASGIWorker):
     """gunicorn's `asgi` worker, accepting one connection at a time on asyncio's loop (UNDERSTUDY_INTERNALS on)."""
 
     def run(self) -> None:
-        if load_settings().internals:
-            internals.accept_one_per_wake_up(self)
+        settings = load_settings()
+        if settings.internals:
+            internals.install_worker(self, header_timeout=settings.header_timeout)
         super().run()

@@ -131,11 +131,11 @@ UPSTREAM = {
     ),
     "gunicorn.workers.gasgi:ASGIWorker.__init__": (
         "81a90782c8105c9c",
-        "accept_one_per_wake_up, which uses `loop` and `cfg`",
+        "install_worker, which uses `loop`, `cfg`, `servers` and `alive`",
     ),
     "gunicorn.workers.gasgi:ASGIWorker._setup_event_loop": (
         "69dc22d0d827a76f",
-        "accept_one_per_wake_up: the loop must be made before run(), and be asyncio's unless uvloop is chosen",
+        "install_worker: the loop must be made before run(), and be asyncio's unless uvloop is chosen",
     ),
     "gunicorn.workers.gasgi:ASGIWorker.run": (
         "60eab51d5a8d924c",
@@ -143,7 +143,55 @@ UPSTREAM = {
     ),
     "gunicorn.workers.gasgi:ASGIWorker._serve": (
         "986a7a4ab51cb4a7",
-        "accept_one_per_wake_up: the server must still come from loop.create_server(sock=…) with no backlog",
+        "install_worker: the server must still come from loop.create_server(protocol factory, sock=…) with no backlog",
+    ),
+    "gunicorn.workers.gasgi:ASGIWorker.init_signals": (
+        "3ffb903a13e4cebb",
+        "install_worker, which sets SIGTERM's handler again on the same loop, after this",
+    ),
+    "gunicorn.workers.gasgi:ASGIWorker.handle_exit_signal": (
+        "eb30bb9a34a77e7d",
+        "_drain_then_stop, which ends as this does (alive = False) once the drain is over",
+    ),
+    "gunicorn.workers.gasgi:ASGIWorker._shutdown": (
+        "9598f4e44fbadf84",
+        "_drain_then_stop: closing the servers early must still be harmless to this",
+    ),
+    "gunicorn.asgi.protocol:ASGIProtocol.__init__": (
+        "762f28f2b36d0a7b",
+        "Protocol, which takes the worker as this does and reads `_closed`",
+    ),
+    "gunicorn.asgi.protocol:ASGIProtocol.connection_made": (
+        "9113fc16d379728e",
+        "Protocol.connection_made, which arms the header deadline after this",
+    ),
+    "gunicorn.asgi.protocol:ASGIProtocol.data_received": (
+        "cd5471b9a3369ed4",
+        "Protocol.data_received, which notes bytes before the first headers",
+    ),
+    "gunicorn.asgi.protocol:ASGIProtocol._on_headers_complete": (
+        "27b70078474dd11e",
+        "Protocol._on_headers_complete: it must still be the parser's callback for complete headers",
+    ),
+    "gunicorn.asgi.protocol:ASGIProtocol.connection_lost": (
+        "b137894451589cb3",
+        "Protocol.connection_lost, which cancels the header deadline",
+    ),
+    "gunicorn.asgi.protocol:ASGIProtocol._will_close": (
+        "51fc51e626eb5dd2",
+        "Protocol._will_close: still the one place that decides Connection: close",
+    ),
+    "gunicorn.asgi.protocol:ASGIProtocol._keepalive_timeout": (
+        "7d10f303b0016b88",
+        "Protocol._headers_too_late, which closes the connection the way this does",
+    ),
+    "gunicorn.asgi.protocol:ASGIProtocol._safe_write": (
+        "c91fb7e1a7560ea8",
+        "Protocol._headers_too_late, which writes its 408 through this",
+    ),
+    "gunicorn.asgi.protocol:ASGIProtocol._handle_connection": (
+        "9e8aa1729b5ad113",
+        "the drain: a connection must still go on to its next request while `alive` is true",
     ),
 }
 
