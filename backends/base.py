@@ -14,6 +14,7 @@ stream with timing) overrides `stream_message`.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,8 @@ class MessageRequest:
     body: Mapping[str, Any]
     #: Request headers, names in lower case (anthropic-version, anthropic-beta, …).
     headers: Mapping[str, str] = field(default_factory=dict)
+    #: Set the moment the client goes away: a backend still working on the answer may give up.
+    client_gone: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,13 @@ backend is running.
 
 from __future__ import annotations
 
+import threading
+
 from flask import current_app, request
 
 from backends.base import Backend
 from backends.state import StateStore
+from backends.wire import ON_DISCONNECT_KEY
 
 #: Where the composition root leaves the backend and the state store, in Flask's `app.extensions`.
 BACKEND_KEY = "understudy.backend"
@@ -29,6 +32,13 @@ def store() -> StateStore:
     """The state store this app was built with (the admin routes exist only when there is one)."""
     shared: StateStore = current_app.extensions[STORE_KEY]
     return shared
+
+
+def client_gone() -> threading.Event:
+    """An event set the moment this request's client disconnects (the bridge runs the callbacks)."""
+    gone = threading.Event()
+    request.environ.setdefault(ON_DISCONNECT_KEY, []).append(gone.set)
+    return gone
 
 
 def request_headers() -> dict[str, str]:

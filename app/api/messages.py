@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Response
 
-from app.api import backend, request_headers
+from app.api import backend, client_gone, request_headers
 from app.api.responses import json_response
 from app.api.streaming import sse_response
 from app.spec import cross_field
@@ -29,4 +29,4 @@ def count_tokens(body: dict[str, Any]) -> Response:
 
 
 def _message_request(body: dict[str, Any]) -> MessageRequest:
-    return MessageRequest(body=body, headers=request_headers())
+    return MessageRequest(body=body, headers=request_headers(), client_gone=client_gone())

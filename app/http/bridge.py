@@ -48,17 +48,27 @@ class FlaskBridge:
             return
         environ = build_environ(scope, await _read_body(receive))
         context = contextvars.copy_context()
+        # One listener for the client leaving, from the end of the body to the end of the response: the view's
+        # disconnect callbacks run the moment it leaves, whether the view is still working or streaming.
+        disconnected = asyncio.get_running_loop().create_task(_wait_for_disconnect(receive))
         try:
-            status, headers, body, rest = await self._in_thread(context, self._start, environ)
-        except ConnectionAbort:
-            # Promise a body and send none: the server closes the connection mid-response.
-            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1")]})
-            return
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        if rest is None:
-            await send({"type": "http.response.body", "body": body})
-        else:
-            await self._stream(rest, body, environ, context, receive, send)
+            started = self._in_thread(context, self._start, environ)
+            await asyncio.wait({started, disconnected}, return_when=asyncio.FIRST_COMPLETED)
+            if not started.done():
+                _run_disconnect_callbacks(environ)
+            try:
+                status, headers, body, rest = await started
+            except ConnectionAbort:
+                # Promise a body and send none: the server closes the connection mid-response.
+                await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1")]})
+                return
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            if rest is None:
+                await send({"type": "http.response.body", "body": body})
+            else:
+                await self._stream(rest, body, environ, context, disconnected, send)
+        finally:
+            disconnected.cancel()
 
     def _in_thread(self, context: contextvars.Context, function: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
         """Run `function(*args)` in `context` on a pool thread; a future of its result, on this loop.
@@ -108,12 +118,10 @@ class FlaskBridge:
         first: bytes,
         environ: dict[str, Any],
         context: contextvars.Context,
-        receive: Receive,
+        disconnected: asyncio.Task[None],
         send: Send,
     ) -> None:
-        """Send a streamed body chunk by chunk until it ends or the client goes away."""
-        loop = asyncio.get_running_loop()
-        disconnected = loop.create_task(_wait_for_disconnect(receive))
+        """Send a streamed body chunk by chunk until it ends or the client goes away (`disconnected` is done)."""
         pending: asyncio.Future[Any] | None = None
         complete = False
         try:
@@ -137,7 +145,6 @@ class FlaskBridge:
         except Exception:
             logger.exception("a streamed response failed")
         finally:
-            disconnected.cancel()
             if not complete:
                 _run_disconnect_callbacks(environ)
             self._close_after(pending, rest, context)
@@ -181,7 +188,10 @@ def _next_chunk(rest: Iterator[bytes]) -> Any:
 
 
 def _run_disconnect_callbacks(environ: dict[str, Any]) -> None:
-    for callback in environ.get(ON_DISCONNECT_KEY, ()):
+    """Run each callback the view registered, once (they are taken off the list as they run)."""
+    callbacks = environ.get(ON_DISCONNECT_KEY, [])
+    while callbacks:
+        callback = callbacks.pop(0)
         try:
             callback()
         except Exception:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager, suppress
@@ -44,7 +45,7 @@ import httpcore
 from backends.base import Backend, EventStream, MessageRequest, Reply
 from backends.proxy.recording import Recorder
 from backends.proxy.redaction import Secrets
-from backends.wire import ADMIN_KEY_HEADER, JSON, ApiError, MalformedEvent, compact_json, decode_events
+from backends.wire import ADMIN_KEY_HEADER, JSON, ApiError, ConnectionAbort, MalformedEvent, compact_json, decode_events
 
 if TYPE_CHECKING:
     from backends.catalogue import ModelCatalogue
@@ -122,7 +123,7 @@ class ProxyBackend(Backend):
     # ------------------------------------------------------------------ calls
     def create_message(self, request: MessageRequest) -> Reply:
         try:
-            reply = self._call("POST", "/v1/messages", request.headers, body=request.body)
+            reply = self._call("POST", "/v1/messages", request.headers, body=request.body, gone=request.client_gone)
         except ApiError as error:
             self._record_error(request, error)
             raise
@@ -145,7 +146,7 @@ class ProxyBackend(Backend):
             )
         if response.status != 200:
             with held, upstream_errors(self.secrets):
-                error = self._upstream_error(response, self._read(response))
+                error = self._upstream_error(response, self._read(response, request.client_gone))
             self._record_error(request, error)
             raise error
         events = self._events(response, held, request.body, started)
@@ -172,7 +173,14 @@ class ProxyBackend(Backend):
         if self.recorder and error.body is not None:  # the upstream's own error, not a fault on the way
             self.recorder.record_error(request.body, error)
 
-    def _call(self, method: str, path: str, headers: Mapping[str, str], body: Mapping[str, Any] | None = None) -> Reply:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        body: Mapping[str, Any] | None = None,
+        gone: threading.Event | None = None,
+    ) -> Reply:
         content = None if body is None else compact_json(body).encode()
         with (
             upstream_errors(self.secrets),
@@ -180,7 +188,7 @@ class ProxyBackend(Backend):
                 method, self._url(path), headers=self._headers(headers), content=content, extensions=self.extensions
             ) as response,
         ):
-            answer = self._read(response)
+            answer = self._read(response, gone)
         if response.status >= 400:
             raise self._upstream_error(response, answer)
         try:
@@ -189,13 +197,18 @@ class ProxyBackend(Backend):
             raise upstream_fault(f"The upstream answered {response.status} with a body that is not JSON") from None
         return Reply(self.secrets.redacted(parsed), self._returned_headers(response.headers))
 
-    def _read(self, response: httpcore.Response) -> bytes:
-        """The upstream's whole body, given up (a 502) as soon as it is longer than the limit, declared or read."""
+    def _read(self, response: httpcore.Response, gone: threading.Event | None) -> bytes:
+        """The upstream's whole body, given up (a 502) as soon as it is longer than the limit, declared or read.
+
+        Read chunk by chunk, so that a client that goes away stops the read too: nobody waits for the answer.
+        """
         declared = next((value for name, value in response.headers if name.lower() == b"content-length"), b"0")
         if int(declared) > self.max_body_bytes:  # h11 has checked that it is digits
             raise self._too_long()
         chunks, size = [], 0
         for chunk in response.iter_stream():
+            if gone is not None and gone.is_set():
+                raise ConnectionAbort()  # the client left: the connection to it is already gone
             size += len(chunk)
             if size > self.max_body_bytes:
                 raise self._too_long()

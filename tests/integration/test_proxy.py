@@ -447,6 +447,23 @@ def test_an_upstream_body_over_the_limit_is_a_502_and_the_upstream_is_left(fault
     assert "Traceback" not in hostile.output
 
 
+def test_a_client_that_leaves_a_whole_message_call_stops_the_upstream_read(faulty, tmp_path):
+    """The gateway's body limit far above the flood's pace: only the client leaving can stop the read early."""
+    env = proxy_env(faulty.url, UNDERSTUDY_UPSTREAM_MAX_BODY_BYTES=str(4 * 1024**3))
+    with ServerProcess(env) as gateway:
+        body = json.dumps({"model": "endless-body", "max_tokens": 1, "messages": [{"role": "user", "content": "x"}]})
+        head = (
+            f"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nx-api-key: {CLIENT_KEY}\r\n"
+            f"anthropic-version: 2023-06-01\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+        )
+        with socket.create_connection(("127.0.0.1", gateway.port)) as client:
+            client.sendall(head.encode() + body.encode())
+            time.sleep(0.5)  # the flood is under way
+        sent = bytes_sent_before_the_gateway_left(faulty)
+        assert "Traceback" not in gateway.output
+    assert sent < 1024**3, sent  # of 2 GB on offer (before: all of it was read, for nobody)
+
+
 def test_an_event_that_never_ends_becomes_an_error_event(faulty, hostile):
     messages = [{"role": "user", "content": "x"}]
     with hostile_client(hostile).messages.create(
