@@ -4,8 +4,9 @@ Connexion validates every request against the spec; these subclasses change
 only how a failure reads and how the work is done:
 - a message names the offending field path and says what is wrong in the
   API's words, e.g. `messages.0.content: Input should be a valid string or list`;
-- where a union has a `type` tag (content blocks, tools, tool_choice…), the
-  error comes from the branch the tag names, not from all of them;
+- where a union has a discriminator (content blocks, tools, tool_choice…),
+  the error comes from the branch its mapping names for the input's tag, not
+  from all of them;
 - a body that is not UTF-8, not JSON, or nested too deeply is a 400, never a 500;
 - each schema's validator is built once, not once per request.
 """
@@ -52,11 +53,15 @@ def schema_validator(schema: Mapping[str, Any]) -> Draft4Validator:
 
 
 def first_error(validator: Draft4Validator, instance: Any) -> str | None:
-    """The most relevant validation error as `path: message`, or None when `instance` is valid."""
+    """The most relevant validation error as `path: message`, or None when `instance` is valid.
+
+    `validator.schema` is a body schema as Connexion hands it to a body validator: resolved, with the
+    spec's `components` beside it, which the discriminators' mappings point into.
+    """
     if passes(validator.schema, instance):  # the compiled check (fastcheck.py); errors still come from jsonschema
         return None
     errors = list(validator.iter_errors(instance))
-    return describe(_most_relevant(errors)) if errors else None
+    return describe(_most_relevant(errors), validator.schema) if errors else None
 
 
 def _most_relevant(errors: Iterable[ValidationError]) -> ValidationError:
@@ -65,10 +70,13 @@ def _most_relevant(errors: Iterable[ValidationError]) -> ValidationError:
     return max(errors, key=relevance)
 
 
-def describe(error: ValidationError) -> str:
-    """One error as `field.path: message`, choosing the branch of a union the instance meant."""
+def describe(error: ValidationError, root: Mapping[str, Any]) -> str:
+    """One error as `field.path: message`, choosing the branch of a union the instance meant.
+
+    `root` is the schema validated against, in which a discriminator's mapping is looked up.
+    """
     if error.validator in ("oneOf", "anyOf") and error.context:
-        return _describe_union(error)
+        return _describe_union(error, root)
     path = _path(error.absolute_path)
     if error.validator == "required":
         missing = str(error.message).split("'")[1]
@@ -80,22 +88,23 @@ def describe(error: ValidationError) -> str:
     return f"{path or 'body'}: {_message(error)}"
 
 
-def _describe_union(error: ValidationError) -> str:
+def _describe_union(error: ValidationError, root: Mapping[str, Any]) -> str:
     branches = error.schema[error.validator]
     instance = error.instance
     path = _path(error.absolute_path)
-    tags = [_tags_of(branch) for branch in branches]
-    if isinstance(instance, Mapping) and any(tags):
-        if "type" in instance:
-            chosen = [index for index, names in enumerate(tags) if instance["type"] in names]
+    tagged = _tag_choices(error.schema, branches, root) if isinstance(instance, Mapping) else None
+    if tagged is not None:
+        name, choices = tagged
+        if name not in instance:
+            chosen = [index for index, branch in enumerate(branches) if name not in branch.get("required", ())]
             if not chosen:
-                expected = ", ".join(f"'{name}'" for names in tags for name in names if name is not None)
-                tag = instance["type"]
-                return f"{_join(path, 'type')}: Input tag '{tag}' does not match any of the expected tags: {expected}"
+                return f"{_join(path, name)}: Field required"
         else:
-            chosen = [index for index, branch in enumerate(branches) if "type" not in branch.get("required", ())]
+            tag = instance[name]
+            chosen = choices.get(tag, []) if tag is None or isinstance(tag, str) else []
             if not chosen:
-                return f"{_join(path, 'type')}: Field required"
+                expected = ", ".join(f"'{known}'" for known in choices if known is not None)
+                return f"{_join(path, name)}: Input tag '{tag}' does not match any of the expected tags: {expected}"
     else:
         chosen = [index for index, branch in enumerate(branches) if _type_matches(branch.get("type"), instance)]
         if not chosen:
@@ -105,11 +114,56 @@ def _describe_union(error: ValidationError) -> str:
     errors = [sub for sub in error.context if sub.schema_path[0] in chosen]
     if not errors:
         return f"{path or 'body'}: Input matches more than one of the allowed shapes"
-    return describe(_most_relevant(errors))
+    return describe(_most_relevant(errors), root)
 
 
-def _tags_of(branch: Mapping[str, Any]) -> list[str]:
-    return list(branch.get("properties", {}).get("type", {}).get("enum", []))
+def _tag_choices(
+    union: Mapping[str, Any], branches: list[Any], root: Mapping[str, Any]
+) -> tuple[str, dict[str | None, list[int]]] | None:
+    """The tag's property name and, for each tag, the indexes of the branches it selects; None for an untagged union.
+
+    The discriminator says, when the union has one: its mapping names each tag's branch. A union without
+    one (say, a list or an error object) is read by its branches' own `type` enums. A null tag, which no
+    mapping can name (JSON has no null key), selects the branches whose tag may be null.
+    """
+    discriminator = union.get("discriminator")
+    choices: dict[str | None, list[int]] = {}
+    if discriminator is None:
+        name = "type"
+        for index, branch in enumerate(branches):
+            for tag in _tag_schema(branch, name).get("enum", ()):
+                choices.setdefault(tag, []).append(index)
+        return (name, choices) if choices else None
+    name = discriminator["propertyName"]
+    choices = {
+        tag: _branches_equal_to(_lookup(root, target), branches) for tag, target in discriminator["mapping"].items()
+    }
+    nullable = [index for index, branch in enumerate(branches) if None in _tag_schema(branch, name).get("enum", ())]
+    if nullable:
+        choices[None] = nullable
+    return name, choices
+
+
+def _tag_schema(branch: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    return branch.get("properties", {}).get(name, {})
+
+
+def _branches_equal_to(component: Any, branches: list[Any]) -> list[int]:
+    """The indexes of the branches that are `component`: the resolved spec holds an equal copy where it is referred to.
+
+    A mapping that names no branch (a schema without the components it points into) leaves every branch in play.
+    """
+    return [index for index, branch in enumerate(branches) if branch == component] or list(range(len(branches)))
+
+
+def _lookup(root: Mapping[str, Any], reference: str) -> Any:
+    """What a local reference (`#/components/schemas/TextBlockParam`) points to in `root`, or None."""
+    node: Any = root
+    for part in reference.removeprefix("#/").split("/"):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
 
 
 def _type_matches(kind: Any, instance: Any) -> bool:

@@ -3,7 +3,9 @@
 A union tagged by `type` (content blocks, sources, tools, tool_choice,
 thinking, citations, …) is worded from the branch the tag names: an unknown
 tag lists the expected ones, and a known tag's mistake is that branch's. Each
-case posts a whole body, so the messages are the ones a client sees.
+case posts a whole body, so the messages are the ones a client sees. Which
+branch a tag names is the union's discriminator's to say: the last tests
+give a small union whose discriminator alone tells its branches apart.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from connexion.json_schema import resolve_refs
+
+from app.spec.validators import first_error, schema_validator
 
 from builders import HEADERS, message_body, weather_tool
 
@@ -175,4 +180,58 @@ def test_count_tokens_tools_are_worded_alike(client: Any) -> None:
     assert response.status_code == 400, response.text
     assert response.json()["error"]["message"].startswith(
         "tools.0.type: Input tag 'x' does not match any of the expected tags: 'custom', 'bash_20250124', "
+    )
+
+
+def shapes(mapping: dict[str, str]) -> dict[str, Any]:
+    """A union of two shapes tagged by `kind`, resolved as Connexion resolves a body schema (its components beside it).
+
+    Only Circle's tag has an enum: that `square` means Square, the discriminator's mapping alone says.
+    """
+    ref = "#/components/schemas/"
+    schema = {
+        "oneOf": [{"$ref": ref + "Circle"}, {"$ref": ref + "Square"}],
+        "discriminator": {"propertyName": "kind", "mapping": {tag: ref + name for tag, name in mapping.items()}},
+        "components": {
+            "schemas": {
+                "Circle": {
+                    "type": "object",
+                    "required": ["kind", "radius"],
+                    "additionalProperties": False,
+                    "properties": {"kind": {"type": "string", "enum": ["circle"]}, "radius": {"type": "number"}},
+                },
+                "Square": {
+                    "type": "object",
+                    "required": ["kind", "side"],
+                    "additionalProperties": False,
+                    "properties": {"kind": {"type": "string"}, "side": {"type": "number"}},
+                },
+            }
+        },
+    }
+    return resolve_refs(schema)
+
+
+@pytest.mark.parametrize(
+    ("instance", "message"),
+    [
+        ({"kind": "square", "side": "big"}, "side: Input should be a valid number"),
+        ({"kind": "circle", "radius": "big"}, "radius: Input should be a valid number"),
+        ({"kind": "hexagon"}, "kind: Input tag 'hexagon' does not match any of the expected tags: 'circle', 'square'"),
+        ({"side": 2}, "kind: Field required"),
+        ([], "body: Input should be a valid dictionary"),
+    ],
+)
+def test_the_wording_follows_the_discriminator(instance: Any, message: str) -> None:
+    schema = shapes({"circle": "Circle", "square": "Square"})
+    assert first_error(schema_validator(schema), instance) == message
+
+
+def test_the_expected_tags_are_the_mapping_s_in_its_order() -> None:
+    schema = shapes({"square": "Square", "round": "Circle", "circle": "Circle"})
+    assert first_error(schema_validator(schema), {"kind": "oval"}) == (
+        "kind: Input tag 'oval' does not match any of the expected tags: 'square', 'round', 'circle'"
+    )
+    assert first_error(schema_validator(schema), {"kind": "round", "radius": "x"}) == (
+        "radius: Input should be a valid number"
     )
