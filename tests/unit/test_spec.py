@@ -5,6 +5,9 @@ and `example`; these are for people, Swagger UI, Prism and code generators,
 so nothing at run time would notice them going stale. These tests do:
 - every union of objects tagged by `type` has a discriminator, and its
   mapping names exactly the union's branches by exactly their tags;
+- every example is valid against the schema it illustrates, every content
+  block has one, and each error response's examples carry its own error type
+  (Prism answers a missing key with the 401's first example);
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from connexion.json_schema import Draft4RequestValidator, resolve_refs
 
 from app.spec.loading import load_spec
+from backends.wire import ERROR_TYPES
 
 SPEC = load_spec(admin=True)
 SCHEMAS = SPEC["components"]["schemas"]
@@ -50,6 +55,7 @@ def tagged_branches(union: dict[str, Any]) -> list[str] | None:
 
 
 UNIONS = dict(unions(SPEC))
+RESOLVED = resolve_refs(SPEC)
 
 
 @pytest.mark.parametrize("where", sorted(UNIONS))
@@ -72,3 +78,80 @@ def test_the_tagged_unions_are_found() -> None:
     assert "components.schemas.ContentBlockParam" in discriminated
     assert "components.schemas.MessageStreamEvent" in discriminated
     assert len(discriminated) >= 30
+
+
+def examples(node: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], str, str]]:
+    """Where the spec gives an example: (the path of its node, `example` or `examples.NAME`, the schema's key).
+
+    A schema's own `example` illustrates the schema itself; a header's, a parameter's or a media type's sits
+    beside its `schema`, and so do a media type's named `examples`.
+    """
+    if isinstance(node, dict):
+        beside = "schema" if "schema" in node else ""
+        if "example" in node and path[-1:] != ("properties",):
+            yield path, "example", beside
+        for name in node.get("examples", {}) if beside else ():
+            yield path, f"examples.{name}", beside
+        for key, value in node.items():
+            if key not in ("example", "examples"):
+                yield from examples(value, (*path, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from examples(value, (*path, index))
+
+
+def at(node: Any, path: tuple[Any, ...]) -> Any:
+    for key in path:
+        node = node[key]
+    return node
+
+
+def example_and_schema(path: tuple[Any, ...], which: str, beside: str) -> tuple[Any, Any]:
+    """The example and the schema it illustrates, resolved."""
+    node = at(RESOLVED, path)
+    example = node["example"] if which == "example" else node["examples"][which.split(".", 1)[1]]["value"]
+    return example, node[beside] if beside else node
+
+
+EXAMPLES = {".".join(map(str, path)) + f" {which}": (path, which, beside) for path, which, beside in examples(SPEC)}
+
+
+@pytest.mark.parametrize("where", sorted(EXAMPLES))
+def test_an_example_is_valid_against_its_schema(where: str) -> None:
+    example, schema = example_and_schema(*EXAMPLES[where])
+    errors = [error.message for error in Draft4RequestValidator(schema).iter_errors(example)]
+    assert not errors, f"{where}: {errors}"
+
+
+def test_the_examples_are_found() -> None:
+    assert "components.schemas.TextBlock example" in EXAMPLES
+    assert "components.responses.Authentication.content.application/json examples.missing_key" in EXAMPLES
+    assert "components.headers.RequestId example" in EXAMPLES
+
+
+BLOCK_UNIONS = ("ContentBlockParam", "ToolResultContentBlockParam", "ContentBlock")
+
+
+@pytest.mark.parametrize(
+    "block", sorted({ref for union in BLOCK_UNIONS for ref in SCHEMAS[union]["discriminator"]["mapping"].values()})
+)
+def test_every_content_block_has_an_example(block: str) -> None:
+    assert "example" in SCHEMAS[block.removeprefix(REF_PREFIX)]
+
+
+@pytest.mark.parametrize("name", sorted(SPEC["components"]["responses"]))
+def test_an_error_response_s_examples_are_of_its_own_error_type(name: str) -> None:
+    response = SPEC["components"]["responses"][name]
+    error_type = response["description"].split(":")[0]  # each description opens with its error type
+    named = response["content"]["application/json"]["examples"]
+    assert named, f"{name} has no examples"
+    assert {example["value"]["error"]["type"] for example in named.values()} == {error_type}
+
+
+def test_each_status_answers_with_the_api_s_error_type() -> None:
+    for route, operations in SPEC["paths"].items():
+        for method, operation in operations.items():
+            for status, response in operation["responses"].items():
+                if int(status) in ERROR_TYPES and "$ref" in response:
+                    described = SPEC["components"]["responses"][response["$ref"].split("/")[-1]]["description"]
+                    assert described.startswith(ERROR_TYPES[int(status)] + ":"), f"{method} {route} {status}"
