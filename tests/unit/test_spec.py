@@ -8,10 +8,13 @@ so nothing at run time would notice them going stale. These tests do:
 - every example is valid against the schema it illustrates, every content
   block has one, and each error response's examples carry its own error type
   (Prism answers a missing key with the 401's first example);
+- the contents in `info.description` list every operation, and every
+  component they name exists.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -155,3 +158,21 @@ def test_each_status_answers_with_the_api_s_error_type() -> None:
                 if int(status) in ERROR_TYPES and "$ref" in response:
                     described = SPEC["components"]["responses"][response["$ref"].split("/")[-1]]["description"]
                     assert described.startswith(ERROR_TYPES[int(status)] + ":"), f"{method} {route} {status}"
+
+
+CONTENTS = SPEC["info"]["description"].split("## Contents", 1)[1]
+#: What the contents put in backticks: an operation (`POST /v1/messages`), a component (`TextBlockParam`), or else.
+QUOTED = re.findall(r"`([^`]+)`", CONTENTS)
+
+
+def test_the_contents_list_every_operation() -> None:
+    listed = {quoted for quoted in QUOTED if re.fullmatch(r"(GET|POST|DELETE|PUT|PATCH) /\S*", quoted)}
+    operations = {f"{method.upper()} {route}" for route, methods in SPEC["paths"].items() for method in methods}
+    assert listed == operations
+
+
+def test_the_components_the_contents_name_exist() -> None:
+    names = {name for family in SPEC["components"].values() for name in family}
+    named = {quoted for quoted in QUOTED if re.fullmatch(r"[A-Z][a-z][A-Za-z0-9_]*", quoted) and quoted != "Param"}
+    assert len(named) > 40
+    assert named <= names, sorted(named - names)
