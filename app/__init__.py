@@ -3,7 +3,8 @@
 The request path, outermost first (README, "How a request travels"):
 
 1. `http/` — ASGI plumbing: `journal` (when on), `envelope` (request id, the
-   last-resort error), `request_checks`, `body_limit`;
+   last-resort error), `request_checks`, `spec_document` (the spec at
+   /openapi.json, which Swagger UI at /v1/ui reads), `body_limit`;
 2. Connexion's middleware — routing, security (`api/auth.py`) and validation
    (`spec/validators.py`), all driven by openapi.yaml; its problems worded as
    the API's errors by `spec/problems.py`;
@@ -39,6 +40,7 @@ from app.http.body_limit import BodyLimitMiddleware
 from app.http.envelope import EnvelopeMiddleware
 from app.http.journal import JournalMiddleware
 from app.http.request_checks import RequestChecksMiddleware
+from app.http.spec_document import SpecDocumentMiddleware
 from app.settings import ConfigError, Settings, load_settings
 from app.spec.loading import load_spec
 from app.spec.problems import render_error
@@ -58,21 +60,20 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> connexion.FlaskApp
     settings = load_settings(overrides=overrides)
     store = _store(settings)
     backend = _backend(settings, _catalogue(settings), store)
+    spec = load_spec(allow_unknown_fields=settings.allow_unknown_fields, admin=bool(settings.admin_key))
 
     app = connexion.FlaskApp(
         __name__,
-        middlewares=_middlewares(settings, store),
+        middlewares=_middlewares(settings, store, spec),
         jsonifier=Jsonifier(separators=(",", ":"), ensure_ascii=False),
-        swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/v1/ui"),
+        # The UI only: the spec it reads is served by SpecDocumentMiddleware, as loaded.
+        swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/v1/ui", serve_spec=False),
         validator_map=VALIDATORS,
         lifespan=_closing(backend),
     )
     if settings.internals:
         internals.install(app, threads=settings.threads)
-    app.add_api(
-        load_spec(allow_unknown_fields=settings.allow_unknown_fields, admin=bool(settings.admin_key)),
-        validate_responses=settings.validate_responses,
-    )
+    app.add_api(spec, validate_responses=settings.validate_responses)
     for caught in (connexion.ProblemException, HTTPException, Exception):
         app.add_error_handler(caught, render_error)
     app.app.extensions[BACKEND_KEY] = backend
@@ -80,13 +81,14 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> connexion.FlaskApp
     return app
 
 
-def _middlewares(settings: Settings, store: StateStore | None) -> list[Any]:
+def _middlewares(settings: Settings, store: StateStore | None, spec: Mapping[str, Any]) -> list[Any]:
     """Ours, outermost first, then Connexion's own stack (its ServerErrorMiddleware given our error handler)."""
     journal = [functools.partial(JournalMiddleware, store=store)] if store and settings.journal_on else []
     return [
         *journal,
         functools.partial(EnvelopeMiddleware, settings=settings),
         RequestChecksMiddleware,
+        functools.partial(SpecDocumentMiddleware, spec=spec),
         functools.partial(BodyLimitMiddleware, limit=settings.max_body_bytes),
         functools.partial(ServerErrorMiddleware, handler=render_error),
         *ConnexionMiddleware.default_middlewares[1:],

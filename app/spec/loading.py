@@ -3,11 +3,15 @@
 The file is used as written, with two switches: UNDERSTUDY_ALLOW_UNKNOWN_FIELDS
 opens the top-level request schemas to fields the spec does not know, for
 SDKs newer than the spec; and the admin routes (tagged Admin) are served only
-when an admin key is set. Everything else the spec says still holds.
+when an admin key is set — without them, the spec also leaves out what only
+they use (the tag, their security scheme, their schemas), so that neither
+routing nor the served copy (/openapi.json) shows any of it. Everything else
+the spec says still holds.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +27,65 @@ def load_spec(*, allow_unknown_fields: bool = False, admin: bool = False, path: 
     """The spec as a dict, ready for Connexion's add_api."""
     spec: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
     if not admin:
-        spec["paths"] = {
-            route: operations
-            for route, operations in spec["paths"].items()
-            if not any(ADMIN_TAG in operation.get("tags", ()) for operation in operations.values())
-        }
+        _leave_out_admin(spec)
     if allow_unknown_fields:
         for name in TOP_LEVEL_REQUESTS:
             spec["components"]["schemas"][name]["additionalProperties"] = True
     return spec
+
+
+def _leave_out_admin(spec: dict[str, Any]) -> None:
+    """Take the routes tagged Admin out of `spec`, with the tag, security schemes and components only they use."""
+    kept: dict[str, Any] = {}
+    left_out: dict[str, Any] = {}
+    for route, operations in spec["paths"].items():
+        is_admin = any(ADMIN_TAG in operation.get("tags", ()) for operation in operations.values())
+        (left_out if is_admin else kept)[route] = operations
+    spec["paths"] = kept
+    spec["tags"] = [tag for tag in spec.get("tags", []) if tag["name"] != ADMIN_TAG]
+    components = spec["components"]
+    used = {name for operations in kept.values() for operation in operations.values() for name in _schemes(operation)}
+    components["securitySchemes"] = {name: it for name, it in components["securitySchemes"].items() if name in used}
+    # Left out: what the admin routes reach and nothing else does, neither a kept route nor another component
+    # (one no route refers to, such as MessageStreamEvent, is there for the spec's readers).
+    reached_by_admin = _reached(spec, left_out)
+    every_component = [f"#/components/{family}/{name}" for family, named in components.items() for name in named]
+    others = [_at(spec, ref) for ref in every_component if ref not in reached_by_admin]
+    for ref in reached_by_admin - _reached(spec, kept, *others):
+        family, name = ref.split("/")[2:]
+        del components[family][name]
+
+
+def _schemes(operation: dict[str, Any]) -> Iterator[str]:
+    for requirement in operation.get("security", ()):
+        yield from requirement
+
+
+def _reached(spec: dict[str, Any], *roots: Any) -> set[str]:
+    """Every `#/components/…` reference reachable from `roots`, following references."""
+    reached: set[str] = set()
+    pending = [ref for root in roots for ref in _references(root)]
+    while pending:
+        ref = pending.pop()
+        if ref not in reached:
+            reached.add(ref)
+            pending.extend(_references(_at(spec, ref)))
+    return reached
+
+
+def _references(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        if isinstance(node.get("$ref"), str):
+            yield node["$ref"]
+        for value in node.values():
+            yield from _references(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _references(value)
+
+
+def _at(spec: dict[str, Any], ref: str) -> Any:
+    node: Any = spec
+    for part in ref.removeprefix("#/").split("/"):
+        node = node[part]
+    return node
