@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from app.spec.references import lookup, references
+
 SPEC_FILE = Path(__file__).resolve().parents[2] / "openapi.yaml"
 #: The request bodies whose unknown top-level fields the switch lets through.
 TOP_LEVEL_REQUESTS = ("MessageCreateParams", "MessageCountTokensParams")
@@ -50,7 +52,7 @@ def _leave_out_admin(spec: dict[str, Any]) -> None:
     # (one no route refers to, such as MessageStreamEvent, is there for the spec's readers).
     reached_by_admin = _reached(spec, left_out)
     every_component = [f"#/components/{family}/{name}" for family, named in components.items() for name in named]
-    others = [_at(spec, ref) for ref in every_component if ref not in reached_by_admin]
+    others = [lookup(spec, ref) for ref in every_component if ref not in reached_by_admin]
     for ref in reached_by_admin - _reached(spec, kept, *others):
         family, name = ref.split("/")[2:]
         del components[family][name]
@@ -64,28 +66,10 @@ def _schemes(operation: dict[str, Any]) -> Iterator[str]:
 def _reached(spec: dict[str, Any], *roots: Any) -> set[str]:
     """Every `#/components/…` reference reachable from `roots`, following references."""
     reached: set[str] = set()
-    pending = [ref for root in roots for ref in _references(root)]
+    pending = [ref for root in roots for ref in references(root)]
     while pending:
         ref = pending.pop()
         if ref not in reached:
             reached.add(ref)
-            pending.extend(_references(_at(spec, ref)))
+            pending.extend(references(lookup(spec, ref)))
     return reached
-
-
-def _references(node: Any) -> Iterator[str]:
-    if isinstance(node, dict):
-        if isinstance(node.get("$ref"), str):
-            yield node["$ref"]
-        for value in node.values():
-            yield from _references(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _references(value)
-
-
-def _at(spec: dict[str, Any], ref: str) -> Any:
-    node: Any = spec
-    for part in ref.removeprefix("#/").split("/"):
-        node = node[part]
-    return node

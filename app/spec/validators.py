@@ -25,6 +25,7 @@ from jsonschema import Draft4Validator, ValidationError
 from jsonschema.exceptions import best_match, relevance
 
 from app.spec.fastcheck import passes
+from app.spec.references import lookup
 from backends.wire import VALIDATED_BODY_KEY
 
 PYTHON_TYPE_NAMES = {
@@ -136,7 +137,7 @@ def _tag_choices(
         return (name, choices) if choices else None
     name = discriminator["propertyName"]
     choices = {
-        tag: _branches_equal_to(_lookup(root, target), branches) for tag, target in discriminator["mapping"].items()
+        tag: _branches_equal_to(lookup(root, target), branches) for tag, target in discriminator["mapping"].items()
     }
     nullable = [index for index, branch in enumerate(branches) if None in _tag_schema(branch, name).get("enum", ())]
     if nullable:
@@ -154,16 +155,6 @@ def _branches_equal_to(component: Any, branches: list[Any]) -> list[int]:
     A mapping that names no branch (a schema without the components it points into) leaves every branch in play.
     """
     return [index for index, branch in enumerate(branches) if branch == component] or list(range(len(branches)))
-
-
-def _lookup(root: Mapping[str, Any], reference: str) -> Any:
-    """What a local reference (`#/components/schemas/TextBlockParam`) points to in `root`, or None."""
-    node: Any = root
-    for part in reference.removeprefix("#/").split("/"):
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node
 
 
 def _type_matches(kind: Any, instance: Any) -> bool:

@@ -8,7 +8,6 @@ Swagger UI's servers box names the server the page came from.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,6 +15,7 @@ import yaml
 
 from app import create_app
 from app.spec.loading import load_spec
+from app.spec.references import lookup, references
 
 ADMIN_KEY = "spec-document-admin-key"
 SERVER = {"url": "/", "description": load_spec()["servers"][0]["description"]}
@@ -30,26 +30,6 @@ def served(app: Any, path: str = "/openapi.json", **client: Any) -> Any:
     response = app.test_client(**client).get(path)
     assert response.status_code == 200, response.text
     return response.json() if path.endswith(".json") else yaml.safe_load(response.text)
-
-
-def references(node: Any) -> Iterator[str]:
-    if isinstance(node, dict):
-        if "$ref" in node:
-            yield node["$ref"]
-        for value in node.values():
-            yield from references(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from references(value)
-
-
-def resolves(document: dict[str, Any], reference: str) -> bool:
-    node: Any = document
-    for part in reference.removeprefix("#/").split("/"):
-        if not isinstance(node, dict) or part not in node:
-            return False
-        node = node[part]
-    return True
 
 
 def test_without_the_admin_routes_nothing_of_them_is_shown(app: Any) -> None:
@@ -75,7 +55,7 @@ def test_with_the_admin_routes_they_are_shown(with_admin: Any) -> None:
 def test_the_document_is_the_spec_as_loaded_its_references_intact(app: Any, with_admin: Any, admin: bool) -> None:
     document = served(with_admin if admin else app)
     assert document == {**load_spec(admin=admin), "servers": [SERVER]}
-    dangling = [reference for reference in references(document) if not resolves(document, reference)]
+    dangling = [reference for reference in references(document) if lookup(document, reference) is None]
     assert len(list(references(document))) > 500 and not dangling
 
 
