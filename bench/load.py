@@ -114,21 +114,42 @@ class Answer:
 
 
 class Connection:
-    """One keep-alive HTTP/1.1 connection that sends a request and reads its whole answer."""
+    """One keep-alive HTTP/1.1 connection that sends a request and reads its whole answer.
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    Like an HTTP client's pool, it sends a request again, once, on a new connection when a kept-alive one
+    turns out closed before any of the answer arrived: the server closes a connection that sits idle for its
+    keep-alive (gunicorn.conf.py: 2 s), and a client starved of CPU on a loaded machine can sit that long
+    between two requests. A fresh connection that closes, or one cut mid-answer, is an error as ever.
+    """
+
+    def __init__(self, port: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.port = port
         self.reader = reader
         self.writer = writer
+        self.answered = 0  # answers read on this connection so far
 
     @classmethod
     async def open(cls, port: int) -> Connection:
-        reader, writer = await asyncio.open_connection(HOST, port)
-        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return cls(reader, writer)
+        return cls(port, *await _connect(port))
 
     async def exchange(self, raw: bytes) -> Answer:
+        try:
+            answer = await self._exchange(raw)
+        except _ClosedWhileIdle:
+            await self.close()
+            self.reader, self.writer = await _connect(self.port)
+            answer = await self._exchange(raw)
+        self.answered += 1
+        return answer
+
+    async def _exchange(self, raw: bytes) -> Answer:
         self.writer.write(raw)
-        head = await self.reader.readuntil(b"\r\n\r\n")
+        try:
+            head = await self.reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionResetError) as closed:
+            if self.answered and not getattr(closed, "partial", b""):
+                raise _ClosedWhileIdle from closed
+            raise
         lines = head.decode("latin-1").split("\r\n")
         status = int(lines[0].split(" ", 2)[1])
         fields = (line.partition(":") for line in lines[1:])
@@ -155,6 +176,16 @@ class Connection:
         self.writer.close()
         with contextlib.suppress(OSError):
             await self.writer.wait_closed()
+
+
+class _ClosedWhileIdle(Exception):
+    """A kept-alive connection was found closed before any of the answer to a request sent on it arrived."""
+
+
+async def _connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection(HOST, port)
+    writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return reader, writer
 
 
 @dataclass

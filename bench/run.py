@@ -13,7 +13,9 @@ asserted. See bench/README.md.
 Exit codes: 0 when it ran (whatever the numbers), 3 when a tool is missing and
 cannot be installed, 1 when Understudy, the baseline or a scenario failed. A
 Prism that will not start on openapi.yaml is reported, and the run goes on
-without it.
+without it. `--without-prism` leaves Prism out (no Node, no npm), and
+`--no-install` installs nothing (a missing tool is exit code 3): the test
+suite's smoke runs `--quick --no-install --without-prism`.
 """
 
 from __future__ import annotations
@@ -66,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     if options.rounds:
         settings.rounds = options.rounds
     try:
-        wrk = ensure_wrk()
-        prism_bin = ensure_prism()
+        wrk = ensure_wrk(install=not options.no_install)
+        prism_bin = ensure_prism(install=not options.no_install) if not options.without_prism else None
     except ToolMissing as missing:
         print(f"bench: cannot run: {missing}", flush=True)
         return EXIT_TOOL_MISSING
@@ -76,13 +78,14 @@ def main(argv: list[str] | None = None) -> int:
 
     understudy = servers.understudy()
     targets = [understudy]
-    prism_refused = None
+    prism_absent = "left out (--without-prism)" if prism_bin is None else None
     try:
         servers.start_all([understudy])
         workers = len(understudy.worker_pids())
         targets.append(servers.flask_baseline(workers))
         servers.start_all(targets[1:])
-        prism_refused = _start_prism(prism_bin, targets)
+        if prism_bin is not None:
+            prism_absent = _start_prism(prism_bin, targets)
         started = time.monotonic()
         results = scenarios.throughput_and_latency(wrk, targets, settings, _progress)
         for other in targets[1:]:
@@ -97,21 +100,22 @@ def main(argv: list[str] | None = None) -> int:
         for target in targets:
             target.stop()
 
-    print(_report(machine, workers, settings, results, streams, memory, elapsed, prism_refused))
+    print(_report(machine, workers, settings, results, streams, memory, elapsed, prism_absent))
     saved = _save(options.quick, machine, workers, settings, results, streams, memory)
     print(f"\nnumbers saved in {saved.relative_to(Path.cwd()) if saved.is_relative_to(Path.cwd()) else saved}")
     return 0
 
 
 def _start_prism(prism_bin: Path, targets: list[servers.Server]) -> str | None:
-    """Start Prism on openapi.yaml and add it to `targets`; if it will not start, say why (and go on without it)."""
+    """Start Prism on openapi.yaml and add it to `targets`; if it will not start, why (and go on without it)."""
     prism = servers.prism(prism_bin)
     try:
         servers.start_all([prism])
     except RuntimeError as refused:
         prism.stop()
         print(f"bench: Prism did not start on openapi.yaml; going on without it.\n{refused}", flush=True)
-        return str(refused).splitlines()[-1] if str(refused).strip() else "no output"
+        last_line = str(refused).splitlines()[-1] if str(refused).strip() else "no output"
+        return f"did not start on openapi.yaml: {last_line}"
     targets.append(prism)
     return None
 
@@ -120,6 +124,12 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Benchmark Understudy against bare Flask and Prism.")
     parser.add_argument("--quick", action="store_true", help="a short smoke run (about half a minute)")
     parser.add_argument("--rounds", type=int, help="rounds of interleaved measurements (default: 5, 1 with --quick)")
+    parser.add_argument(
+        "--without-prism", action="store_true", help="measure Understudy and bare Flask only (no Node, no npm)"
+    )
+    parser.add_argument(
+        "--no-install", action="store_true", help="install nothing: a missing tool stops the run with exit code 3"
+    )
     return parser.parse_args(argv)
 
 
@@ -150,7 +160,7 @@ def _report(
     streams: StreamResult,
     memory: MemoryResult,
     elapsed: float,
-    prism_refused: str | None,
+    prism_absent: str | None,
 ) -> str:
     labels = {
         "understudy": f"understudy (asgi, {workers} workers)",
@@ -172,8 +182,8 @@ def _report(
             f"{labels.get(name, name):<34}{result.median('rates'):>9,.0f}{result.median('p50s') * 1e3:>9.2f}"
             f"{result.median('p99s') * 1e3:>9.2f}{result.median('cpu_per_request') * 1e6:>12.0f}{result.errors:>8}"
         )
-    if prism_refused:
-        lines.append(f"{labels['prism']:<34}did not start on openapi.yaml: {prism_refused}")
+    if prism_absent:
+        lines.append(f"{labels['prism']:<34}{prism_absent}")
     us, flask = results["understudy"], results["flask"]
     prism = results.get("prism", TargetResult())
     changes = [memory.change(pid) for pid in memory.rss]

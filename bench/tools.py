@@ -23,11 +23,13 @@ class ToolMissing(Exception):
     """A tool the benchmark needs is not there and could not be installed."""
 
 
-def ensure_wrk() -> str:
-    """The path of wrk, installing Debian's package when it is missing."""
+def ensure_wrk(*, install: bool = True) -> str:
+    """The path of wrk, installing Debian's package when it is missing (and `install` allows)."""
     found = shutil.which("wrk")
     if found:
         return found
+    if not install:
+        raise ToolMissing("wrk is not installed (and installing was not allowed)")
     if shutil.which("apt-get") is None:
         raise ToolMissing("wrk is not installed and there is no apt-get to install it with")
     sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
@@ -44,10 +46,12 @@ def ensure_wrk() -> str:
     return found
 
 
-def ensure_prism() -> Path:
-    """The path of the pinned Prism CLI, installing it into bench/node_modules when it is missing."""
+def ensure_prism(*, install: bool = True) -> Path:
+    """The path of the pinned Prism CLI, installing it into bench/node_modules when it is missing (and allowed)."""
     if PRISM_BIN.exists() and installed_prism_version() == pinned_prism_version():
         return PRISM_BIN
+    if not install:
+        raise ToolMissing(f"Prism {pinned_prism_version()} is not installed in bench/ (and installing was not allowed)")
     npm = shutil.which("npm")
     if npm is None:
         raise ToolMissing("Prism is not installed and there is no npm to install it with")
