@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+# (A state file from before script versions were kept also holds a `scripts` table, now unused.)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS counters (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS journal (
@@ -32,7 +33,7 @@ CREATE TABLE IF NOT EXISTS journal (
     rule TEXT,
     entry TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS scripts (path TEXT PRIMARY KEY, text TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS good_scripts (path TEXT PRIMARY KEY, text TEXT NOT NULL, version INTEGER NOT NULL);
 """
 #: Journal filters and the column each compares.
 FILTERS = {"path": "path", "rule": "rule", "status": "status", "method": "method", "request_id": "request_id"}
@@ -66,8 +67,12 @@ class StateStore(Protocol):
     def clear_entries(self) -> None:
         """Empty the journal."""
 
-    def save_script(self, path: str, text: str) -> None:
-        """Remember the last script text that loaded without error."""
+    def save_script(self, path: str, text: str, version: int) -> None:
+        """Remember a script text that loaded without error, unless one of a later `version` is already kept.
+
+        `version` grows with every edit of the file (its ctime): two workers that load two edits
+        at once may save them in either order, and the later edit is kept all the same.
+        """
 
     def last_script(self, path: str) -> str | None:
         """The last good script text for `path`, if any."""
@@ -137,12 +142,13 @@ class SQLiteStore:
     def clear_entries(self) -> None:
         self._connection().execute("DELETE FROM journal")
 
-    def save_script(self, path: str, text: str) -> None:
+    def save_script(self, path: str, text: str, version: int) -> None:
         self._connection().execute(
-            "INSERT INTO scripts (path, text) VALUES (?, ?) ON CONFLICT (path) DO UPDATE SET text = excluded.text",
-            (path, text),
+            "INSERT INTO good_scripts (path, text, version) VALUES (?, ?, ?) ON CONFLICT (path) DO UPDATE"
+            " SET text = excluded.text, version = excluded.version WHERE excluded.version >= good_scripts.version",
+            (path, text, version),
         )
 
     def last_script(self, path: str) -> str | None:
-        row = self._connection().execute("SELECT text FROM scripts WHERE path = ?", (path,)).fetchone()
+        row = self._connection().execute("SELECT text FROM good_scripts WHERE path = ?", (path,)).fetchone()
         return None if row is None else str(row[0])

@@ -7,9 +7,11 @@ call 200" holds whichever gunicorn worker takes each call. When no rule
 matches, the script's fallback answers: the echo backend, or a 400 naming the
 closest rule and why it did not match.
 
-Editing the script file takes effect within a second, and gunicorn's SIGHUP
-restarts workers onto the new file; either way a script that does not load
-is refused, the last good one keeps serving, and the log says why.
+Editing the script file takes effect on the next request, in every worker,
+and gunicorn's SIGHUP restarts workers onto the new file; either way a script
+that does not load is refused, the last good one (kept in the shared store,
+so a worker that never loaded it serves it too) keeps serving, and the log
+says why.
 """
 
 from __future__ import annotations
@@ -39,7 +41,6 @@ logger = logging.getLogger("understudy")
 
 #: Every scripted reply names the rule that produced it in this header (the journal records it).
 FALLBACK_RULE = "(fallback)"
-RELOAD_CHECK_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,8 @@ class ScriptedBackend(Backend):
         self.store = store
         self.sleep = sleep
         self._lock = threading.Lock()
-        self._modified = self._mtime()
-        self._checked_at = time.monotonic()
+        # Taken before the file is read, so that an edit made while it loads shows at the next request.
+        self._seen = _version(self.path)
         self.script = self._first_load()
 
     # ---------------------------------------------------------------- replies
@@ -140,7 +141,7 @@ class ScriptedBackend(Backend):
     # ---------------------------------------------------------------- loading
     def _first_load(self) -> Script:
         try:
-            return self._load()
+            return self._load(self._seen)
         except ScriptError as error:
             last_good = self.store.last_script(str(self.path))
             if last_good is None:
@@ -148,38 +149,55 @@ class ScriptedBackend(Backend):
             logger.error("%s — serving the last script that loaded", error)
             return parse_script(last_good, str(self.path))
 
-    def _load(self) -> Script:
+    def _load(self, version: FileVersion | None) -> Script:
         script, source = load_script(self.path)
         for warning in script.warnings:
             logger.warning("%s", warning)
-        self.store.save_script(str(self.path), source)
+        self.store.save_script(str(self.path), source, version.changed_ns if version else 0)
         return script
 
     def _reload_if_changed(self) -> None:
-        now = time.monotonic()
-        if now - self._checked_at < RELOAD_CHECK_SECONDS:
+        """Load the script again if its file changed since this worker last read it.
+
+        Checked on every request (a stat, a microsecond or two), not every so often: once any worker
+        has served an edit, every worker serves it, and after a broken edit every worker serves the last
+        good script — the store's, which may be newer than the one this worker had.
+        """
+        if _version(self.path) == self._seen:
             return
         with self._lock:
-            self._checked_at = now
-            modified = self._mtime()
-            if modified == self._modified:
-                return
-            self._modified = modified
+            version = _version(self.path)
+            if version == self._seen:
+                return  # another thread has just loaded it
+            self._seen = version
             try:
-                self.script = self._load()
+                self.script = self._load(version)
                 logger.info("reloaded the script %s (pid %s)", self.path, os.getpid())
             except ScriptError as error:
-                # The last good script may be newer than this worker's (another worker loaded it): serve that one.
                 last_good = self.store.last_script(str(self.path))
                 if last_good is not None:
                     self.script = parse_script(last_good, str(self.path))
                 logger.error("%s — the previous script keeps serving", error)
 
-    def _mtime(self) -> float | None:
-        try:
-            return self.path.stat().st_mtime_ns / 1e9
-        except OSError:
-            return None
+
+@dataclass(frozen=True)
+class FileVersion:
+    """What tells one version of a file from the next, from its stat."""
+
+    inode: int  # a new file put in its place (editors that save by renaming)
+    size: int
+    modified_ns: int
+    #: The inode's change time: set by the kernel at every write, so it also orders the versions
+    #: (an mtime can be set back, e.g. by `cp -p` or `touch -d`).
+    changed_ns: int
+
+
+def _version(path: Path) -> FileVersion | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return FileVersion(stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
 
 
 def _no_match_message(rules: tuple[Rule, ...], view: RequestView) -> str:

@@ -51,13 +51,15 @@ def wait_for(condition, seconds=15.0):
 
 
 def test_edits_and_sighup_reload_and_a_broken_script_keeps_the_old_one(understudy, tmp_path):
+    """After any reload (an edit, SIGHUP), every answer, whichever worker gives it, is the last good script's."""
     script = tmp_path / "live.yaml"
     script.write_text("- reply: {text: first version}\n")
     server = understudy(script, workers=2)
-    assert ask(server).content[0].text == "first version"
+    assert all(ask(server).content[0].text == "first version" for _ in range(6))  # both workers have answered
 
     script.write_text("- reply: {text: second version}\n")
     assert wait_for(lambda: ask(server).content[0].text == "second version")
+    assert all(ask(server).content[0].text == "second version" for _ in range(6))
 
     script.write_text("- reply: {text: [broken\n")
     server.process.process.send_signal(signal.SIGHUP)  # gunicorn restarts its workers onto the file

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from random import Random
 
 import pytest
@@ -244,17 +243,20 @@ def test_stall_pauses_then_continues(make_backend):
     assert backend.slept.count(45) == 2
 
 
+def edit(script, source):
+    """Rewrite a script file so that its change shows, however quickly it follows the last write."""
+    stamp = script.stat().st_mtime + 1
+    script.write_text(source)
+    os.utime(script, (stamp, stamp))
+
+
 def test_reload_on_change_keeps_the_old_script_when_the_new_one_is_broken(make_backend, tmp_path, caplog):
     script = tmp_path / "live.yaml"
     backend = make_backend("- reply: {text: old}\n", path=script)
-    script.write_text("- reply: {text: [broken\n")
-    os.utime(script, (time.time() + 5, time.time() + 5))
-    backend._checked_at -= 10
+    edit(script, "- reply: {text: [broken\n")
     assert text_of(backend.create_message(request())) == "old"
     assert "previous script keeps serving" in caplog.text
-    script.write_text("- reply: {text: new}\n")
-    os.utime(script, (time.time() + 10, time.time() + 10))
-    backend._checked_at -= 10
+    edit(script, "- reply: {text: new}\n")
     assert text_of(backend.create_message(request())) == "new"
 
 
@@ -263,6 +265,22 @@ def test_a_restarted_worker_falls_back_to_the_last_good_script(make_backend, tmp
     make_backend("- reply: {text: good}\n", path=script)
     restarted = make_backend("- reply: {text: [broken\n", path=script)  # e.g. after SIGHUP
     assert text_of(restarted.create_message(request())) == "good"
+
+
+def test_after_any_reload_every_worker_serves_the_last_good_script(make_backend, tmp_path):
+    """Two workers on one file and one store: once an edit is served, no worker serves an older script."""
+    script = tmp_path / "live.yaml"
+    workers = [make_backend("- reply: {text: first}\n", path=script) for _ in range(2)]
+    assert [text_of(worker.create_message(request())) for worker in workers] == ["first", "first"]
+
+    edit(script, "- reply: {text: second}\n")
+    assert [text_of(worker.create_message(request())) for worker in workers] == ["second", "second"]
+
+    edit(script, "- reply: {text: third}\n")
+    assert text_of(workers[0].create_message(request())) == "third"  # the other worker has not seen it yet
+    edit(script, "- reply: {text: [broken\n")
+    restarted = make_backend("- reply: {text: [broken\n", path=script)  # as after SIGHUP
+    assert [text_of(worker.create_message(request())) for worker in [*workers, restarted]] == ["third"] * 3
 
 
 def test_a_bad_script_with_no_good_one_stops_start_up(tmp_path):

@@ -49,6 +49,14 @@ def test_journal_filters_and_paging(tmp_path):
 def test_last_good_script(tmp_path):
     store = SQLiteStore(tmp_path / "state.sqlite3")
     assert store.last_script("s.yaml") is None
-    store.save_script("s.yaml", "one")
-    store.save_script("s.yaml", "two")
+    store.save_script("s.yaml", "one", 1)
+    store.save_script("s.yaml", "two", 2)
     assert store.last_script("s.yaml") == "two"
+
+
+def test_a_script_saved_late_does_not_replace_a_later_edit(tmp_path):
+    """Two workers load two edits at once; the one that read the earlier edit saves it last."""
+    store = SQLiteStore(tmp_path / "state.sqlite3")
+    store.save_script("s.yaml", "edit 3", 3)
+    store.save_script("s.yaml", "edit 2", 2)
+    assert store.last_script("s.yaml") == "edit 3"
