@@ -4,7 +4,6 @@ Any of these can be overridden on the command line or in GUNICORN_CMD_ARGS,
 e.g. `gunicorn wsgi:app -b 0.0.0.0:8000 -w 4`.
 """
 
-import contextlib
 import multiprocessing
 import os
 import sys
@@ -49,7 +48,7 @@ made_state_files = []
 
 def on_starting(server):
     """Give the workers one shared state file, and check the configuration once, in the master."""
-    from app import ConfigError, create_app
+    from app import ConfigError, check_configuration
     from backends.state import default_state_file
 
     if "UNDERSTUDY_STATE_FILE" not in os.environ:
@@ -57,14 +56,15 @@ def on_starting(server):
         os.environ["UNDERSTUDY_STATE_FILE"] = str(default_state_file())
         made_state_files.append(os.environ["UNDERSTUDY_STATE_FILE"])
     try:
-        create_app()
+        check_configuration()
     except ConfigError as error:
+        on_exit(server)  # no worker will start: the state file made for them goes
         sys.exit(f"understudy: configuration error: {error}")
 
 
 def on_exit(server):
     """Remove the state file this server made for itself (one named by the operator stays)."""
+    from backends.state import remove_state_file
+
     for made in made_state_files:
-        for suffix in ("", "-wal", "-shm"):
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(made + suffix)
+        remove_state_file(made)

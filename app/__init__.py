@@ -50,7 +50,7 @@ from backends.base import Backend
 from backends.catalogue import DEFAULT_FILE, ModelCatalogue
 from backends.state import SQLiteStore, StateStore, default_state_file
 
-__all__ = ["ConfigError", "create_app"]
+__all__ = ["ConfigError", "check_configuration", "create_app"]
 
 VALIDATORS = {"parameter": RequestParameterValidator, "body": MediaTypeDict({"*/*json": RequestBodyValidator})}
 
@@ -81,6 +81,20 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> connexion.FlaskApp
     return app
 
 
+def check_configuration() -> None:
+    """Build the app once and let go of it: what gunicorn's master does before it forks (gunicorn.conf.py).
+
+    Everything a worker builds is built, so a bad setting or a script that will not load stops start-up
+    with one line (ConfigError); then the backend and the state store are closed, so that no SQLite
+    connection is carried across fork() into the workers.
+    """
+    app = create_app()
+    app.app.extensions[BACKEND_KEY].close()
+    store: StateStore | None = app.app.extensions[STORE_KEY]
+    if store is not None:
+        store.close()
+
+
 def _middlewares(settings: Settings, store: StateStore | None, spec: Mapping[str, Any]) -> list[Any]:
     """Ours, outermost first, then Connexion's own stack (its ServerErrorMiddleware given our error handler)."""
     journal = [functools.partial(JournalMiddleware, store=store)] if store and settings.journal_on else []
@@ -97,9 +111,11 @@ def _middlewares(settings: Settings, store: StateStore | None, spec: Mapping[str
 
 def _store(settings: Settings) -> StateStore | None:
     """The one state store every part shares, when any part needs one: the journal, the admin routes, scripts."""
-    if settings.journal_on or settings.admin_key or settings.backend == "scripted":
-        return SQLiteStore(settings.state_file or default_state_file())
-    return None
+    if not (settings.journal_on or settings.admin_key or settings.backend == "scripted"):
+        return None
+    if settings.state_file is None:
+        return SQLiteStore(default_state_file(), temporary=True)  # this process's own, removed with the store
+    return SQLiteStore(settings.state_file)
 
 
 def _catalogue(settings: Settings) -> ModelCatalogue:

@@ -10,12 +10,14 @@ several machines) is one more class with the same methods.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -43,10 +45,18 @@ def default_state_file() -> Path:
     """Where state lives when no file is configured: a file of this server's own.
 
     Under gunicorn the master sets UNDERSTUDY_STATE_FILE before it forks (see
-    gunicorn.conf.py), so every worker shares one file; a single process gets
-    its own.
+    gunicorn.conf.py), so every worker shares one file, which the master
+    removes when it exits; a single process gets its own, removed with its
+    store (`SQLiteStore(..., temporary=True)`).
     """
     return Path(tempfile.gettempdir()) / f"understudy-state-{os.getpid()}.sqlite3"
+
+
+def remove_state_file(path: Path | str) -> None:
+    """Remove a SQLite state file and the two files WAL mode keeps beside it, whichever exist."""
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(f"{path}{suffix}")
 
 
 class StateStore(Protocol):
@@ -77,25 +87,43 @@ class StateStore(Protocol):
     def last_script(self, path: str) -> str | None:
         """The last good script text for `path`, if any."""
 
+    def close(self) -> None:
+        """Let go of what the store holds open; it is not used afterwards."""
+
 
 class SQLiteStore:
-    """StateStore in one SQLite file; one connection per thread, transactions for atomic updates."""
+    """StateStore in one SQLite file; one connection per thread, transactions for atomic updates.
 
-    def __init__(self, path: Path) -> None:
+    A `temporary` store is one process's own (its file is `default_state_file()`): closing it, or the
+    store being garbage-collected, or the process exiting, removes the file. Only in the process that
+    made it: a process forked from it (a server that loads the app before forking) leaves the file to it.
+    """
+
+    def __init__(self, path: Path, *, temporary: bool = False) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._finalizer = weakref.finalize(
+            self, _release, self._connections, self.path if temporary else None, os.getpid()
+        )
         with self._connection() as connection:
             connection.executescript(SCHEMA)
 
     def _connection(self) -> sqlite3.Connection:
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
         if connection is None:
-            connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            # Used by its own thread only; close() may close it from another.
+            connection = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=NORMAL")
             self._local.connection = connection
+            self._connections.append(connection)
         return connection
+
+    def close(self) -> None:
+        """Close every connection this store opened, in any thread (and remove a temporary store's file)."""
+        self._finalizer()
 
     def next_count(self, key: str) -> int:
         row = (
@@ -152,3 +180,18 @@ class SQLiteStore:
     def last_script(self, path: str) -> str | None:
         row = self._connection().execute("SELECT text FROM good_scripts WHERE path = ?", (path,)).fetchone()
         return None if row is None else str(row[0])
+
+
+def _release(connections: list[sqlite3.Connection], temporary: Path | None, made_in: int) -> None:
+    """Close a store's connections and remove its temporary file, in the process that opened them.
+
+    A forked process touches neither: SQLite connections must not be used, not even closed, across a
+    fork(), and the file is the parent's.
+    """
+    if os.getpid() != made_in:
+        return
+    for connection in connections:
+        connection.close()
+    connections.clear()
+    if temporary is not None:
+        remove_state_file(temporary)

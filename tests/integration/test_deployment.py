@@ -41,6 +41,23 @@ def test_bad_configuration_stops_start_up_with_one_line():
     )
 
 
+def test_a_script_that_will_not_load_stops_start_up_and_leaves_no_state_file(tmp_path):
+    script = tmp_path / "bad.yaml"
+    script.write_text("- reply: {txt: typo}\n")
+    environment = {"UNDERSTUDY_BACKEND": "scripted", "UNDERSTUDY_SCRIPT": str(script), "TMPDIR": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "wsgi:app", "--bind", "127.0.0.1:0"],
+        cwd=REPO_ROOT,
+        env={"PATH": "/usr/bin:/bin", **environment},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1].startswith("understudy: configuration error: UNDERSTUDY_BACKEND")
+    assert [path.name for path in tmp_path.iterdir()] == ["bad.yaml"]  # the master's state file went with it
+
+
 def test_plain_wsgi_callable_under_a_wsgi_only_worker():
     with ServerProcess(target="wsgi:application", extra_args=["--worker-class", "sync"]) as server:
         headers = {"x-api-key": "k", "anthropic-version": "2023-06-01", "content-type": "application/json"}

@@ -1,8 +1,11 @@
 """Settings: layering, parsing, and one clear line for each mistake."""
 
+import gc
+import tempfile
+
 import pytest
 
-from app import create_app
+from app import check_configuration, create_app
 from app.api import BACKEND_KEY
 from app.settings import ConfigError, load_settings
 
@@ -65,3 +68,28 @@ def test_the_proxy_is_given_its_limits_from_the_settings():
         BACKEND_KEY
     ]
     assert (backend.max_body_bytes, backend.max_event_bytes) == (1000, 100)
+
+
+@pytest.fixture
+def temp_folder(tmp_path, monkeypatch):
+    """tempfile.gettempdir() for the test, where a process's own state file goes; no state file set."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.delenv("UNDERSTUDY_STATE_FILE", raising=False)
+    return tmp_path
+
+
+def test_a_single_process_app_removes_its_own_state_file(temp_folder):
+    app = create_app({"backend": "proxy", "upstream_url": "http://127.0.0.1:9"})  # journaled: it has a store
+    assert [path.name for path in temp_folder.iterdir()] != []
+    del app
+    gc.collect()
+    assert list(temp_folder.iterdir()) == []
+
+
+def test_checking_the_configuration_closes_what_it_opened(temp_folder, monkeypatch):
+    script = temp_folder / "script.yaml"
+    script.write_text("- reply: {text: hi}\n")
+    monkeypatch.setenv("UNDERSTUDY_BACKEND", "scripted")
+    monkeypatch.setenv("UNDERSTUDY_SCRIPT", str(script))
+    check_configuration()
+    assert [path.name for path in temp_folder.iterdir()] == ["script.yaml"]

@@ -24,6 +24,14 @@ def test_counters_are_atomic_across_processes(tmp_path):
         assert sorted(results) == list(range(1, 201))  # no value handed out twice, none skipped
 
 
+def test_a_temporary_store_removes_its_file_when_closed_and_another_keeps_it(tmp_path):
+    kept, temporary = SQLiteStore(tmp_path / "kept.sqlite3"), SQLiteStore(tmp_path / "own.sqlite3", temporary=True)
+    for store in (kept, temporary):
+        store.add_entry({"method": "GET", "path": "/v1/models"})
+        store.close()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["kept.sqlite3"]
+
+
 def test_reset_counters(tmp_path):
     store = SQLiteStore(tmp_path / "state.sqlite3")
     assert [store.next_count("a"), store.next_count("a"), store.next_count("b")] == [1, 2, 1]
