@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from backends.safe_yaml import safe_load
 from backends.wire import JSON, ApiError
 
 DEFAULT_FILE = Path(__file__).parent / "data" / "models.yaml"
@@ -31,7 +32,7 @@ class ModelCatalogue:
     def from_file(cls, path: Path) -> ModelCatalogue:
         """Load and check a catalogue file; a problem is a ValueError that names the file."""
         try:
-            models = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+            models = safe_load(Path(path).read_text(encoding="utf-8"))
             if not isinstance(models, list):
                 raise ValueError("the file must hold a list of models")
             return cls(models)

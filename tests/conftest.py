@@ -1,15 +1,41 @@
-"""Fixtures shared by unit and integration tests."""
+"""Fixtures shared by unit and integration tests, and what `-m "not slow"` leaves uncollected."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+# pytest's own parser of `-m` expressions; not public API, but the only way to read one before collecting.
+from _pytest.mark.expression import Expression
+
 from app import create_app
 
 from builders import API_KEY
+
+INTEGRATION = Path(__file__).parent / "integration"
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Leave tests/integration uncollected when the `-m` expression deselects every slow test.
+
+    Every test there is slow (integration/conftest.py marks them so), and collecting them is not free:
+    the fuzz tests work out their thousands of coverage cases as they are collected, some 20 s of CPU.
+    """
+    markexpr = config.option.markexpr
+    if collection_path != INTEGRATION or not markexpr:
+        return None
+    expression = Expression.compile(markexpr)
+    # Would a test marked slow be selected, with its other marks (unknown here) matching or not?
+    selectable = any(expression.evaluate(_marked_slow(others)) for others in (False, True))
+    return None if selectable else True
+
+
+def _marked_slow(others_match: bool) -> Callable[..., bool]:
+    """A matcher for a test marked slow, whose other marks all match or all do not."""
+    return lambda name, /, **_: name == "slow" or others_match
 
 
 @pytest.fixture(scope="session", params=[True, False], ids=["internals-on", "internals-off"])

@@ -7,17 +7,22 @@ when an admin key is set — without them, the spec also leaves out what only
 they use (the tag, their security scheme, their schemas), so that neither
 routing nor the served copy (/openapi.json) shows any of it. Everything else
 the spec says still holds.
+
+The file is parsed once per process (and gunicorn's workers inherit the
+master's parse): every app built, and the fuzz tests, get a copy of their own,
+free to change (Connexion does).
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from app.spec.references import lookup, references
+from backends.safe_yaml import safe_load
 
 SPEC_FILE = Path(__file__).resolve().parents[2] / "openapi.yaml"
 #: The request bodies whose unknown top-level fields the switch lets through.
@@ -26,8 +31,8 @@ ADMIN_TAG = "Admin"
 
 
 def load_spec(*, allow_unknown_fields: bool = False, admin: bool = False, path: Path = SPEC_FILE) -> dict[str, Any]:
-    """The spec as a dict, ready for Connexion's add_api."""
-    spec: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
+    """The spec as a dict of the caller's own, ready for Connexion's add_api."""
+    spec = copy.deepcopy(_parsed(path, path.stat().st_mtime_ns))
     if not admin:
         _leave_out_admin(spec)
     if allow_unknown_fields:
@@ -73,3 +78,10 @@ def _reached(spec: dict[str, Any], *roots: Any) -> set[str]:
             reached.add(ref)
             pending.extend(references(lookup(spec, ref)))
     return reached
+
+
+@functools.lru_cache(maxsize=1)
+def _parsed(path: Path, modified_ns: int) -> dict[str, Any]:
+    """The spec file as parsed, kept while the file is unchanged (`modified_ns`: its mtime)."""
+    parsed: dict[str, Any] = safe_load(path.read_text(encoding="utf-8"))
+    return parsed

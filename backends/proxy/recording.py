@@ -33,6 +33,7 @@ import yaml
 from backends import text, tokens
 from backends.events import message_from_events
 from backends.proxy.redaction import Secrets
+from backends.safe_yaml import SafeDumper, safe_load
 from backends.wire import JSON, ApiError
 
 logger = logging.getLogger("understudy")
@@ -43,11 +44,9 @@ REPLAYABLE = {"text": ("text",), "tool_use": ("id", "name", "input"), "thinking"
 HEADER = (
     "# Recorded by Understudy's proxy backend; replay with UNDERSTUDY_BACKEND=scripted UNDERSTUDY_SCRIPT=<this file>.\n"
 )
-#: libyaml's parser and emitter where PyYAML has them (its wheels do): some 15 times faster than pure Python.
-Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
+class Dumper(SafeDumper):
     """Writes every value out in full: scripts may not use YAML aliases, so none are made for shared values."""
 
     def ignore_aliases(self, data: Any) -> bool:
@@ -201,7 +200,7 @@ def _locked(path: Path) -> Any:
 
 def _rules_in(source: str) -> list[JSON]:
     """The rules a recording (or a piece appended to one) holds."""
-    rules = yaml.load(source, Loader=Loader)
+    rules = safe_load(source)
     if rules is None:
         return []
     if not isinstance(rules, list) or not all(isinstance(rule, dict) and "match" in rule for rule in rules):

@@ -1,8 +1,8 @@
 """Loading a script: YAML in, checked against schema.yaml, compiled into rules; mistakes named by line.
 
-A script is data, never code: it is read with yaml.safe_load (no tags that
-build objects), it can include nothing, and its templates only substitute
-named values. Every problem is reported as `FILE:LINE: problem`, so that a
+A script is data, never code: it is read with YAML's safe loader (no tags
+that build objects; see backends/safe_yaml.py), it can include nothing, and
+its templates only substitute named values. Every problem is reported as `FILE:LINE: problem`, so that a
 broken script stops start-up — or, on reload, is refused while the old one
 keeps serving — with a message that says where to look.
 """
@@ -19,6 +19,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from backends.safe_yaml import SafeLoader, safe_load
 from backends.scripted.matching import Condition, compile_match
 from backends.scripted.prefilter import RuleRun, rule_runs
 
@@ -66,7 +67,7 @@ class Script:
 
 @cache
 def _validator() -> jsonschema.Draft202012Validator:
-    schema = yaml.safe_load(SCHEMA_FILE.read_text(encoding="utf-8"))
+    schema = safe_load(SCHEMA_FILE.read_text(encoding="utf-8"))
     return jsonschema.Draft202012Validator(schema)
 
 
@@ -82,15 +83,15 @@ def load_script(path: Path) -> tuple[Script, str]:
 def parse_script(source: str, path: str) -> Script:
     """A script from its YAML text; `path` names it in messages."""
     try:
-        tree = yaml.compose(source)
-        data = yaml.safe_load(source)
+        tree = yaml.compose(source, Loader=SafeLoader)
+        data = safe_load(source)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = mark.line + 1 if mark else 1
         raise ScriptError(f"{path}:{line}: not valid YAML: {getattr(error, 'problem', error)}") from None
     if data is None:
         raise ScriptError(f"{path}:1: the script is empty")
-    alias = next((token for token in yaml.scan(source) if isinstance(token, yaml.AliasToken)), None)
+    alias = next((token for token in yaml.scan(source, Loader=SafeLoader) if isinstance(token, yaml.AliasToken)), None)
     if alias is not None:
         # An alias is a reference, so a few lines of them can stand for billions of nodes ("billion laughs"),
         # which validation would then walk; scripts are small enough to write out in full.

@@ -11,6 +11,7 @@ import yaml
 
 from backends.base import MessageRequest
 from backends.catalogue import DEFAULT_FILE, ModelCatalogue
+from backends.safe_yaml import SafeDumper
 from backends.scripted import ScriptedBackend
 from backends.scripted.matching import RequestView, matches
 from backends.scripted.prefilter import first_match
@@ -21,6 +22,11 @@ from backends.wire import RULE_HEADER, ApiError, ConnectionAbort
 from builders import message_body, weather_tool
 
 CATALOGUE = ModelCatalogue.from_file(DEFAULT_FILE)
+
+
+def dump_yaml(data) -> str:
+    """Rules as YAML text, written by libyaml where PyYAML has it (the random scripts below are many)."""
+    return yaml.dump(data, Dumper=SafeDumper)
 
 
 @pytest.fixture
@@ -85,7 +91,7 @@ def test_first_matching_rule_wins(make_backend):
     ],
 )
 def test_conditions(make_backend, match, fields, headers, expected):
-    backend = make_backend(yaml.safe_dump({"fallback": "error", "rules": [{"match": match, "reply": {"text": "yes"}}]}))
+    backend = make_backend(dump_yaml({"fallback": "error", "rules": [{"match": match, "reply": {"text": "yes"}}]}))
     if expected:
         assert text_of(backend.create_message(request("exact text", headers, **fields))) == "yes"
     else:
@@ -317,7 +323,7 @@ def test_catch_all_before_other_rules_is_warned_about():
 def test_rules_in_a_row_on_one_field_share_a_screen():
     rules = [{"match": {"user_text": {"contains": f"topic {n}"}}, "reply": {"text": str(n)}} for n in range(50)]
     rules += [{"match": {"model": "claude-a"}, "reply": {"text": "a"}}, {"reply": {"text": "last"}}]
-    script = parse_script(yaml.safe_dump(rules), "s.yaml")
+    script = parse_script(dump_yaml(rules), "s.yaml")
     assert [len(run.rules) for run in script.runs] == [50, 1, 1]
     asked = (("about topic 7", "7"), ("just topic 1.", "1"), ("topic 49, topic 3", "3"), ("nothing", "last"))
     for text, answer in asked:
@@ -335,7 +341,7 @@ def test_rules_in_a_row_on_one_field_share_a_screen():
 )
 def test_screens_never_mix_fields_or_kinds(first, second, text, headers):
     rules = [{"match": first, "reply": {"text": "first"}}, {"match": second, "reply": {"text": "second"}}]
-    script = parse_script(yaml.safe_dump({"fallback": "error", "rules": rules}), "s.yaml")
+    script = parse_script(dump_yaml({"fallback": "error", "rules": rules}), "s.yaml")
     assert first_match(script.runs, RequestView(message_body(text), headers)).replies[0]["text"] == "second"
 
 
@@ -369,7 +375,7 @@ def test_screened_matching_picks_the_same_rule_as_trying_every_rule(seed):
 
     for _ in range(250):
         rules = [{"match": match(), "reply": {"text": str(n)}} for n in range(random.randint(1, 12))]
-        script = parse_script(yaml.safe_dump({"fallback": "error", "rules": rules}), "s.yaml")
+        script = parse_script(dump_yaml({"fallback": "error", "rules": rules}), "s.yaml")
         for _ in range(10):
             body = message_body(
                 some_text(4),
@@ -393,7 +399,7 @@ def test_screened_matching_picks_the_same_rule_as_trying_every_rule(seed):
 )
 def test_long_or_deeply_shared_strings_still_load_and_match(strings):
     rules = [{"match": {"user_text": {"contains": string}}, "reply": {"text": "yes"}} for string in strings]
-    script = parse_script(yaml.safe_dump({"fallback": "error", "rules": rules}), "s.yaml")
+    script = parse_script(dump_yaml({"fallback": "error", "rules": rules}), "s.yaml")
     for string in strings:
         view = RequestView(message_body(f"<{string}>"), {})
         expected = next(rule for rule in script.rules if matches(rule.conditions, view))
