@@ -97,7 +97,11 @@ def check_configuration() -> None:
 
 def _middlewares(settings: Settings, store: StateStore | None, spec: Mapping[str, Any]) -> list[Any]:
     """Ours, outermost first, then Connexion's own stack (its ServerErrorMiddleware given our error handler)."""
-    journal = [functools.partial(JournalMiddleware, store=store)] if store and settings.journal_on else []
+    journal = (
+        [functools.partial(JournalMiddleware, store=store, max_body_bytes=settings.journal_max_body_bytes)]
+        if store and settings.journal_on
+        else []
+    )
     return [
         *journal,
         functools.partial(EnvelopeMiddleware, settings=settings),
@@ -113,9 +117,12 @@ def _store(settings: Settings) -> StateStore | None:
     """The one state store every part shares, when any part needs one: the journal, the admin routes, scripts."""
     if not (settings.journal_on or settings.admin_key or settings.backend == "scripted"):
         return None
-    if settings.state_file is None:
-        return SQLiteStore(default_state_file(), temporary=True)  # this process's own, removed with the store
-    return SQLiteStore(settings.state_file)
+    return SQLiteStore(
+        default_state_file() if settings.state_file is None else settings.state_file,
+        max_journal_bytes=settings.journal_max_mb * 1024 * 1024,
+        max_journal_entries=settings.journal_max_entries,
+        temporary=settings.state_file is None,  # this process's own file, removed with the store
+    )
 
 
 def _catalogue(settings: Settings) -> ModelCatalogue:

@@ -114,6 +114,18 @@ class Settings:
     journal: bool | None = setting(
         None, "UNDERSTUDY_JOURNAL", _flag, "keep a journal of requests; default: on for every backend but echo"
     )
+    journal_max_mb: int = setting(
+        256, "UNDERSTUDY_JOURNAL_MAX_MB", _positive_int, "the journal keeps its newest entries within this many MB"
+    )
+    journal_max_entries: int = setting(
+        100_000, "UNDERSTUDY_JOURNAL_MAX_ENTRIES", _positive_int, "and at most this many entries"
+    )
+    journal_max_body_bytes: int = setting(
+        256 * 1024,
+        "UNDERSTUDY_JOURNAL_MAX_BODY_BYTES",
+        _positive_int,
+        "the most body an entry keeps whole; a longer one keeps its size and first 4 KB",
+    )
     admin_key: str | None = setting(
         None, "UNDERSTUDY_ADMIN_KEY", _text, "key for the /_understudy admin routes, which are off without one"
     )

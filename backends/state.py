@@ -6,76 +6,143 @@ call; so must the journal a test reads back. `StateStore` is the small
 interface; `SQLiteStore` keeps it in one SQLite file (stdlib, WAL mode, safe
 across processes and threads). A networked store (Redis, for servers on
 several machines) is one more class with the same methods.
+
+Two things keep the file bounded and the server up when its disk is not:
+
+- **Retention.** The journal keeps the newest entries within a byte and an
+  entry limit. Each entry records its size and a running total, so the
+  journal's size is read off its first and last rows, and going over a limit
+  deletes the oldest twentieth in one statement. The WAL is started over
+  whenever it passes WAL_LIMIT_BYTES (SQLite's own checkpoints never let it
+  start over while two workers write in turn: it grew to 133 MB in 100,000
+  entries).
+- **A full disk.** A write that finds no room raises `StoreFull`, the API's
+  503: what needs no write carries on, and /health's small write tells a
+  load balancer. A reserve file beside the state file is given up when the
+  journal is cleared on a full disk, so that the clear has room to happen;
+  nothing else is needed to recover than room.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sqlite3
 import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
-# (A state file from before script versions were kept also holds a `scripts` table, now unused.)
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS counters (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS journal (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    at REAL NOT NULL,
-    request_id TEXT,
-    method TEXT NOT NULL,
-    path TEXT NOT NULL,
-    status INTEGER,
-    rule TEXT,
-    entry TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS good_scripts (path TEXT PRIMARY KEY, text TEXT NOT NULL, version INTEGER NOT NULL);
-"""
+from backends.wire import ApiError
+
+logger = logging.getLogger("understudy")
+
+#: The schema's version, in the file's user_version: 0 before retention, 1 with it, 2 with the probe table.
+SCHEMA_VERSION = 2
+#: The first version whose journal entries carry their sizes.
+RETENTION_VERSION = 1
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS counters (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS journal (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL,
+        request_id TEXT,
+        method TEXT NOT NULL,
+        path TEXT NOT NULL,
+        status INTEGER,
+        rule TEXT,
+        bytes INTEGER NOT NULL,          -- the size of `entry` in UTF-8
+        running_bytes INTEGER NOT NULL,  -- the sizes of this entry and every one before it since the journal was empty
+        entry TEXT NOT NULL              -- last: the columns before it are read without reading it
+    )""",
+    # An index's entries end with the row's id, so each serves `column = ? AND id > ? ORDER BY id`.
+    "CREATE INDEX IF NOT EXISTS journal_by_path ON journal (path)",
+    "CREATE INDEX IF NOT EXISTS journal_by_method ON journal (method)",
+    "CREATE INDEX IF NOT EXISTS journal_by_status ON journal (status)",
+    "CREATE INDEX IF NOT EXISTS journal_by_rule ON journal (rule)",
+    "CREATE INDEX IF NOT EXISTS journal_by_request_id ON journal (request_id)",
+    # (A state file from before script versions were kept also holds a `scripts` table, now unused.)
+    "CREATE TABLE IF NOT EXISTS good_scripts (path TEXT PRIMARY KEY, text TEXT NOT NULL, version INTEGER NOT NULL)",
+    # One row, written by `writable()` (for /health) to find out whether the store can write.
+    "CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, at REAL NOT NULL)",
+    f"PRAGMA user_version = {SCHEMA_VERSION}",
+)
 #: Journal filters and the column each compares.
 FILTERS = {"path": "path", "rule": "rule", "status": "status", "method": "method", "request_id": "request_id"}
+#: Over a limit, the journal deletes its oldest entries down to this share under it, so deletes come in batches.
+PRUNE_SHARE = 1 / 20
+#: The WAL is checkpointed and started over when its file passes this size, and cut back to it.
+WAL_LIMIT_BYTES = 4 * 1024 * 1024
+#: The reserve file's size: room for a checkpoint of a WAL past its limit, and the clear after it; on a file
+#: system under 32 MB, a quarter of it.
+RESERVE_BYTES = 2 * WAL_LIMIT_BYTES
+
+T = TypeVar("T")
 
 
 def default_state_file() -> Path:
     """Where state lives when no file is configured: a file of this server's own.
 
     Under gunicorn the master sets UNDERSTUDY_STATE_FILE before it forks (see
-    gunicorn.conf.py), so every worker shares one file, which the master
-    removes when it exits; a single process gets its own, removed with its
-    store (`SQLiteStore(..., temporary=True)`).
+    gunicorn.conf.py), so every worker shares one file; a single process gets
+    its own.
     """
     return Path(tempfile.gettempdir()) / f"understudy-state-{os.getpid()}.sqlite3"
 
 
 def remove_state_file(path: Path | str) -> None:
-    """Remove a SQLite state file and the two files WAL mode keeps beside it, whichever exist."""
-    for suffix in ("", "-wal", "-shm"):
+    """Remove a state file, the two files WAL mode keeps beside it and the store's reserve, whichever exist."""
+    for suffix in ("", "-wal", "-shm", "-reserve"):
         with contextlib.suppress(FileNotFoundError):
             os.remove(f"{path}{suffix}")
 
 
+class StoreFull(ApiError):
+    """A write found no room (SQLite's "database or disk is full"): a 503 api_error, whichever layer meets it."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            503,
+            "The state store is full (database or disk is full): scripted sequences cannot advance and requests "
+            "are not journaled until there is room again",
+        )
+
+
+@dataclass(frozen=True)
+class JournalPage:
+    """Journal entries, oldest first, and whether more match after the last of them."""
+
+    entries: list[dict[str, Any]]
+    has_more: bool
+
+
 class StateStore(Protocol):
-    """What the scripted backend and the journal need from shared state."""
+    """What the scripted backend, the journal and the admin routes need from shared state.
+
+    Every method that writes raises StoreFull when there is no room for the write.
+    """
 
     def next_count(self, key: str) -> int:
         """Add one to the counter `key` and return its new value (1 the first time), atomically."""
 
     def reset_counters(self) -> None:
-        """Set every counter back to zero."""
+        """Set every counter back to zero (on a full disk too, when it can)."""
 
     def add_entry(self, entry: Mapping[str, Any]) -> int:
-        """Append a journal entry; its id."""
+        """Append a journal entry, deleting the oldest ones beyond the store's limits; its id."""
 
-    def entries(self, *, after: int = 0, limit: int = 100, **filters: Any) -> list[dict[str, Any]]:
-        """Journal entries with ids above `after`, oldest first, matching `filters` (see FILTERS)."""
+    def journal_page(self, *, after: int, limit: int, max_bytes: int, **filters: Any) -> JournalPage:
+        """Entries with ids above `after`, oldest first, matching `filters` (see FILTERS): at most `limit` of them
+        and `max_bytes` of entries, but one at least."""
 
     def clear_entries(self) -> None:
-        """Empty the journal."""
+        """Empty the journal (on a full disk too, when it can)."""
 
     def save_script(self, path: str, text: str, version: int) -> None:
         """Remember a script text that loaded without error, unless one of a later `version` is already kept.
@@ -87,29 +154,154 @@ class StateStore(Protocol):
     def last_script(self, path: str) -> str | None:
         """The last good script text for `path`, if any."""
 
+    def writable(self) -> bool:
+        """Whether the store can write now (a small write, tried)."""
+
     def close(self) -> None:
         """Let go of what the store holds open; it is not used afterwards."""
 
 
+def page_query(after: int, limit: int, filters: Mapping[str, Any]) -> tuple[str, list[Any]]:
+    """The SQL of a journal page, and its parameters: one more row than `limit`, to tell whether there are more."""
+    clauses, values = ["id > ?"], [after]
+    for name, value in filters.items():
+        if value is not None:
+            clauses.append(f"{FILTERS[name]} = ?")
+            values.append(value)
+    sql = f"SELECT id, bytes, entry FROM journal WHERE {' AND '.join(clauses)} ORDER BY id LIMIT ?"
+    return sql, [*values, limit + 1]
+
+
 class SQLiteStore:
-    """StateStore in one SQLite file; one connection per thread, transactions for atomic updates.
+    """StateStore in one SQLite file; one connection per thread, each change one atomic statement.
 
     A `temporary` store is one process's own (its file is `default_state_file()`): closing it, or the
     store being garbage-collected, or the process exiting, removes the file. Only in the process that
     made it: a process forked from it (a server that loads the app before forking) leaves the file to it.
     """
 
-    def __init__(self, path: Path, *, temporary: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_journal_bytes: int,
+        max_journal_entries: int,
+        reserve_bytes: int | None = None,
+        temporary: bool = False,
+    ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.max_journal_bytes = max_journal_bytes
+        self.max_journal_entries = max_journal_entries
+        disk = os.statvfs(self.path.parent)
+        self.reserve_bytes = reserve_bytes or min(RESERVE_BYTES, disk.f_blocks * disk.f_frsize // 4)
+        self.wal_path = Path(f"{self.path}-wal")
+        self.reserve_path = Path(f"{self.path}-reserve")
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._finalizer = weakref.finalize(
             self, _release, self._connections, self.path if temporary else None, os.getpid()
         )
-        with self._connection() as connection:
-            connection.executescript(SCHEMA)
+        self._full = False
+        self._full_lock = threading.Lock()
+        self._create_schema()
+        if not self._make_reserve():
+            logger.warning("no room for a reserve beside %s: a clear on a full disk may fail", self.path)
 
+    # ------------------------------------------------------------- counters
+    def next_count(self, key: str) -> int:
+        sql = (
+            "INSERT INTO counters (key, value) VALUES (?, 1)"
+            " ON CONFLICT (key) DO UPDATE SET value = value + 1 RETURNING value"
+        )
+        return int(self._write(lambda connection: connection.execute(sql, (key,)).fetchone()[0]))
+
+    def reset_counters(self) -> None:
+        self._write(lambda connection: connection.execute("DELETE FROM counters"), clearing=True)
+
+    # -------------------------------------------------------------- journal
+    def add_entry(self, entry: Mapping[str, Any]) -> int:
+        text = json.dumps(entry, ensure_ascii=False, default=str)
+        row = {
+            "at": entry.get("at", time.time()),
+            "request_id": entry.get("request_id"),
+            "method": entry["method"],
+            "path": entry["path"],
+            "status": entry.get("status"),
+            "rule": entry.get("rule"),
+            "bytes": len(text.encode()),
+            "entry": text,
+        }
+        sql = (
+            "INSERT INTO journal (at, request_id, method, path, status, rule, bytes, running_bytes, entry)"
+            " VALUES (:at, :request_id, :method, :path, :status, :rule, :bytes,"
+            " :bytes + coalesce((SELECT running_bytes FROM journal ORDER BY id DESC LIMIT 1), 0), :entry)"
+            " RETURNING id, running_bytes"
+        )
+        entry_id, running_bytes = self._write(lambda connection: connection.execute(sql, row).fetchone())
+        keep_from = self._oldest_to_keep(entry_id, running_bytes)
+        if keep_from is not None:
+            self._write(lambda connection: connection.execute("DELETE FROM journal WHERE id < ?", (keep_from,)))
+        return int(entry_id)
+
+    def _oldest_to_keep(self, last_id: int, last_running_bytes: int) -> int | None:
+        """When the journal up to entry `last_id` is over a limit, the id of the oldest entry to keep (the newest
+        always stays); None while it is within both."""
+        connection = self._connection()
+        first = connection.execute("SELECT id, running_bytes - bytes FROM journal ORDER BY id LIMIT 1").fetchone()
+        if first is None:  # cleared meanwhile
+            return None
+        first_id, first_start = first
+        # Ids are never reused and only the oldest entries are deleted, so this counts them (or more).
+        if last_id - first_id < self.max_journal_entries and last_running_bytes - first_start <= self.max_journal_bytes:
+            return None
+        keep_entries = self.max_journal_entries - int(self.max_journal_entries * PRUNE_SHARE)
+        keep_bytes = self.max_journal_bytes - int(self.max_journal_bytes * PRUNE_SHARE)
+        # The first entry that starts within `keep_bytes` of the end: a walk from the oldest, over the ones to delete.
+        within_bytes = connection.execute(
+            "SELECT id FROM journal WHERE running_bytes - bytes >= ? ORDER BY id LIMIT 1",
+            (last_running_bytes - keep_bytes,),
+        ).fetchone()
+        return min(max(last_id - keep_entries + 1, within_bytes[0] if within_bytes else last_id), last_id)
+
+    def journal_page(self, *, after: int, limit: int, max_bytes: int, **filters: Any) -> JournalPage:
+        sql, values = page_query(after, limit, filters)
+        entries: list[dict[str, Any]] = []
+        size = 0
+        # Closed as soon as the page is full: an unfinished read would hold the WAL back from starting over.
+        with contextlib.closing(self._connection().execute(sql, values)) as rows:
+            for entry_id, entry_bytes, text in rows:
+                if len(entries) == limit or (entries and size + entry_bytes > max_bytes):
+                    return JournalPage(entries, has_more=True)
+                size += entry_bytes
+                entries.append({"id": entry_id, **json.loads(text)})
+        return JournalPage(entries, has_more=False)
+
+    def clear_entries(self) -> None:
+        self._write(lambda connection: connection.execute("DELETE FROM journal"), clearing=True)
+
+    # -------------------------------------------------------------- scripts
+    def save_script(self, path: str, text: str, version: int) -> None:
+        sql = (
+            "INSERT INTO good_scripts (path, text, version) VALUES (?, ?, ?) ON CONFLICT (path) DO UPDATE"
+            " SET text = excluded.text, version = excluded.version WHERE excluded.version >= good_scripts.version"
+        )
+        self._write(lambda connection: connection.execute(sql, (path, text, version)))
+
+    def last_script(self, path: str) -> str | None:
+        row = self._connection().execute("SELECT text FROM good_scripts WHERE path = ?", (path,)).fetchone()
+        return None if row is None else str(row[0])
+
+    # --------------------------------------------------------------- health
+    def writable(self) -> bool:
+        sql = "INSERT INTO probe (id, at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at"
+        try:
+            self._write(lambda connection: connection.execute(sql, (time.time(),)))
+        except StoreFull:
+            return False
+        return True
+
+    # ------------------------------------------------------------- plumbing
     def _connection(self) -> sqlite3.Connection:
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
         if connection is None:
@@ -117,6 +309,9 @@ class SQLiteStore:
             connection = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=NORMAL")
+            # The WAL's checkpoints are the store's own (see _start_wal_over_if_long), and start it over at its limit.
+            connection.execute("PRAGMA wal_autocheckpoint=0")
+            connection.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
             self._local.connection = connection
             self._connections.append(connection)
         return connection
@@ -125,61 +320,141 @@ class SQLiteStore:
         """Close every connection this store opened, in any thread (and remove a temporary store's file)."""
         self._finalizer()
 
-    def next_count(self, key: str) -> int:
-        row = (
-            self._connection()
-            .execute(
-                "INSERT INTO counters (key, value) VALUES (?, 1)"
-                " ON CONFLICT (key) DO UPDATE SET value = value + 1 RETURNING value",
-                (key,),
+    def _create_schema(self) -> None:
+        """Create the tables, in one transaction so that processes starting together agree; nothing, when done."""
+        connection = self._connection()
+        if _schema_version(connection) >= SCHEMA_VERSION:
+            return  # no write, so that a worker starts on a full disk too
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            if _schema_version(connection) < RETENTION_VERSION:
+                # A journal from before retention has no sizes to keep it by: it goes; sequences and scripts stay.
+                connection.execute("DROP TABLE IF EXISTS journal")
+            for statement in SCHEMA:
+                connection.execute(statement)
+            connection.execute("COMMIT")
+        finally:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+
+    def _write(self, operation: Callable[[sqlite3.Connection], T], *, clearing: bool = False) -> T:
+        """Run one atomic write; when it finds no room, make what room there is and try once more.
+
+        A checkpoint makes room in the WAL when the database has room for what it holds (the pages of deleted
+        entries, say). A clearing write first gives up the reserve file, so that the checkpoint has room, and
+        afterwards gives the cleared space back to the disk and makes the reserve again. Still no room: StoreFull.
+        """
+        connection = self._connection()
+        try:
+            result = _run(operation, connection)
+        except StoreFull:
+            spent_reserve = clearing and self._release_reserve()
+            _checkpoint(connection, "RESTART")
+            try:
+                result = _run(operation, connection)
+            except StoreFull:
+                self._mark_full(True)
+                raise
+            if spent_reserve:
+                self._give_space_back(connection)
+        self._mark_full(False)
+        self._start_wal_over_if_long(connection)
+        return result
+
+    def _give_space_back(self, connection: sqlite3.Connection) -> None:
+        """After a clear on a full disk: shrink the file to what it still holds, empty the WAL, make the reserve.
+
+        Else the cleared pages would stay in the file, for the store to reuse but for nothing else, and the reserve
+        could not be made again for the next time the disk fills.
+        """
+        with contextlib.suppress(sqlite3.OperationalError):
+            connection.execute("PRAGMA temp_store=MEMORY")  # VACUUM's copy: the disk has no room for it
+            connection.execute("VACUUM")
+        _checkpoint(connection, "TRUNCATE")
+        self._make_reserve()
+
+    def _start_wal_over_if_long(self, connection: sqlite3.Connection) -> None:
+        """Checkpoint and start the WAL over once its file passes WAL_LIMIT_BYTES; then make the reserve if it went.
+
+        journal_size_limit cuts the WAL file back to the limit each time it starts over, so it grows past the limit
+        only when its frames do. A RESTART checkpoint waits its turn among the writers; SQLite's own, passive and
+        after every 1,000 pages, are overtaken by the other workers' commits and never let the WAL start over, and
+        they hold the checkpoint lock that a RESTART needs, so they are turned off.
+        """
+        try:
+            wal_bytes = self.wal_path.stat().st_size
+        except FileNotFoundError:
+            return
+        if wal_bytes > WAL_LIMIT_BYTES:
+            _checkpoint(connection, "RESTART")
+            self._make_reserve()
+
+    def _mark_full(self, full: bool) -> None:
+        if self._full == full:
+            return
+        with self._full_lock:
+            if self._full == full:
+                return
+            self._full = full
+        if full:
+            logger.error(
+                "state store %s is full (database or disk is full): requests needing a write get a 503, "
+                "and requests are not journaled, until there is room",
+                self.path,
             )
-            .fetchone()
-        )
-        return int(row[0])
+        else:
+            logger.warning("state store %s has room again", self.path)
+            self._make_reserve()
 
-    def reset_counters(self) -> None:
-        self._connection().execute("DELETE FROM counters")
+    def _make_reserve(self) -> bool:
+        """Write the reserve file if it is missing or short, when the disk has as much again to spare; whether it
+        is there. (Written out, not just sized: a sparse file would hold no room.)"""
+        with contextlib.suppress(FileNotFoundError):
+            if self.reserve_path.stat().st_size >= self.reserve_bytes:
+                return True
+        disk = os.statvfs(self.path.parent)
+        if disk.f_bavail * disk.f_frsize < 2 * self.reserve_bytes:
+            return False
+        partial = self.reserve_path.with_name(f"{self.reserve_path.name}.{os.getpid()}.{threading.get_ident()}")
+        try:
+            with partial.open("wb") as reserve:
+                chunk = bytes(min(self.reserve_bytes, 1024 * 1024))
+                for start in range(0, self.reserve_bytes, len(chunk)):
+                    reserve.write(chunk[: self.reserve_bytes - start])
+            partial.replace(self.reserve_path)
+        except OSError:
+            partial.unlink(missing_ok=True)
+            return False
+        return True
 
-    def add_entry(self, entry: Mapping[str, Any]) -> int:
-        cursor = self._connection().execute(
-            "INSERT INTO journal (at, request_id, method, path, status, rule, entry) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                entry.get("at", time.time()),
-                entry.get("request_id"),
-                entry["method"],
-                entry["path"],
-                entry.get("status"),
-                entry.get("rule"),
-                json.dumps(entry, ensure_ascii=False, default=str),
-            ),
-        )
-        return int(cursor.lastrowid or 0)
+    def _release_reserve(self) -> bool:
+        """Delete the reserve file, to make room; whether there was one."""
+        try:
+            self.reserve_path.unlink()
+        except FileNotFoundError:
+            return False
+        logger.warning("state store %s: gave up its reserve to make room", self.path)
+        return True
 
-    def entries(self, *, after: int = 0, limit: int = 100, **filters: Any) -> list[dict[str, Any]]:
-        clauses, values = ["id > ?"], [after]
-        for name, value in filters.items():
-            if value is not None:
-                clauses.append(f"{FILTERS[name]} = ?")
-                values.append(value)
-        rows = self._connection().execute(
-            f"SELECT id, entry FROM journal WHERE {' AND '.join(clauses)} ORDER BY id LIMIT ?",
-            (*values, limit),
-        )
-        return [{"id": row[0], **json.loads(row[1])} for row in rows]
 
-    def clear_entries(self) -> None:
-        self._connection().execute("DELETE FROM journal")
+def _run(operation: Callable[[sqlite3.Connection], T], connection: sqlite3.Connection) -> T:
+    """`operation`, with SQLite's "database or disk is full" raised as StoreFull."""
+    try:
+        return operation(connection)
+    except sqlite3.OperationalError as error:
+        if error.sqlite_errorcode == sqlite3.SQLITE_FULL:
+            raise StoreFull() from error
+        raise
 
-    def save_script(self, path: str, text: str, version: int) -> None:
-        self._connection().execute(
-            "INSERT INTO good_scripts (path, text, version) VALUES (?, ?, ?) ON CONFLICT (path) DO UPDATE"
-            " SET text = excluded.text, version = excluded.version WHERE excluded.version >= good_scripts.version",
-            (path, text, version),
-        )
 
-    def last_script(self, path: str) -> str | None:
-        row = self._connection().execute("SELECT text FROM good_scripts WHERE path = ?", (path,)).fetchone()
-        return None if row is None else str(row[0])
+def _schema_version(connection: sqlite3.Connection) -> int:
+    return int(connection.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _checkpoint(connection: sqlite3.Connection, mode: str) -> None:
+    """Copy the WAL into the database (when there is room to) and start it over: RESTART, or TRUNCATE to empty it."""
+    with contextlib.suppress(sqlite3.OperationalError):
+        connection.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
 
 
 def _release(connections: list[sqlite3.Connection], temporary: Path | None, made_in: int) -> None:

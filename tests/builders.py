@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from backends.state import SQLiteStore
+
 #: The checkout: where gunicorn.conf.py, wsgi.py and bench/ are.
 REPO_ROOT = Path(__file__).resolve().parents[1]
 API_KEY = "test-key"
@@ -33,3 +35,9 @@ def weather_tool(**fields: Any) -> dict[str, Any]:
         },
         **fields,
     }
+
+
+def state_store(path: str | Path, **options: Any) -> SQLiteStore:
+    """A SQLite state store whose journal limits are out of the way, unless `options` set them."""
+    limits = {"max_journal_bytes": 1 << 40, "max_journal_entries": 1 << 40, "reserve_bytes": 64 * 1024}
+    return SQLiteStore(Path(path), **{**limits, **options})

@@ -14,6 +14,7 @@ from _pytest.mark.expression import Expression
 from app import create_app
 
 from builders import API_KEY
+from small_disk import mounted_tmpfs
 
 INTEGRATION = Path(__file__).parent / "integration"
 
@@ -56,3 +57,10 @@ def client(app: Any) -> Iterator[Any]:
     """Connexion's test client: drives every middleware, validation included."""
     with app.test_client() as test_client:
         yield test_client
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A folder on a 2 MB file system of its own (a tmpfs; skipped unless root), to fill up."""
+    with mounted_tmpfs(tmp_path / "small-disk", "2m") as folder:
+        yield folder

@@ -41,6 +41,12 @@ def client_gone() -> threading.Event:
     return gone
 
 
+def optional_store() -> StateStore | None:
+    """The state store this app was built with, if it needs one (not echo without a journal)."""
+    shared: StateStore | None = current_app.extensions[STORE_KEY]
+    return shared
+
+
 def request_headers() -> dict[str, str]:
     """The request's headers, names in lower case, for the backend."""
     return {name.lower(): value for name, value in request.headers.items()}

@@ -5,7 +5,10 @@ status of the response, its request id and the scripted rule that answered.
 It is written before the response starts, so a client that has its answer
 can already read the entry back (`GET /_understudy/requests`), whichever
 worker took the call. The middleware sits outside everything else, so it
-sees the errors every other layer produces, a 413 included.
+sees the errors every other layer produces, a 413 included. A body longer
+than UNDERSTUDY_JOURNAL_MAX_BODY_BYTES is kept as its size and first 4 KB;
+the store keeps the journal within its own limits. An entry that cannot be
+written (a full disk, say) is lost, never the response it records.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from backends.state import StateStore
+from backends.state import StateStore, StoreFull
 from backends.wire import ADMIN_KEY_HEADER, RULE_HEADER
 
 logger = logging.getLogger("understudy")
@@ -29,8 +32,8 @@ SECRET_HEADERS = frozenset({"x-api-key", "authorization", "proxy-authorization",
 MASK = "[masked]"
 #: Paths not journaled: the admin routes themselves and load-balancer health checks.
 UNJOURNALED_PREFIXES = ("/_understudy", "/health")
-#: The most body bytes an entry keeps; beyond it the entry says how much was cut.
-MAX_BODY_BYTES = 1024 * 1024
+#: How much of a body longer than the limit an entry keeps, beside its size.
+CUT_BODY_START = 4096
 
 
 def masked_headers(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -44,9 +47,9 @@ def masked_headers(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
 
 
 def body_for_journal(body: bytes, received: int) -> Any:
-    """The body as JSON when it parses, else as text; cut at MAX_BODY_BYTES."""
+    """The body as JSON when it parses, else as text; one longer than what was kept of it, as its size and start."""
     if received > len(body):
-        return {"truncated": True, "bytes": received, "start": body[:4096].decode("utf-8", "replace")}
+        return {"truncated": True, "bytes": received, "start": body[:CUT_BODY_START].decode("utf-8", "replace")}
     if not body:
         return None
     try:
@@ -58,9 +61,10 @@ def body_for_journal(body: bytes, received: int) -> Any:
 class JournalMiddleware:
     """Writes one journal entry per API request, as its response starts."""
 
-    def __init__(self, app: ASGIApp, *, store: StateStore) -> None:
+    def __init__(self, app: ASGIApp, *, store: StateStore, max_body_bytes: int) -> None:
         self.app = app
         self.store = store
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith(UNJOURNALED_PREFIXES):
@@ -73,8 +77,8 @@ class JournalMiddleware:
             nonlocal received
             message = await receive()
             body = message.get("body", b"")
-            if body and received < MAX_BODY_BYTES:
-                chunks.append(body[: MAX_BODY_BYTES - received])
+            if body and received < self.max_body_bytes:
+                chunks.append(body[: self.max_body_bytes - received])
             received += len(body)
             return message
 
@@ -100,5 +104,7 @@ class JournalMiddleware:
         }
         try:
             await asyncio.get_running_loop().run_in_executor(None, self.store.add_entry, entry)
+        except StoreFull:
+            pass  # the store says so in the log, once, when it fills
         except Exception:
             logger.exception("could not write a journal entry")

@@ -46,7 +46,12 @@ class ScriptedServer:
     def journal(self, **filters: Any) -> list[dict[str, Any]]:
         """The requests the server received, oldest first (filters: path, method, rule, status, request_id)."""
         query = "&".join(f"{name}={value}" for name, value in {"limit": 1000, **filters}.items())
-        return list(self._admin("GET", f"/_understudy/requests?{query}")["data"])
+        entries: list[dict[str, Any]] = []
+        page: Any = {"last_id": 0, "has_more": True}
+        while page["has_more"]:  # a page stops at 1000 entries or 8 MB of them
+            page = self._admin("GET", f"/_understudy/requests?{query}&after={page['last_id']}")
+            entries += page["data"]
+        return entries
 
     def reset(self) -> None:
         """Start every sequence again and empty the journal."""

@@ -16,6 +16,7 @@ says why.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -31,7 +32,7 @@ from backends.scripted import replies
 from backends.scripted.matching import RequestView, captured, reasons
 from backends.scripted.prefilter import first_match
 from backends.scripted.script import Rule, Script, ScriptError, load_script, parse_script
-from backends.state import StateStore
+from backends.state import StateStore, StoreFull
 from backends.wire import RULE_HEADER, ApiError
 
 if TYPE_CHECKING:
@@ -153,7 +154,8 @@ class ScriptedBackend(Backend):
         script, source = load_script(self.path)
         for warning in script.warnings:
             logger.warning("%s", warning)
-        self.store.save_script(str(self.path), source, version.changed_ns if version else 0)
+        with contextlib.suppress(StoreFull):  # on a full disk the script serves all the same, just not kept
+            self.store.save_script(str(self.path), source, version.changed_ns if version else 0)
         return script
 
     def _reload_if_changed(self) -> None:

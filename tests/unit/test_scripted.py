@@ -16,10 +16,9 @@ from backends.scripted import ScriptedBackend
 from backends.scripted.matching import RequestView, matches
 from backends.scripted.prefilter import first_match
 from backends.scripted.script import ScriptError, parse_script
-from backends.state import SQLiteStore
 from backends.wire import RULE_HEADER, ApiError, ConnectionAbort
 
-from builders import message_body, weather_tool
+from builders import message_body, state_store, weather_tool
 
 CATALOGUE = ModelCatalogue.from_file(DEFAULT_FILE)
 
@@ -32,7 +31,7 @@ def dump_yaml(data) -> str:
 @pytest.fixture
 def make_backend(tmp_path):
     """A scripted backend on a script given as YAML text; delays are recorded, not slept."""
-    store = SQLiteStore(tmp_path / "state.sqlite3")
+    store = state_store(tmp_path / "state.sqlite3")
 
     def make(source: str, path=None):
         script = path or tmp_path / "script.yaml"
@@ -293,7 +292,7 @@ def test_a_bad_script_with_no_good_one_stops_start_up(tmp_path):
     script = tmp_path / "bad.yaml"
     script.write_text("- reply: {txt: typo}\n")
     with pytest.raises(ValueError, match=r"bad.yaml:1: 0/reply"):
-        ScriptedBackend(CATALOGUE, script, SQLiteStore(tmp_path / "s.sqlite3"))
+        ScriptedBackend(CATALOGUE, script, state_store(tmp_path / "s.sqlite3"))
 
 
 @pytest.mark.parametrize(

@@ -1,61 +1,95 @@
-"""The SQLite state store: atomic counters across processes, the journal and its filters."""
+"""The SQLite state store: atomic counters across processes, the journal, its limits and filters, a full disk."""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import sqlite3
 
-from backends.state import SQLiteStore
+import pytest
+
+from backends.state import FILTERS, SCHEMA_VERSION, WAL_LIMIT_BYTES, StoreFull, page_query
+
+from builders import state_store
+from small_disk import fill
+
+#: A journal entry of the size the SDKs' requests make (some 800 bytes).
+ENTRY = {
+    "method": "POST",
+    "path": "/v1/messages",
+    "status": 200,
+    "rule": "greet",
+    "headers": {"user-agent": "Anthropic/Python 0.75.0", "x-api-key": "[masked]", "anthropic-version": "2023-06-01"},
+    "body": {"model": "claude-sonnet-4-5", "max_tokens": 100, "messages": [{"role": "user", "content": "Hi " * 150}]},
+}
+
+
+def entries(store, **options) -> list[dict]:
+    """One page of the journal, as a list; limits out of the way unless `options` set them."""
+    return store.journal_page(**{"after": 0, "limit": 1000, "max_bytes": 1 << 30, **options}).entries
+
+
+def stored(path) -> tuple[int, int]:
+    """How many entries the file holds, and their bytes, read past the store."""
+    with sqlite3.connect(path) as connection:
+        count, size = connection.execute("SELECT count(*), sum(length(CAST(entry AS BLOB))) FROM journal").fetchone()
+    return count, size or 0
 
 
 def count_many(path: str, times: int, results) -> None:
-    store = SQLiteStore(path)
+    store = state_store(path)
     results.extend([store.next_count("shared") for _ in range(times)])
 
 
-def test_counters_are_atomic_across_processes(tmp_path):
-    path = str(tmp_path / "state.sqlite3")
+def in_processes(count: int, target, *args) -> list:
+    """`target(*args, results)` in `count` processes at once; what they added to `results`."""
     with multiprocessing.Manager() as manager:
         results = manager.list()
-        workers = [multiprocessing.Process(target=count_many, args=(path, 50, results)) for _ in range(4)]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join(30)
-        assert sorted(results) == list(range(1, 201))  # no value handed out twice, none skipped
+        processes = [multiprocessing.Process(target=target, args=(*args, results)) for _ in range(count)]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join(120)
+        return list(results)
+
+
+def test_counters_are_atomic_across_processes(tmp_path):
+    results = in_processes(4, count_many, str(tmp_path / "state.sqlite3"), 50)
+    assert sorted(results) == list(range(1, 201))  # no value handed out twice, none skipped
 
 
 def test_a_temporary_store_removes_its_file_when_closed_and_another_keeps_it(tmp_path):
-    kept, temporary = SQLiteStore(tmp_path / "kept.sqlite3"), SQLiteStore(tmp_path / "own.sqlite3", temporary=True)
+    kept, temporary = state_store(tmp_path / "kept.sqlite3"), state_store(tmp_path / "own.sqlite3", temporary=True)
     for store in (kept, temporary):
         store.add_entry({"method": "GET", "path": "/v1/models"})
         store.close()
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["kept.sqlite3"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["kept.sqlite3", "kept.sqlite3-reserve"]
 
 
 def test_reset_counters(tmp_path):
-    store = SQLiteStore(tmp_path / "state.sqlite3")
+    store = state_store(tmp_path / "state.sqlite3")
     assert [store.next_count("a"), store.next_count("a"), store.next_count("b")] == [1, 2, 1]
     store.reset_counters()
     assert store.next_count("a") == 1
 
 
 def test_journal_filters_and_paging(tmp_path):
-    store = SQLiteStore(tmp_path / "state.sqlite3")
+    store = state_store(tmp_path / "state.sqlite3")
     for status in (200, 529, 200):
         store.add_entry(
             {"method": "POST", "path": "/v1/messages", "status": status, "rule": "r", "body": {"n": status}}
         )
     store.add_entry({"method": "GET", "path": "/v1/models", "status": 200})
-    assert [entry["status"] for entry in store.entries(path="/v1/messages")] == [200, 529, 200]
-    assert [entry["id"] for entry in store.entries(status=529)] == [2]
-    assert [entry["id"] for entry in store.entries(after=2, limit=1)] == [3]
-    assert store.entries(method="GET")[0]["path"] == "/v1/models"
+    assert [entry["status"] for entry in entries(store, path="/v1/messages")] == [200, 529, 200]
+    assert [entry["id"] for entry in entries(store, status=529)] == [2]
+    assert [entry["id"] for entry in entries(store, after=2, limit=1)] == [3]
+    assert entries(store, method="GET")[0]["path"] == "/v1/models"
     store.clear_entries()
-    assert store.entries() == []
+    assert entries(store) == []
 
 
 def test_last_good_script(tmp_path):
-    store = SQLiteStore(tmp_path / "state.sqlite3")
+    store = state_store(tmp_path / "state.sqlite3")
     assert store.last_script("s.yaml") is None
     store.save_script("s.yaml", "one", 1)
     store.save_script("s.yaml", "two", 2)
@@ -64,7 +98,147 @@ def test_last_good_script(tmp_path):
 
 def test_a_script_saved_late_does_not_replace_a_later_edit(tmp_path):
     """Two workers load two edits at once; the one that read the earlier edit saves it last."""
-    store = SQLiteStore(tmp_path / "state.sqlite3")
+    store = state_store(tmp_path / "state.sqlite3")
     store.save_script("s.yaml", "edit 3", 3)
     store.save_script("s.yaml", "edit 2", 2)
     assert store.last_script("s.yaml") == "edit 3"
+
+
+def test_the_journal_keeps_its_newest_entries_within_the_entry_limit(tmp_path):
+    store = state_store(tmp_path / "state.sqlite3", max_journal_entries=40)
+    for sent in range(1, 201):
+        store.add_entry(ENTRY)
+        ids = [entry["id"] for entry in entries(store)]
+        assert len(ids) <= 40 and ids == list(range(ids[0], sent + 1))  # the newest, none missing between
+    assert len(ids) >= 38  # deleted in batches of a twentieth, not all at once
+
+
+def test_the_journal_keeps_its_newest_entries_within_the_byte_limit(tmp_path):
+    path = tmp_path / "state.sqlite3"
+    store = state_store(path, max_journal_bytes=100_000)
+    for sent in range(1, 301):
+        store.add_entry({**ENTRY, "body": "x" * (sent % 7 * 500)})  # sizes from 300 to 3,300 bytes
+        _, size = stored(path)
+        assert size <= 100_000 and entries(store)[-1]["id"] == sent
+    assert size > 100_000 * 0.95 - 3_300
+
+
+def test_an_entry_over_the_byte_limit_is_kept_alone(tmp_path):
+    store = state_store(tmp_path / "state.sqlite3", max_journal_bytes=10_000)
+    store.add_entry(ENTRY)
+    store.add_entry({**ENTRY, "body": "x" * 20_000})
+    assert [len(entry["body"]) for entry in entries(store)] == [20_000]  # the newest always stays
+
+
+def write_entries(path: str, times: int, wal_sizes) -> None:
+    store = state_store(path)
+    for sent in range(times):
+        store.add_entry(ENTRY)
+        if sent % 100 == 0:
+            wal_sizes.append(store.wal_path.stat().st_size)
+
+
+def test_the_wal_stays_bounded_while_two_processes_write(tmp_path):
+    # SQLite's own checkpoints never let the WAL start over while two processes write in turn: it grew to
+    # 133 MB in 100,000 entries.
+    path = str(tmp_path / "state.sqlite3")
+    state_store(path)  # made before the writers start, as gunicorn's master does
+    wal_sizes = in_processes(2, write_entries, path, 6_000)
+    assert max(wal_sizes) <= 3 * WAL_LIMIT_BYTES  # some 4.2 MB; 44 MB before the store's own checkpoints
+    assert stored(path)[0] == 12_000
+
+
+def test_a_page_stops_before_its_byte_budget_and_says_there_is_more(tmp_path):
+    store = state_store(tmp_path / "state.sqlite3")
+    for _ in range(5):
+        store.add_entry({**ENTRY, "body": "x" * 40_000})
+    page = store.journal_page(after=0, limit=100, max_bytes=100_000)
+    assert [entry["id"] for entry in page.entries] == [1, 2] and page.has_more
+    page = store.journal_page(after=2, limit=2, max_bytes=100_000)
+    assert [entry["id"] for entry in page.entries] == [3, 4] and page.has_more
+    page = store.journal_page(after=4, limit=1, max_bytes=100)  # one entry, whatever its size
+    assert [entry["id"] for entry in page.entries] == [5] and not page.has_more
+
+
+@pytest.mark.parametrize("name", [None, *FILTERS])
+def test_every_filter_is_served_by_an_index(tmp_path, name):
+    store = state_store(tmp_path / "state.sqlite3")
+    sql, values = page_query(after=10, limit=100, filters={name: "x"} if name else {})
+    plan = " ".join(row[3] for row in store._connection().execute(f"EXPLAIN QUERY PLAN {sql}", values))
+    assert plan.startswith("SEARCH journal USING") and "TEMP B-TREE" not in plan, plan  # no scan, no sort
+    assert f"INDEX journal_by_{name} ({name}=? AND rowid>?)" in plan if name else "(rowid>?)" in plan
+
+
+def test_a_journal_from_before_retention_goes_and_sequences_stay(tmp_path):
+    path = tmp_path / "state.sqlite3"
+    with sqlite3.connect(path) as old:  # the schema of the first version: no sizes, no version
+        old.execute("CREATE TABLE counters (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
+        old.execute("INSERT INTO counters VALUES ('rule:a', 3)")
+        old.execute("CREATE TABLE journal (id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, entry TEXT)")
+        old.execute("INSERT INTO journal (at, entry) VALUES (1, '{}')")
+    store = state_store(path)
+    assert entries(store) == [] and store.next_count("rule:a") == 4
+    store.add_entry(ENTRY)
+    assert len(entries(store)) == 1
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_a_journal_with_retention_but_no_probe_keeps_its_entries(tmp_path):
+    path = tmp_path / "state.sqlite3"
+    state_store(path).add_entry(ENTRY)
+    with sqlite3.connect(path) as older:  # as the first version with retention left it
+        older.execute("DROP TABLE probe")
+        older.execute("PRAGMA user_version = 1")
+    store = state_store(path)
+    assert len(entries(store)) == 1 and store.writable()
+
+
+def test_a_database_at_its_page_limit_refuses_growth_and_clearing_makes_room(tmp_path):
+    # Portable, where a real full disk needs root: SQLite's own cap on the database's pages (the store's
+    # connection is this thread's). The WAL can still grow, so writes in place still succeed.
+    store = state_store(tmp_path / "state.sqlite3")
+    store.add_entry(ENTRY)
+    store._connection().execute("PRAGMA max_page_count = 1").fetchone()  # as low as it goes: the current size
+    with pytest.raises(StoreFull) as refused:
+        for _ in range(100):
+            store.add_entry(ENTRY)
+    assert refused.value.status == 503 and refused.value.error_type == "api_error"
+    written = len(entries(store))  # reads need no room
+    store.clear_entries()
+    assert entries(store) == [] and store.add_entry(ENTRY) > written
+
+
+def fill_with_journal(store) -> None:
+    """Journal entries until the disk is full: until even a counter, which changes in place, cannot be written."""
+    for _ in range(10_000):
+        with contextlib.suppress(StoreFull):
+            store.add_entry({**ENTRY, "body": "x" * 2000})
+        try:
+            store.next_count("rule:sequence")
+        except StoreFull:
+            return
+    raise AssertionError("the disk never filled")
+
+
+def test_on_a_full_disk_writes_fail_reads_work_and_clearing_makes_room_each_time(small_disk):
+    store = state_store(small_disk / "state.sqlite3", reserve_bytes=None)  # the reserve: a quarter of the disk
+    for episode in range(3):
+        fill_with_journal(store)  # some 40 entries on 2 MB, most of them in the WAL
+        assert not store.writable(), episode
+        assert entries(store)  # reads need no room
+        store.clear_entries()  # with the reserve's room; then the room goes back to the disk, the reserve is made
+        assert entries(store) == [] and store.writable() and store.add_entry(ENTRY)
+        assert store.reserve_path.stat().st_size == store.reserve_bytes
+
+
+def test_when_something_else_fills_the_disk_the_store_recovers_as_room_returns(small_disk):
+    store = state_store(small_disk / "state.sqlite3", reserve_bytes=None)
+    store.add_entry(ENTRY)
+    filler = fill(small_disk)
+    with pytest.raises(StoreFull):
+        for _ in range(1000):
+            store.add_entry({**ENTRY, "body": "x" * 2000})
+    assert not store.writable()
+    filler.unlink()
+    assert store.writable() and store.next_count("rule:sequence") == 1 and store.add_entry(ENTRY)
