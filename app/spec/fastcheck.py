@@ -217,12 +217,22 @@ def _type(types: Any) -> Check:
 def _enum(values: Any) -> Check:
     if not isinstance(values, list):
         raise Unsupported(f"enum {values!r}")
-    # jsonschema compares with its `equal`; for strings and null that is plain equality within the same type.
-    if not all(value is None or isinstance(value, str) for value in values):
-        raise Unsupported("an enum of values other than strings and null")
+    # jsonschema compares with its `equal`; for strings, booleans and null that is plain equality within the same
+    # type (a boolean never equals a number, as it would in Python).
+    if not all(value is None or isinstance(value, str | bool) for value in values):
+        raise Unsupported("an enum of values other than strings, booleans and null")
     strings = frozenset(value for value in values if isinstance(value, str))
+    booleans = frozenset(value for value in values if isinstance(value, bool))
     has_null = None in values
-    return lambda instance: (instance in strings) if isinstance(instance, str) else (instance is None and has_null)
+
+    def check_enum(instance: Any) -> bool:
+        if isinstance(instance, str):
+            return instance in strings
+        if isinstance(instance, bool):
+            return instance in booleans
+        return instance is None and has_null
+
+    return check_enum
 
 
 def _required(names: Any) -> Check:

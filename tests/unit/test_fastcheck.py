@@ -141,6 +141,12 @@ def test_the_message_bodies_are_compiled() -> None:
     assert bodies and all(compile_check(schema) is not None for schema in bodies)
 
 
+def test_a_boolean_enum_never_takes_a_number() -> None:
+    check = compile_check({"enum": [False]})
+    assert check is not None
+    assert check(False) and not check(True) and not check(0) and not check(0.0) and not check(None)
+
+
 def test_a_schema_with_a_keyword_not_compiled_is_left_to_jsonschema() -> None:
     schema = {"type": "array", "uniqueItems": True}
     assert compile_check(schema) is None
