@@ -14,13 +14,16 @@ The request path, outermost first (README, "How a request travels"):
    server-sent events (`api/streaming.py`).
 
 Here, and only here, settings become objects: one state store, the model
-catalogue, the backend (each given its constructor arguments explicitly) and
+catalogue, the backend (each given its constructor arguments explicitly),
+whoever runs Message Batches (the server's own, with a processor thread
+per worker that the app's lifespan starts and stops, or the backend's) and
 the app. `internals.install` adds the private Connexion and Flask hooks that
 make it fast, unless UNDERSTUDY_INTERNALS is off.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -35,18 +38,20 @@ from connexion.options import SwaggerUIOptions
 from starlette.exceptions import HTTPException
 
 from app import internals
-from app.api import BACKEND_KEY, STORE_KEY
+from app.api import BACKEND_KEY, BATCHES_KEY, STORE_KEY
 from app.http.body_limit import BodyLimitMiddleware
 from app.http.envelope import EnvelopeMiddleware
 from app.http.journal import JournalMiddleware
 from app.http.request_checks import RequestChecksMiddleware
 from app.http.spec_document import SpecDocumentMiddleware
 from app.settings import ConfigError, Settings, load_settings
+from app.spec.batch_params import params_check
 from app.spec.loading import load_spec
 from app.spec.problems import render_error
 from app.spec.validators import RequestBodyValidator, RequestParameterValidator
 from backends import backend_class
 from backends.base import Backend
+from backends.batches import Batches, BatchProcessor, BatchStore, LocalBatches
 from backends.catalogue import DEFAULT_FILE, ModelCatalogue
 from backends.state import SQLiteStore, StateStore, default_state_file
 
@@ -61,6 +66,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> connexion.FlaskApp
     store = _store(settings)
     backend = _backend(settings, _catalogue(settings), store)
     spec = load_spec(allow_unknown_fields=settings.allow_unknown_fields, admin=bool(settings.admin_key))
+    batches, processor = _batches(settings, backend, store, spec)
 
     app = connexion.FlaskApp(
         __name__,
@@ -69,7 +75,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> connexion.FlaskApp
         # The UI only: the spec it reads is served by SpecDocumentMiddleware, as loaded.
         swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/v1/ui", serve_spec=False),
         validator_map=VALIDATORS,
-        lifespan=_closing(backend),
+        lifespan=_lifespan(backend, processor),
     )
     if settings.internals:
         internals.install(app, threads=settings.threads)
@@ -78,6 +84,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> connexion.FlaskApp
         app.add_error_handler(caught, render_error)
     app.app.extensions[BACKEND_KEY] = backend
     app.app.extensions[STORE_KEY] = store
+    app.app.extensions[BATCHES_KEY] = batches
     return app
 
 
@@ -107,7 +114,11 @@ def _middlewares(settings: Settings, store: StateStore | None, spec: Mapping[str
         functools.partial(EnvelopeMiddleware, settings=settings),
         RequestChecksMiddleware,
         functools.partial(SpecDocumentMiddleware, spec=spec),
-        functools.partial(BodyLimitMiddleware, limit=settings.max_body_bytes),
+        functools.partial(
+            BodyLimitMiddleware,
+            limit=settings.max_body_bytes,
+            route_limits={("POST", "/v1/messages/batches"): settings.max_batch_bytes},
+        ),
         functools.partial(ServerErrorMiddleware, handler=render_error),
         *ConnexionMiddleware.default_middlewares[1:],
     ]
@@ -168,14 +179,45 @@ def _backend_arguments(settings: Settings, store: StateStore | None) -> dict[str
     return {}
 
 
-def _closing(backend: Backend) -> Callable[[Any], contextlib.AbstractAsyncContextManager[None]]:
-    """The app's lifespan: when the worker stops, the backend lets go of its connections and files."""
+def _batches(
+    settings: Settings, backend: Backend, store: StateStore | None, spec: Mapping[str, Any]
+) -> tuple[Batches, BatchProcessor | None]:
+    """Who runs Message Batches: the backend, if it runs them itself; else the server, with a processor per worker."""
+    own = backend.own_batches()
+    if own is not None:
+        return own, None
+    batch_store = BatchStore(settings.state_file or default_state_file())
+    processor = BatchProcessor(
+        batch_store,
+        backend.create_message,
+        params_check(spec),
+        lease_seconds=settings.batch_lease_seconds,
+        journal=store if settings.journal_on else None,
+    )
+    batches = LocalBatches(
+        batch_store,
+        min_seconds=settings.batch_min_seconds,
+        expire_seconds=settings.batch_expire_seconds,
+        wake=processor.wake,
+    )
+    return batches, processor
+
+
+def _lifespan(
+    backend: Backend, processor: BatchProcessor | None
+) -> Callable[[Any], contextlib.AbstractAsyncContextManager[None]]:
+    """The app's lifespan: the worker's batch processor runs while it does; then the backend lets go of its
+    connections and files."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
+        if processor is not None:
+            processor.start()
         try:
             yield
         finally:
+            if processor is not None:
+                await asyncio.to_thread(processor.stop)  # the request being answered finishes first
             backend.close()
 
     return lifespan

@@ -61,6 +61,13 @@ def _seconds(value: Any) -> float:
     return number
 
 
+def _seconds_or_zero(value: Any) -> float:
+    number = float(value)
+    if not number >= 0:
+        raise ValueError("must be zero or a positive number of seconds")
+    return number
+
+
 def _url(value: Any) -> str:
     text = str(value).strip().rstrip("/")
     if not text.startswith(("http://", "https://")):
@@ -177,6 +184,27 @@ class Settings:
     )
     record: Path | None = setting(
         None, "UNDERSTUDY_RECORD", _path, "proxy: append every exchange to this script, for the scripted backend"
+    )
+    max_batch_bytes: int = setting(
+        256 * 1024 * 1024, "UNDERSTUDY_MAX_BATCH_BYTES", _positive_int, "largest Message Batch create body accepted"
+    )
+    batch_min_seconds: float = setting(
+        0.0,
+        "UNDERSTUDY_BATCH_MIN_SECONDS",
+        _seconds_or_zero,
+        "a Message Batch takes at least this long: its requests are answered evenly across it",
+    )
+    batch_expire_seconds: float = setting(
+        24 * 3600.0,
+        "UNDERSTUDY_BATCH_EXPIRE_SECONDS",
+        _seconds,
+        "a Message Batch expires this long after it is created: requests not yet answered are `expired`",
+    )
+    batch_lease_seconds: float = setting(
+        10.0,
+        "UNDERSTUDY_BATCH_LEASE_SECONDS",
+        _seconds,
+        "a worker's claim on batch requests lasts this long unrenewed; then another worker takes them over",
     )
 
     @property

@@ -2,7 +2,9 @@
 
 A backend answers four questions — create a message (whole or as a stream of
 events), count a request's input tokens, list the models, get one model — and
-never sees HTTP, Flask or Connexion. Requests reach it already validated
+never sees HTTP, Flask or Connexion. Message Batches are answered with
+`create_message`, one request at a time, unless the backend runs them itself
+(`own_batches`). Requests reach it already validated
 against openapi.yaml; replies leave it as plain JSON-ready dicts. A backend
 reports a failure the API would report by raising `ApiError` (backends/wire.py).
 
@@ -24,6 +26,7 @@ from backends.events import events_from_message
 from backends.wire import JSON
 
 if TYPE_CHECKING:
+    from backends.batches import Batches
     from backends.catalogue import ModelCatalogue
 
 
@@ -36,6 +39,8 @@ class MessageRequest:
     headers: Mapping[str, str] = field(default_factory=dict)
     #: Set the moment the client goes away: a backend still working on the answer may give up.
     client_gone: threading.Event = field(default_factory=threading.Event)
+    #: The request's custom_id when it is one request of a Message Batch; "" for a request of its own.
+    custom_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,22 @@ class EventStream:
 
     def close(self) -> None:
         close = getattr(self.events, "close", None)
+        if close is not None:
+            close()
+
+
+@dataclass
+class ByteStream:
+    """A reply of raw bytes sent as they are produced (a batch's results file), with headers for the client.
+
+    Closing it closes the chunk iterator, as for an EventStream.
+    """
+
+    chunks: Iterator[bytes]
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def close(self) -> None:
+        close = getattr(self.chunks, "close", None)
         if close is not None:
             close()
 
@@ -98,6 +119,14 @@ class Backend:
     def get_model(self, model_id: str, headers: Mapping[str, str] | None = None) -> Reply:
         """One model of the catalogue, or a 404 not_found_error."""
         return Reply(self.catalogue.get(model_id))
+
+    def own_batches(self) -> Batches | None:
+        """The backend's own Message Batches, if it runs them itself (the proxy's upstream does).
+
+        None, the default, has the server run them (backends/batches/): each request of a batch is
+        answered in the background by this backend's `create_message`.
+        """
+        return None
 
     def close(self) -> None:
         """Release what the backend holds (connections, files)."""

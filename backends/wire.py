@@ -192,3 +192,5 @@ ON_DISCONNECT_KEY = "understudy.on_disconnect"
 RULE_HEADER = "x-understudy-rule"
 #: The request header that carries the admin key.
 ADMIN_KEY_HEADER = "x-understudy-admin-key"
+#: Request headers whose values are secrets: never journaled, stored or logged.
+SECRET_HEADERS = frozenset({"x-api-key", "authorization", "proxy-authorization", "cookie", ADMIN_KEY_HEADER})

@@ -14,12 +14,14 @@ import threading
 from flask import current_app, request
 
 from backends.base import Backend
+from backends.batches import Batches
 from backends.state import StateStore
 from backends.wire import ON_DISCONNECT_KEY
 
-#: Where the composition root leaves the backend and the state store, in Flask's `app.extensions`.
+#: Where the composition root leaves the backend, the state store and the batches, in Flask's `app.extensions`.
 BACKEND_KEY = "understudy.backend"
 STORE_KEY = "understudy.store"
+BATCHES_KEY = "understudy.batches"
 
 
 def backend() -> Backend:
@@ -45,6 +47,12 @@ def optional_store() -> StateStore | None:
     """The state store this app was built with, if it needs one (not echo without a journal)."""
     shared: StateStore | None = current_app.extensions[STORE_KEY]
     return shared
+
+
+def batches() -> Batches:
+    """Whoever runs the Message Batches: the server itself, or the backend (the proxy's upstream)."""
+    running: Batches = current_app.extensions[BATCHES_KEY]
+    return running
 
 
 def request_headers() -> dict[str, str]:

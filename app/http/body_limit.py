@@ -8,6 +8,8 @@ a shorter body.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backends.wire import ApiError
@@ -28,27 +30,32 @@ class RequestTimeout(ApiError):
 
 
 class BodyLimitMiddleware:
-    """Refuses a body over `limit` bytes (413) or one that stops short (408), before any layer below reads it."""
+    """Refuses a body over `limit` bytes (413) or one that stops short (408), before any layer below reads it.
 
-    def __init__(self, app: ASGIApp, *, limit: int) -> None:
+    `route_limits` gives some routes, by (method, path), a limit of their own: a Message Batch may be 256 MB.
+    """
+
+    def __init__(self, app: ASGIApp, *, limit: int, route_limits: Mapping[tuple[str, str], int] | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.route_limits = dict(route_limits or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        scope, receive = await self._limit_body(scope, _whole_body(receive))
+        limit = self.route_limits.get((scope["method"], scope["path"]), self.limit)
+        scope, receive = await self._limit_body(scope, _whole_body(receive), limit)
         await self.app(scope, receive, send)
 
-    async def _limit_body(self, scope: Scope, receive: Receive) -> tuple[Scope, Receive]:
+    async def _limit_body(self, scope: Scope, receive: Receive, limit: int) -> tuple[Scope, Receive]:
         """Refuse a declared length over the limit; read a chunked body, counting, and declare its length."""
         declared = _header(scope, b"content-length")
         if declared is not None:
             if not declared.isdigit():
                 raise ApiError(400, "Content-Length header is not a valid number")
-            if int(declared) > self.limit:
-                raise RequestTooLarge(self.limit)
+            if int(declared) > limit:
+                raise RequestTooLarge(limit)
             return scope, receive
         if _header(scope, b"transfer-encoding") is None:
             return scope, receive
@@ -60,8 +67,8 @@ class BodyLimitMiddleware:
                 break
             body += message.get("body", b"")
             more = message.get("more_body", False)
-            if len(body) > self.limit:
-                raise RequestTooLarge(self.limit)
+            if len(body) > limit:
+                raise RequestTooLarge(limit)
         headers = [(name, value) for name, value in scope["headers"] if name != b"transfer-encoding"]
         headers.append((b"content-length", str(len(body)).encode()))
         return {**scope, "headers": headers}, _replay(bytes(body), receive)

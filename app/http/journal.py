@@ -23,12 +23,10 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backends.state import StateStore, StoreFull
-from backends.wire import ADMIN_KEY_HEADER, RULE_HEADER
+from backends.wire import RULE_HEADER, SECRET_HEADERS
 
 logger = logging.getLogger("understudy")
 
-#: Headers whose values never reach the journal.
-SECRET_HEADERS = frozenset({"x-api-key", "authorization", "proxy-authorization", "cookie", ADMIN_KEY_HEADER})
 MASK = "[masked]"
 #: Paths not journaled: the admin routes themselves and load-balancer health checks.
 UNJOURNALED_PREFIXES = ("/_understudy", "/health")

@@ -2,8 +2,9 @@
 
 openapi.yaml says what each field may hold; these say how fields must agree —
 a thinking budget below max_tokens, a tool_choice that names a given tool,
-every tool_use answered by a tool_result in the next turn. Each broken rule is
-a 400 invalid_request_error worded as the API words it.
+every tool_use answered by a tool_result in the next turn, each custom_id of
+a Message Batch used once. Each broken rule is a 400 invalid_request_error
+worded as the API words it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,19 @@ def check(body: Mapping[str, Any]) -> None:
     _check_conversation(body["messages"])
     _check_tools(body)
     _check_thinking(body)
+
+
+def check_batch(body: Mapping[str, Any]) -> None:
+    """Raise a 400 ApiError if two requests of a Message Batch share a custom_id."""
+    seen: set[str] = set()
+    for index, batch_request in enumerate(body["requests"]):
+        custom_id = batch_request["custom_id"]
+        if custom_id in seen:
+            _fail(
+                f"requests.{index}.custom_id: Duplicate custom_id '{custom_id}'; "
+                "each custom_id must be unique within a Message Batch"
+            )
+        seen.add(custom_id)
 
 
 def _fail(message: str) -> None:

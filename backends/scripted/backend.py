@@ -108,7 +108,7 @@ class ScriptedBackend(Backend):
     def _choose(self, request: MessageRequest) -> Choice | None:
         self._reload_if_changed()
         script = self.script
-        view = RequestView(request.body, request.headers)
+        view = RequestView(request.body, request.headers, request.custom_id)
         rule = first_match(script.runs, view)
         if rule is not None:
             return self._next_reply(rule, view)
@@ -135,6 +135,7 @@ class ScriptedBackend(Backend):
             "model": view.model,
             "counter": str(count),
             "rule": rule.name,
+            "custom_id": view.custom_id,
             **{f"match.{key}": value for key, value in captured(rule.conditions, view).items()},
         }
         return Choice(rule, replies.fill(reply, values))

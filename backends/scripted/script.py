@@ -25,7 +25,7 @@ from backends.scripted.prefilter import RuleRun, rule_runs
 
 SCHEMA_FILE = Path(__file__).with_name("schema.yaml")
 TEMPLATE = re.compile(r"\{\{\s*([A-Za-z_][\w.]*)\s*\}\}")
-TEMPLATE_NAMES = {"user_text", "model", "counter", "rule"}
+TEMPLATE_NAMES = {"user_text", "model", "counter", "rule", "custom_id"}
 
 
 class ScriptError(ValueError):

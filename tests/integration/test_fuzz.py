@@ -55,6 +55,7 @@ import json
 import os
 import re
 import secrets
+import tempfile
 import zlib
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -69,6 +70,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from app.launcher.server_process import ServerProcess
 from app.spec import cross_field
 from app.spec.loading import load_spec
+from backends.batches import BatchStore, LocalBatches
 from backends.catalogue import DEFAULT_FILE, ModelCatalogue
 from backends.wire import ApiError
 
@@ -327,12 +329,18 @@ def _rule_refusal(case: Any) -> ApiError | None:
         elif case.operation.path == "/v1/models":
             query = case.query or {}
             CATALOGUE.page(after_id=query.get("after_id"), before_id=query.get("before_id"), limit=1)
+        elif case.operation.path == "/v1/messages/batches" and case.method.upper() == "POST":
+            cross_field.check_batch(case.body)
+        elif case.operation.path == "/v1/messages/batches":  # generated cursors name no batch that exists
+            query = case.query or {}
+            NO_BATCHES.page(after_id=query.get("after_id"), before_id=query.get("before_id"), limit=1, headers={})
     except ApiError as error:
         return error
     return None
 
 
 CATALOGUE = ModelCatalogue.from_file(DEFAULT_FILE)
+NO_BATCHES = LocalBatches(BatchStore(Path(tempfile.mkdtemp()) / "no-batches.sqlite3"))
 
 
 @schemathesis.check

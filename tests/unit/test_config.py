@@ -14,6 +14,11 @@ def test_defaults():
     settings = load_settings({})
     assert settings.backend == "echo" and settings.api_keys == frozenset()
     assert settings.max_body_bytes == 32 * 1024 * 1024
+    assert settings.max_batch_bytes == 256 * 1024 * 1024 and settings.batch_expire_seconds == 24 * 3600
+    assert (
+        settings.batch_min_seconds == 0
+        and load_settings({"UNDERSTUDY_BATCH_MIN_SECONDS": "0.5"}).batch_min_seconds == 0.5
+    )
 
 
 def test_file_then_environment_then_overrides(tmp_path):
@@ -37,6 +42,8 @@ def test_keys_are_comma_separated_and_trimmed():
         ({"UNDERSTUDY_ALLOW_UNKNOWN_FIELDS": "maybe"}, "UNDERSTUDY_ALLOW_UNKNOWN_FIELDS: must be true or false"),
         ({"UNDERSTUDY_MODELS_FILE": "/no/such/file.yaml"}, "UNDERSTUDY_MODELS_FILE: no such file"),
         ({"UNDERSTUDY_CONFIG": "/no/such/config.yaml"}, "UNDERSTUDY_CONFIG: cannot read"),
+        ({"UNDERSTUDY_BATCH_MIN_SECONDS": "-1"}, "UNDERSTUDY_BATCH_MIN_SECONDS: must be zero or a positive number"),
+        ({"UNDERSTUDY_BATCH_EXPIRE_SECONDS": "0"}, "UNDERSTUDY_BATCH_EXPIRE_SECONDS: must be a positive number"),
     ],
 )
 def test_mistakes_name_the_setting(environ, named):

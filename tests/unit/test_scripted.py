@@ -98,6 +98,21 @@ def test_conditions(make_backend, match, fields, headers, expected):
             backend.create_message(request("exact text", headers, **fields))
 
 
+def test_a_custom_id_condition_matches_batch_requests_only(make_backend):
+    backend = make_backend(
+        """
+fallback: error
+rules:
+  - match: {custom_id: {regex: '^vip-'}}
+    reply: {text: "for {{ custom_id }}"}
+"""
+    )
+    batched = MessageRequest(message_body("hi"), {}, custom_id="vip-7")
+    assert text_of(backend.create_message(batched)) == "for vip-7"
+    with pytest.raises(ApiError, match="custom_id does not match '\\^vip-'"):
+        backend.create_message(request("vip-7"))  # a request of its own has no custom_id
+
+
 def test_tool_result_conditions(make_backend):
     backend = make_backend(
         """
@@ -365,6 +380,7 @@ def test_screened_matching_picks_the_same_rule_as_trying_every_rule(seed):
             "user_text": text_condition,
             "system": text_condition,
             "user_id": text_condition,
+            "custom_id": text_condition,
             "headers": lambda: {random.choice(["x-a", "x-b"]): text_condition()},
             "model": lambda: random.choice(["m1", "m2"]),
             "stream": lambda: random.choice([True, False]),
@@ -383,7 +399,7 @@ def test_screened_matching_picks_the_same_rule_as_trying_every_rule(seed):
                 system=some_text(3),
                 metadata={"user_id": some_text(2)},
             )
-            view = RequestView(body, {"x-a": some_text(2), "x-b": some_text(2)})
+            view = RequestView(body, {"x-a": some_text(2), "x-b": some_text(2)}, custom_id=some_text(2))
             expected = next((rule for rule in script.rules if matches(rule.conditions, view)), None)
             assert first_match(script.runs, view) is expected
 

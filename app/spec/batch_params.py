@@ -1,0 +1,42 @@
+"""The check of a Message Batch request's params, made when the request is processed, as the real API makes it.
+
+The real API accepts a batch whose requests' params are malformed, and reports
+each such request as an `errored` result once the batch has ended. So
+openapi.yaml has the create route check only that params are objects, and
+names, under `x-checked-when-processed`, the schema each is checked against
+when it is answered: the create-message body, less streaming. The check is
+the one POST /v1/messages makes — that schema with the same validator and
+wording, then the rules between fields (cross_field.py) — so an errored
+result reads as the 400 the same body would get there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from connexion.json_schema import resolve_refs
+
+from app.spec import cross_field
+from app.spec.validators import first_error, schema_validator
+from backends.wire import ApiError
+
+#: The spec's schema of a batch request's params, and its key that names the schema they are checked against.
+PARAMS_SCHEMA = "MessageBatchRequestParams"
+CHECKED_AS = "x-checked-when-processed"
+
+
+def params_check(spec: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], None]:
+    """The check of one request's params, from `spec` (openapi.yaml as loaded): raises the 400 ApiError it earns."""
+    validator = schema_validator(resolve_refs(spec)["components"]["schemas"][PARAMS_SCHEMA][CHECKED_AS])
+
+    def check(params: Mapping[str, Any]) -> None:
+        try:
+            message = first_error(validator, params)
+        except RecursionError:
+            message = "body: nested too deeply"
+        if message is not None:
+            raise ApiError(400, message)
+        cross_field.check(params)
+
+    return check

@@ -1,0 +1,319 @@
+"""The server's own Message Batches, kept in the shared state file: tables `batches` and `batch_items`, with leases.
+
+Every gunicorn worker answers batch requests in the background, and they share
+the work through this store. A worker *claims* a run of a batch's unanswered
+requests — its claim token and a lease time written on them in one statement,
+so no two workers hold the same request — answers them, and writes their
+results in one transaction that keeps only the results of requests its claim
+still holds. A worker killed mid-run loses nothing: once its lease has passed,
+another worker claims those requests again, and since a result is kept only
+for the claim that holds its request, every request gets exactly one result.
+
+The file is the one the journal and the scripted sequences live in
+(backends/state.py), opened with its own connections: one per thread, as
+there. Results are read back a page at a time, in the order of the batch's
+requests, so a 100,000-request batch is never held in memory whole.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from backends.wire import compact_json
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS batches (
+    number INTEGER PRIMARY KEY AUTOINCREMENT,  -- creation order, for listing
+    id TEXT NOT NULL UNIQUE,
+    status TEXT NOT NULL,                      -- in_progress, canceling or ended
+    total INTEGER NOT NULL,
+    unanswered INTEGER NOT NULL,               -- requests without a result yet
+    created_at REAL NOT NULL,                  -- Unix times
+    expires_at REAL NOT NULL,
+    done_after REAL NOT NULL,                  -- the pace: not ended before this, unless canceled or expired
+    cancel_initiated_at REAL,
+    ended_at REAL,
+    counts TEXT,                               -- {succeeded, errored, canceled, expired} as JSON, once ended
+    headers TEXT NOT NULL                      -- the create request's headers as JSON, secrets left out
+);
+CREATE INDEX IF NOT EXISTS batches_running ON batches (number) WHERE status != 'ended';
+CREATE TABLE IF NOT EXISTS batch_items (
+    batch INTEGER NOT NULL,                    -- batches.number
+    position INTEGER NOT NULL,                 -- the request's place in the batch
+    custom_id TEXT NOT NULL,
+    params TEXT NOT NULL,                      -- JSON
+    outcome TEXT,                              -- succeeded, errored, canceled or expired; NULL while unanswered
+    result TEXT,                               -- the result object as JSON (for canceled and expired: none)
+    claim TEXT,                                -- the token of the claim that is answering it
+    lease_until REAL,                          -- ... until then; after it, any worker may claim it again
+    PRIMARY KEY (batch, position)
+);
+CREATE INDEX IF NOT EXISTS batch_items_unanswered ON batch_items (batch, position) WHERE outcome IS NULL;
+CREATE INDEX IF NOT EXISTS batch_items_claimed ON batch_items (claim) WHERE claim IS NOT NULL;
+"""
+BATCH_COLUMNS = (
+    "number, id, status, total, unanswered, created_at, expires_at, done_after, cancel_initiated_at, ended_at, "
+    "counts, headers"
+)
+OUTCOMES = ("succeeded", "errored", "canceled", "expired")
+
+
+@dataclass(frozen=True)
+class StoredBatch:
+    """One batch as the store holds it."""
+
+    number: int
+    id: str
+    status: str
+    total: int
+    unanswered: int
+    created_at: float
+    expires_at: float
+    done_after: float
+    cancel_initiated_at: float | None
+    ended_at: float | None
+    #: Requests per outcome, once the batch has ended.
+    counts: dict[str, int] | None
+    #: The headers each request is answered with: the create request's, secrets left out.
+    headers: dict[str, str]
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> StoredBatch:
+        """From a row of BATCH_COLUMNS."""
+        number, batch_id, status, total, unanswered, created, expires, done_after, canceled, ended = row[:10]
+        counts, headers = row[10], row[11]
+        return cls(
+            number, batch_id, status, total, unanswered, created, expires, done_after, canceled, ended,
+            json.loads(counts) if counts else None, json.loads(headers),
+        )  # fmt: skip
+
+    def answerable(self, now: float) -> int:
+        """How many of the requests may have been answered by `now`: all of them, or evenly across the pace."""
+        pace = self.done_after - self.created_at
+        if pace <= 0:
+            return self.total
+        return min(self.total, int(self.total * (now - self.created_at) / pace) + 1)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A request a worker has claimed, to answer."""
+
+    position: int
+    custom_id: str
+    params: str  # JSON
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A claimed request's result."""
+
+    position: int
+    outcome: str  # succeeded or errored
+    result: str  # the result object as JSON
+
+
+class BatchStore:
+    """Batches and their requests in one SQLite file; one connection per thread, transactions for every change."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._connection().executescript(SCHEMA)
+
+    def _connection(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            self._local.connection = connection
+        return connection
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction, taken at once (BEGIN IMMEDIATE) so that what it reads no other worker changes."""
+        connection = self._connection()
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield connection
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+
+    # ------------------------------------------------------------------ batches
+    def create(
+        self,
+        batch_id: str,
+        *,
+        created_at: float,
+        expires_at: float,
+        done_after: float,
+        headers: dict[str, str],
+        requests: Sequence[tuple[str, str]],
+    ) -> StoredBatch:
+        """Store a new batch of (custom_id, params JSON) requests, in_progress, all at once or not at all."""
+        with self._transaction() as connection:
+            number = connection.execute(
+                "INSERT INTO batches (id, status, total, unanswered, created_at, expires_at, done_after, headers)"
+                " VALUES (?, 'in_progress', ?, ?, ?, ?, ?, ?) RETURNING number",
+                (batch_id, len(requests), len(requests), created_at, expires_at, done_after, compact_json(headers)),
+            ).fetchone()[0]
+            connection.executemany(
+                "INSERT INTO batch_items (batch, position, custom_id, params) VALUES (?, ?, ?, ?)",
+                ((number, position, custom_id, params) for position, (custom_id, params) in enumerate(requests)),
+            )
+        stored = self.get(batch_id)
+        assert stored is not None
+        return stored
+
+    def get(self, batch_id: str) -> StoredBatch | None:
+        """The batch with this id, if there is one."""
+        row = self._connection().execute(f"SELECT {BATCH_COLUMNS} FROM batches WHERE id = ?", (batch_id,)).fetchone()
+        return None if row is None else StoredBatch.from_row(row)
+
+    def page(
+        self, *, after: StoredBatch | None, before: StoredBatch | None, limit: int
+    ) -> tuple[list[StoredBatch], bool]:
+        """Batches newest first: older than `after`, newer than `before`, or the newest; and whether more follow."""
+        if before is not None:
+            rows = self._connection().execute(
+                f"SELECT {BATCH_COLUMNS} FROM batches WHERE number > ? ORDER BY number LIMIT ?",
+                (before.number, limit + 1),
+            )
+            newer = [StoredBatch.from_row(row) for row in rows]
+            return newer[:limit][::-1], len(newer) > limit
+        rows = self._connection().execute(
+            f"SELECT {BATCH_COLUMNS} FROM batches WHERE number < ? ORDER BY number DESC LIMIT ?",
+            (after.number if after is not None else 2**63 - 1, limit + 1),
+        )
+        older = [StoredBatch.from_row(row) for row in rows]
+        return older[:limit], len(older) > limit
+
+    def request_cancel(self, batch_id: str, now: float) -> StoredBatch | None:
+        """Mark an in_progress batch canceling; the batch as it then is (a batch in another state is unchanged)."""
+        self._connection().execute(
+            "UPDATE batches SET status = 'canceling', cancel_initiated_at = ? WHERE id = ? AND status = 'in_progress'",
+            (now, batch_id),
+        )
+        return self.get(batch_id)
+
+    def delete(self, batch_id: str) -> StoredBatch | None:
+        """Delete the batch and its requests if it has ended; the batch as it was before (None: no such batch)."""
+        with self._transaction() as connection:
+            row = connection.execute(f"SELECT {BATCH_COLUMNS} FROM batches WHERE id = ?", (batch_id,)).fetchone()
+            batch = None if row is None else StoredBatch.from_row(row)
+            if batch is not None and batch.status == "ended":
+                connection.execute("DELETE FROM batch_items WHERE batch = ?", (batch.number,))
+                connection.execute("DELETE FROM batches WHERE number = ?", (batch.number,))
+        return batch
+
+    def running(self) -> list[StoredBatch]:
+        """The batches that have not ended, oldest first."""
+        rows = self._connection().execute(
+            f"SELECT {BATCH_COLUMNS} FROM batches WHERE status != 'ended' ORDER BY number"
+        )
+        return [StoredBatch.from_row(row) for row in rows]
+
+    # ---------------------------------------------------------------- requests
+    def claim(self, batch: StoredBatch, token: str, *, now: float, lease_until: float, limit: int) -> list[Claimed]:
+        """Claim up to `limit` of the batch's due, unanswered requests that no live lease holds."""
+        rows = self._connection().execute(
+            "UPDATE batch_items SET claim = ?, lease_until = ? WHERE rowid IN ("
+            " SELECT rowid FROM batch_items WHERE batch = ? AND outcome IS NULL AND position < ?"
+            " AND (claim IS NULL OR lease_until < ?) ORDER BY position LIMIT ?"
+            ") RETURNING position, custom_id, params",
+            (token, lease_until, batch.number, batch.answerable(now), now, limit),
+        )
+        return sorted((Claimed(*row) for row in rows), key=lambda claimed: claimed.position)
+
+    def renew(self, token: str, lease_until: float) -> None:
+        """Extend the lease of the requests a claim still holds."""
+        self._connection().execute(
+            "UPDATE batch_items SET lease_until = ? WHERE claim = ? AND outcome IS NULL", (lease_until, token)
+        )
+
+    def complete(self, batch: StoredBatch, token: str, answers: Sequence[Answer]) -> list[Answer]:
+        """Keep the answers whose requests the claim still holds (another worker may have taken some over); those."""
+        with self._transaction() as connection:
+            held = {
+                row[0]
+                for row in connection.execute(
+                    "SELECT position FROM batch_items WHERE claim = ? AND outcome IS NULL", (token,)
+                )
+            }
+            kept = [answer for answer in answers if answer.position in held]
+            connection.executemany(
+                "UPDATE batch_items SET outcome = ?, result = ?, claim = NULL, lease_until = NULL"
+                " WHERE batch = ? AND position = ?",
+                ((answer.outcome, answer.result, batch.number, answer.position) for answer in kept),
+            )
+            _answered(connection, batch, len(kept))
+        return kept
+
+    def release(self, token: str) -> None:
+        """Hand back the requests a claim holds but did not answer (its worker is stopping)."""
+        self._connection().execute(
+            "UPDATE batch_items SET claim = NULL, lease_until = NULL WHERE claim = ? AND outcome IS NULL", (token,)
+        )
+
+    def close_out(self, batch: StoredBatch, outcome: str, now: float) -> int:
+        """Give every unanswered request no live claim holds this outcome (canceled, expired); how many."""
+        with self._transaction() as connection:
+            closed = connection.execute(
+                "UPDATE batch_items SET outcome = ?, claim = NULL, lease_until = NULL"
+                " WHERE batch = ? AND outcome IS NULL AND (claim IS NULL OR lease_until < ?)",
+                (outcome, batch.number, now),
+            ).rowcount
+            _answered(connection, batch, closed)
+        return closed
+
+    def finish(self, batch: StoredBatch, now: float) -> bool:
+        """End the batch if every request has its result and its pace allows (or it was canceled or expired)."""
+        with self._transaction() as connection:
+            ended = connection.execute(
+                "UPDATE batches SET status = 'ended', ended_at = ? WHERE number = ? AND status != 'ended'"
+                " AND unanswered = 0 AND (status = 'canceling' OR done_after <= ? OR expires_at <= ?)",
+                (now, batch.number, now, now),
+            ).rowcount
+            if ended:
+                found = dict(
+                    connection.execute(
+                        "SELECT outcome, count(*) FROM batch_items WHERE batch = ? GROUP BY outcome", (batch.number,)
+                    ).fetchall()
+                )
+                counts = compact_json({outcome: found.get(outcome, 0) for outcome in OUTCOMES})
+                connection.execute("UPDATE batches SET counts = ? WHERE number = ?", (counts, batch.number))
+        return bool(ended)
+
+    # ----------------------------------------------------------------- results
+    def result_lines(self, batch: StoredBatch, *, after_position: int, limit: int) -> list[tuple[int, str]]:
+        """Up to `limit` results after `after_position`, in request order: (position, JSON Lines line)."""
+        rows = self._connection().execute(
+            "SELECT position, custom_id, outcome, result FROM batch_items WHERE batch = ? AND position > ?"
+            " ORDER BY position LIMIT ?",
+            (batch.number, after_position, limit),
+        )
+        return [
+            (position, f'{{"custom_id":{compact_json(custom_id)},"result":{result or _bare(outcome)}}}\n')
+            for position, custom_id, outcome, result in rows
+        ]
+
+
+def _answered(connection: sqlite3.Connection, batch: StoredBatch, count: int) -> None:
+    """Count `count` more of the batch's requests as having their result."""
+    connection.execute("UPDATE batches SET unanswered = unanswered - ? WHERE number = ?", (count, batch.number))
+
+
+def _bare(outcome: str) -> str:
+    """The result of a request that was never answered: `{"type":"canceled"}` or `{"type":"expired"}`."""
+    return compact_json({"type": outcome})

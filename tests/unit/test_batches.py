@@ -1,0 +1,310 @@
+"""The server's own Message Batches, in-process: the store's claims and leases, the processor, the batch object.
+
+Time is a fake clock here, so leases, paces and expiry are stepped through
+exactly; the processors are driven one `step()` at a time, never on threads.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from app.spec.batch_params import params_check
+from app.spec.loading import load_spec
+from backends.base import MessageRequest, Reply
+from backends.batches import BatchProcessor, BatchStore, LocalBatches
+from backends.batches.local import rfc3339
+from backends.batches.processor import CLAIM_SIZE, journal_path
+from backends.batches.store import Answer
+from backends.catalogue import DEFAULT_FILE, ModelCatalogue
+from backends.echo import EchoBackend
+from backends.state import SQLiteStore
+from backends.wire import ApiError
+
+from builders import message_body
+
+CHECK = params_check(load_spec())
+ECHO = EchoBackend(ModelCatalogue.from_file(DEFAULT_FILE))
+
+
+class Clock:
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def store(tmp_path) -> BatchStore:
+    return BatchStore(tmp_path / "state.sqlite3")
+
+
+def batches(store: BatchStore, clock: Clock, **settings: float) -> LocalBatches:
+    return LocalBatches(store, clock=clock, **settings)
+
+
+def processor(store: BatchStore, clock: Clock, answer=ECHO.create_message, **options: Any) -> BatchProcessor:
+    return BatchProcessor(store, answer, CHECK, clock=clock, **options)
+
+
+def requests(count: int) -> list[dict[str, Any]]:
+    return [{"custom_id": f"r{n}", "params": message_body(f"text {n}")} for n in range(count)]
+
+
+def results(local: LocalBatches, batch_id: str) -> list[dict[str, Any]]:
+    text = b"".join(local.results(batch_id, {}).chunks).decode()
+    assert text.endswith("\n") and "\n\n" not in text
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def run(*processors: BatchProcessor) -> None:
+    """Step the processors in turn until none has anything to answer, and once more to end what can end."""
+    while any([each.step() for each in processors]):
+        pass
+    for each in processors:
+        each.step()
+
+
+def test_a_batch_from_creation_to_its_results(store, clock):
+    local = batches(store, clock)
+    batch = local.create(requests(3), {"anthropic-version": "2023-06-01", "x-api-key": "secret"}).body
+    assert batch["processing_status"] == "in_progress" and batch["results_url"] is None
+    assert batch["request_counts"] == {"processing": 3, "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}
+    assert batch["created_at"] == "2027-01-15T08:00:00.000000Z" and batch["expires_at"] == "2027-01-16T08:00:00.000000Z"
+    assert store.get(batch["id"]).headers == {"anthropic-version": "2023-06-01"}  # the key is never kept
+
+    run(processor(store, clock))
+    done = local.retrieve(batch["id"], {}).body
+    assert done["processing_status"] == "ended" and done["ended_at"] == done["created_at"]
+    assert done["request_counts"] == {"processing": 0, "succeeded": 3, "errored": 0, "canceled": 0, "expired": 0}
+    assert done["results_url"] == f"/v1/messages/batches/{batch['id']}/results"
+    lines = results(local, batch["id"])
+    assert [line["custom_id"] for line in lines] == ["r0", "r1", "r2"]
+    assert lines[1]["result"]["message"]["content"] == [{"type": "text", "text": "text 1"}]
+    assert lines[1]["result"]["message"]["usage"]["service_tier"] == "batch"
+
+
+def test_the_results_file_is_read_a_page_at_a_time(store, clock, monkeypatch):
+    monkeypatch.setattr("backends.batches.local.RESULTS_PER_CHUNK", 10)
+    local = batches(store, clock)
+    batch_id = local.create(requests(25), {}).body["id"]
+    run(processor(store, clock))
+    chunks = list(local.results(batch_id, {}).chunks)
+    assert [chunk.count(b"\n") for chunk in chunks] == [10, 10, 5]
+
+
+def test_a_malformed_request_is_errored_as_post_v1_messages_would_refuse_it(store, clock):
+    local = batches(store, clock)
+    bad = [
+        {"custom_id": "no-max-tokens", "params": {"model": "m", "messages": [{"role": "user", "content": "x"}]}},
+        {"custom_id": "assistant-first", "params": message_body("x", messages=[{"role": "assistant", "content": "x"}])},
+    ]
+    batch_id = local.create(bad, {}).body["id"]
+    run(processor(store, clock))
+    errors = {line["custom_id"]: line["result"]["error"] for line in results(local, batch_id)}
+    assert errors["no-max-tokens"]["error"] == {
+        "type": "invalid_request_error",
+        "message": "max_tokens: Field required",
+    }
+    assert errors["assistant-first"]["error"]["message"] == 'messages: first message must use the "user" role'
+    assert errors["no-max-tokens"]["request_id"].startswith("req_") and errors["no-max-tokens"]["type"] == "error"
+
+
+def test_a_backend_failure_is_an_errored_api_error(store, clock):
+    def broken(request: MessageRequest) -> Reply:
+        raise RuntimeError("boom")
+
+    local = batches(store, clock)
+    batch_id = local.create(requests(1), {}).body["id"]
+    run(processor(store, clock, answer=broken))
+    error = results(local, batch_id)[0]["result"]["error"]["error"]
+    assert error == {"type": "api_error", "message": "Internal server error"}
+
+
+def test_the_backend_sees_each_request_with_its_custom_id_and_the_batch_headers(store, clock):
+    seen: list[MessageRequest] = []
+
+    def answer(request: MessageRequest) -> Reply:
+        seen.append(request)
+        return ECHO.create_message(request)
+
+    local = batches(store, clock)
+    local.create(requests(2), {"anthropic-beta": "b1", "authorization": "Bearer k", "content-length": "10"})
+    run(processor(store, clock, answer=answer))
+    assert [request.custom_id for request in seen] == ["r0", "r1"]
+    assert seen[0].headers == {"anthropic-beta": "b1"} and seen[0].body == message_body("text 0")
+
+
+def test_two_workers_share_a_big_batch_a_run_each(store, clock):
+    local = batches(store, clock)
+    batch_id = local.create(requests(CLAIM_SIZE * 2 + 1), {}).body["id"]
+    first, second = processor(store, clock), processor(store, clock)
+    answered: dict[str, int] = {}
+    for each in (first, second):
+        before = len(results_so_far(store, batch_id))
+        each.step()
+        answered[each.name] = len(results_so_far(store, batch_id)) - before
+    assert list(answered.values()) == [CLAIM_SIZE, CLAIM_SIZE]
+    run(first, second)
+    assert local.retrieve(batch_id, {}).body["request_counts"]["succeeded"] == CLAIM_SIZE * 2 + 1
+
+
+def results_so_far(store: BatchStore, batch_id: str) -> list[str]:
+    batch = store.get(batch_id)
+    return [
+        line
+        for _, line in store.result_lines(batch, after_position=-1, limit=10**6)
+        if '"result":{"type":"succeeded"' in line
+    ]
+
+
+def test_requests_claimed_by_a_worker_that_died_are_taken_over_after_its_lease(store, clock):
+    local = batches(store, clock)
+    batch_id = local.create(requests(5), {}).body["id"]
+    batch = store.get(batch_id)
+    dead = store.claim(batch, "dead-worker-1", now=clock.now, lease_until=clock.now + 10, limit=5)
+    assert len(dead) == 5  # ... and then the worker was killed, holding them
+
+    survivor = processor(store, clock, lease_seconds=10)
+    assert not survivor.step()  # the lease still holds: nobody may take them
+    clock.now += 11
+    run(survivor)
+    assert local.retrieve(batch_id, {}).body["request_counts"]["succeeded"] == 5
+
+    late = store.complete(batch, "dead-worker-1", [Answer(0, "succeeded", '{"type":"succeeded"}')])
+    assert late == []  # had the first worker come back, its answer would not count: one result per request
+    assert len(results(local, batch_id)) == 5
+
+
+def test_a_worker_renews_its_lease_while_it_answers(store, clock):
+    local = batches(store, clock)
+    batch_id = local.create(requests(6), {}).body["id"]
+    batch = store.get(batch_id)
+    taken_over: list[int] = []
+
+    def slow(request: MessageRequest) -> Reply:
+        clock.now += 4  # each answer takes 4 s, against a lease of 10: the run takes 24 s
+        taken_over.extend(
+            claimed.position
+            for claimed in store.claim(batch, "other", now=clock.now, lease_until=clock.now + 10, limit=6)
+        )
+        return ECHO.create_message(request)
+
+    run(processor(store, clock, answer=slow, lease_seconds=10))
+    assert taken_over == []  # another worker found every request still held, all along
+    assert len(results(local, batch_id)) == 6
+
+
+def test_a_stopping_worker_hands_back_what_it_did_not_answer(store, clock):
+    local = batches(store, clock)
+    batch_id = local.create(requests(4), {}).body["id"]
+    stopping = processor(store, clock, lease_seconds=1000)
+
+    def answer_then_stop(request: MessageRequest) -> Reply:
+        stopping._stopping.set()
+        return ECHO.create_message(request)
+
+    stopping.answer = answer_then_stop
+    stopping.step()
+    assert len(results_so_far(store, batch_id)) == 1
+    run(processor(store, clock))  # at once, though the stopped worker's lease had long to run
+    assert len(results_so_far(store, batch_id)) == 4
+
+
+def test_a_pace_spreads_the_answers_across_the_minimum_time(store, clock):
+    local = batches(store, clock, min_seconds=10)
+    batch_id = local.create(requests(10), {}).body["id"]
+    worker = processor(store, clock)
+    run(worker)
+    assert len(results_so_far(store, batch_id)) == 1  # the first at once
+    clock.now += 4.5
+    run(worker)
+    assert len(results_so_far(store, batch_id)) == 5
+    assert local.retrieve(batch_id, {}).body["processing_status"] == "in_progress"
+    clock.now += 5.5
+    run(worker)
+    assert local.retrieve(batch_id, {}).body["processing_status"] == "ended"
+
+
+def test_cancel_ends_the_batch_with_its_unanswered_requests_canceled(store, clock):
+    local = batches(store, clock, min_seconds=10)
+    batch_id = local.create(requests(10), {}).body["id"]
+    worker = processor(store, clock)
+    run(worker)
+    clock.now += 1
+    canceling = local.cancel(batch_id, {}).body
+    assert canceling["processing_status"] == "canceling" and canceling["cancel_initiated_at"] == rfc3339(clock.now)
+    assert local.cancel(batch_id, {}).body == canceling  # again: nothing changes
+    run(worker)
+    done = local.retrieve(batch_id, {}).body
+    assert done["processing_status"] == "ended"
+    assert done["request_counts"] == {"processing": 0, "succeeded": 1, "errored": 0, "canceled": 9, "expired": 0}
+    assert [line["result"] for line in results(local, batch_id)][1:] == [{"type": "canceled"}] * 9
+    with pytest.raises(ApiError, match="has already ended and cannot be canceled") as error:
+        local.cancel(batch_id, {})
+    assert error.value.status == 400
+
+
+def test_requests_not_answered_when_the_batch_expires_are_expired(store, clock):
+    local = batches(store, clock, min_seconds=100, expire_seconds=5)
+    batch_id = local.create(requests(10), {}).body["id"]
+    worker = processor(store, clock)
+    run(worker)
+    clock.now += 5
+    run(worker)
+    done = local.retrieve(batch_id, {}).body
+    assert done["request_counts"]["succeeded"] == 1 and done["request_counts"]["expired"] == 9
+    assert done["ended_at"] == done["expires_at"]
+
+
+def test_delete_and_results_only_once_the_batch_has_ended(store, clock):
+    local = batches(store, clock, min_seconds=10)
+    batch_id = local.create(requests(2), {}).body["id"]
+    for refused in (local.delete, local.results):
+        with pytest.raises(ApiError) as error:
+            refused(batch_id, {})
+        assert error.value.status == 400
+    clock.now += 10
+    run(processor(store, clock))
+    assert local.delete(batch_id, {}).body == {"id": batch_id, "type": "message_batch_deleted"}
+    for gone in (local.retrieve, local.cancel, local.delete, local.results):
+        with pytest.raises(ApiError, match=f"Message Batch not found: {batch_id}") as error:
+            gone(batch_id, {})
+        assert error.value.status == 404
+
+
+def test_list_pages_newest_first(store, clock):
+    local = batches(store, clock)
+    ids = [local.create(requests(1), {}).body["id"] for _ in range(5)]
+    first = local.page(after_id=None, before_id=None, limit=2, headers={}).body
+    assert [batch["id"] for batch in first["data"]] == [ids[4], ids[3]] and first["has_more"]
+    rest = local.page(after_id=first["last_id"], before_id=None, limit=10, headers={}).body
+    assert [batch["id"] for batch in rest["data"]] == [ids[2], ids[1], ids[0]] and not rest["has_more"]
+    newer = local.page(after_id=None, before_id=ids[1], limit=2, headers={}).body
+    assert [batch["id"] for batch in newer["data"]] == [ids[3], ids[2]] and newer["has_more"]
+    with pytest.raises(ApiError, match="cannot be given together"):
+        local.page(after_id=ids[0], before_id=ids[1], limit=2, headers={})
+
+
+def test_each_answered_request_is_journaled_once_under_its_own_path(store, clock, tmp_path):
+    journal = SQLiteStore(tmp_path / "state.sqlite3")
+    local = batches(store, clock, min_seconds=10)
+    batch_id = local.create(requests(3), {"x-test-id": "t-1"}).body["id"]
+    worker = processor(store, clock, journal=journal)
+    run(worker)
+    local.cancel(batch_id, {})
+    run(worker)
+    entries = journal.entries()
+    assert [entry["path"] for entry in entries] == [journal_path(batch_id, "r0")]  # canceled requests were never asked
+    entry = entries[0]
+    assert entry["method"] == "POST" and entry["status"] == 200 and entry["custom_id"] == "r0"
+    assert entry["batch_id"] == batch_id and entry["body"] == message_body("text 0")
+    assert entry["headers"] == {"x-test-id": "t-1"} and entry["request_id"].startswith("req_")
