@@ -25,7 +25,9 @@ never leaves the server. Then:
   httpx's conveniences (URL merging, cookies, redirects, decoding), which cost
   some 40% of a call's CPU time;
 - **recording** (UNDERSTUDY_RECORD): every exchange is added to a script the
-  scripted backend replays (`recording.py`).
+  scripted backend replays (`recording.py`);
+- **Message Batches** run upstream: their routes are forwarded the same way
+  (`batches.py`).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from backends.proxy.redaction import Secrets
 from backends.wire import ADMIN_KEY_HEADER, JSON, ApiError, ConnectionAbort, MalformedEvent, compact_json, decode_events
 
 if TYPE_CHECKING:
+    from backends.batches import Batches
     from backends.catalogue import ModelCatalogue
 
 #: Connection-level headers, which belong to one hop and are never forwarded (RFC 9110 §7.6.1).
@@ -164,6 +167,12 @@ class ProxyBackend(Backend):
 
     def get_model(self, model_id: str, headers: Mapping[str, str] | None = None) -> Reply:
         return self._call("GET", f"/v1/models/{quote(model_id, safe='')}", headers or {})
+
+    def own_batches(self) -> Batches:
+        """Message Batches run upstream: every batch route is forwarded (batches.py)."""
+        from backends.proxy.batches import UpstreamBatches  # imports this module
+
+        return UpstreamBatches(self)
 
     def close(self) -> None:
         self.pool.close()

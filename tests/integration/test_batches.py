@@ -485,3 +485,73 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_answers_nothing_twice(tmp_p
         assert len(entries) == len(set(entries))  # no request answered twice
         assert killed not in server.worker_pids()  # gunicorn replaced it
 
+
+# ------------------------------------------------------------------------------------------- the proxy
+
+UPSTREAM_KEY = "sk-upstream-secret-for-batches"
+CLIENT_KEY = "client-key-of-the-gateway"
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[ServerProcess]:
+    """An echo Understudy that runs the batches; it accepts only the upstream key, and journals."""
+    env = {"UNDERSTUDY_API_KEYS": UPSTREAM_KEY, "UNDERSTUDY_JOURNAL": "true", "UNDERSTUDY_ADMIN_KEY": ADMIN_KEY}
+    with ServerProcess(env) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def gateway(upstream: ServerProcess) -> Iterator[ServerProcess]:
+    env = {
+        "UNDERSTUDY_BACKEND": "proxy",
+        "UNDERSTUDY_UPSTREAM_URL": upstream.base_url,
+        "UNDERSTUDY_UPSTREAM_API_KEY": UPSTREAM_KEY,
+        "UNDERSTUDY_API_KEYS": CLIENT_KEY,
+        "UNDERSTUDY_ADMIN_KEY": ADMIN_KEY,
+        "UNDERSTUDY_VALIDATE_RESPONSES": "true",
+    }
+    with ServerProcess(env, workers=2) as running:
+        yield running
+
+
+def test_a_batch_through_the_proxy_runs_upstream_and_comes_back_through_the_gateway(upstream, gateway):
+    client = sdk_for(gateway, CLIENT_KEY)
+    batch = client.messages.batches.create(requests=batch_requests(5, "proxied"))
+    done = ended(client, batch.id)
+    assert done.request_counts.succeeded == 5
+    assert done.results_url == f"{gateway.base_url}/v1/messages/batches/{batch.id}/results"  # not the upstream's
+    lines = list(client.messages.batches.results(batch.id))
+    assert [line.custom_id for line in lines] == [f"proxied-{n}" for n in range(5)]
+    assert lines[0].result.message.content[0].text == "Hello 0"  # the upstream's echo answered
+    assert batch.id in [listed.id for listed in client.messages.batches.list(limit=10)]
+
+    entries = journal(upstream)
+    received = [
+        entry for entry in entries if entry["path"].startswith("/v1/messages/batches") and "batch_id" not in entry
+    ]
+    assert (
+        len([entry for entry in entries if entry.get("batch_id") == batch.id]) == 5
+    )  # each request, answered upstream
+    assert {(entry["method"], entry["path"]) for entry in received} >= {
+        ("POST", "/v1/messages/batches"),
+        ("GET", f"/v1/messages/batches/{batch.id}"),
+        ("GET", f"/v1/messages/batches/{batch.id}/results"),
+    }
+    for entry in received:  # the upstream got the gateway's key, never the client's (the SDK sends it as Bearer)
+        assert entry["headers"]["x-api-key"] == "[masked]" and "authorization" not in entry["headers"]
+    assert [entry["status"] for entry in journal(gateway, path="/v1/messages/batches", method="POST")] == [200]
+    assert CLIENT_KEY not in json.dumps(received) and UPSTREAM_KEY not in gateway.output
+
+
+def test_the_upstreams_batch_errors_pass_through(gateway):
+    client = sdk_for(gateway, CLIENT_KEY)
+    with pytest.raises(anthropic.NotFoundError, match="Message Batch not found: msgbatch_nope"):
+        client.messages.batches.retrieve("msgbatch_nope")
+    batch = ended(client, client.messages.batches.create(requests=batch_requests(1)).id)
+    with pytest.raises(anthropic.BadRequestError, match="has already ended"):
+        client.messages.batches.cancel(batch.id)
+    assert client.messages.batches.delete(batch.id).type == "message_batch_deleted"
+    answer = call(
+        gateway, "GET", f"/v1/messages/batches/{batch.id}/results", headers={**HEADERS, "x-api-key": CLIENT_KEY}
+    )
+    assert answer.error(404, "not_found_error") == f"Message Batch not found: {batch.id}"
