@@ -10,8 +10,8 @@ another worker claims those requests again, and since a result is kept only
 for the claim that holds its request, every request gets exactly one result.
 
 The file is the one the journal and the scripted sequences live in
-(backends/state.py), opened with its own connections: one per thread, as
-there. Results are read back a page at a time, in the order of the batch's
+(backends/state.py), opened with connections of its own, one per thread, as
+that store opens its own. Results are read back a page at a time, in the order of the batch's
 requests, so a 100,000-request batch is never held in memory whole.
 """
 
@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from backends.state import connect
 from backends.wire import compact_json
 
 SCHEMA = """
@@ -132,10 +133,7 @@ class BatchStore:
     def _connection(self) -> sqlite3.Connection:
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
         if connection is None:
-            connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=NORMAL")
-            self._local.connection = connection
+            connection = self._local.connection = connect(self.path)
         return connection
 
     @contextmanager

@@ -21,7 +21,6 @@ import socket
 import time
 import urllib.parse
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -29,22 +28,11 @@ from app.launcher.server_process import ServerProcess
 from app.spec.loading import load_spec
 from app.spec.validators import CONTENT_TYPE_MESSAGE, EMPTY_BODY_MESSAGE
 
+from answers import Answer
 from builders import API_KEY, message_body
 
 JSON_HEADERS = {"x-api-key": API_KEY, "anthropic-version": "2023-06-01", "content-type": "application/json"}
 SPEC = load_spec()
-
-
-class Answer:
-    """A response as read off the wire: status, headers (names in lower case) and body."""
-
-    def __init__(self, response: http.client.HTTPResponse) -> None:
-        self.status = response.status
-        self.headers = {name.lower(): value for name, value in response.getheaders()}
-        self.body = response.read()
-
-    def json(self) -> Any:
-        return json.loads(self.body)
 
 
 def post(server: ServerProcess, body: bytes | dict, headers: dict | None = None, path: str = "/v1/messages") -> Answer:

@@ -25,6 +25,7 @@ import pytest
 
 from app.launcher.server_process import ServerProcess
 
+from answers import Answer
 from builders import API_KEY, message_body
 
 ADMIN_KEY = "admin-key-for-batch-tests"
@@ -61,24 +62,13 @@ def by_custom_id(results: Iterator[Any]) -> dict[str, Any]:
     return found
 
 
-class Answer:
-    """A response as read off the wire."""
-
-    def __init__(self, response: http.client.HTTPResponse) -> None:
-        self.status = response.status
-        self.headers = {name.lower(): value for name, value in response.getheaders()}
-        self.body = response.read()
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-    def error(self, status: int, error_type: str) -> str:
-        """The API's error object for `status`: its message."""
-        assert self.status == status, self.body[:500]
-        body = self.json()
-        assert set(body) == {"type", "error", "request_id"} and body["type"] == "error"
-        assert body["error"]["type"] == error_type and body["request_id"] == self.headers["request-id"]
-        return str(body["error"]["message"])
+def error_message(answer: Answer, status: int, error_type: str) -> str:
+    """`answer` is the API's error object for `status`: its message."""
+    assert answer.status == status, answer.body[:500]
+    body = answer.json()
+    assert set(body) == {"type", "error", "request_id"} and body["type"] == "error"
+    assert body["error"]["type"] == error_type and body["request_id"] == answer.headers["request-id"]
+    return str(body["error"]["message"])
 
 
 def call(server: ServerProcess, method: str, path: str, body: Any = None, headers: dict | None = None) -> Answer:
@@ -192,7 +182,9 @@ def test_a_malformed_request_is_errored_in_the_words_of_post_v1_messages(server,
         error = results[custom_id].error
         assert error.type == "error" and error.request_id.startswith("req_")
         assert error.error.type == "invalid_request_error"
-        assert error.error.message == refused.error(400, "invalid_request_error")  # the same field, the same words
+        assert error.error.message == error_message(
+            refused, 400, "invalid_request_error"
+        )  # the same field, the same words
     assert results["streamed"].error.error.message == "stream: Input should be False"
 
 
@@ -329,7 +321,9 @@ def test_a_running_batch_has_no_results_and_cannot_be_deleted(slow_server):
         client.messages.batches.delete(batch.id)
     with pytest.raises(anthropic.AnthropicError, match="No `results_url`"):  # the SDK does not even ask
         client.messages.batches.results(batch.id)
-    message = call(slow_server, "GET", f"/v1/messages/batches/{batch.id}/results").error(400, "invalid_request_error")
+    message = error_message(
+        call(slow_server, "GET", f"/v1/messages/batches/{batch.id}/results"), 400, "invalid_request_error"
+    )
     assert message.startswith(f"Message Batch {batch.id} has not finished processing")
     assert client.messages.batches.retrieve(batch.id).processing_status == "in_progress"  # nothing changed
     client.messages.batches.cancel(batch.id)
@@ -385,7 +379,7 @@ DUPLICATE = "Duplicate custom_id 'a'; each custom_id must be unique within a Mes
     ],
 )  # fmt: skip
 def test_a_bad_batch_is_a_400_naming_the_field(server, body, message):
-    assert call(server, "POST", "/v1/messages/batches", body).error(400, "invalid_request_error") == message
+    assert error_message(call(server, "POST", "/v1/messages/batches", body), 400, "invalid_request_error") == message
 
 
 def test_a_batch_over_256_mb_is_refused_before_it_is_sent(server):
@@ -398,7 +392,9 @@ def test_a_batch_over_256_mb_is_refused_before_it_is_sent(server):
         response = http.client.HTTPResponse(sock)
         response.begin()
         answer = Answer(response)
-    assert answer.error(413, "request_too_large") == "Request exceeds the maximum allowed size of 268435456 bytes"
+    assert (
+        error_message(answer, 413, "request_too_large") == "Request exceeds the maximum allowed size of 268435456 bytes"
+    )
 
 
 def test_a_batch_a_little_over_the_message_limit_is_accepted(server, sdk):
@@ -419,7 +415,7 @@ def test_a_batch_a_little_over_the_message_limit_is_accepted(server, sdk):
     ],
 )
 def test_an_unknown_batch_is_a_404(server, method, path):
-    message = call(server, method, path).error(404, "not_found_error")
+    message = error_message(call(server, method, path), 404, "not_found_error")
     assert message == "Message Batch not found: msgbatch_nope"
 
 
@@ -433,7 +429,7 @@ def test_an_unknown_batch_is_a_404(server, method, path):
 )
 def test_a_bad_list_query_is_a_400(server, query, message):
     answer = call(server, "GET", f"/v1/messages/batches?{query}")
-    assert answer.error(400, "invalid_request_error") == message
+    assert error_message(answer, 400, "invalid_request_error") == message
 
 
 def test_bad_input_loses_nothing_already_accepted(server, sdk):
@@ -554,4 +550,4 @@ def test_the_upstreams_batch_errors_pass_through(gateway):
     answer = call(
         gateway, "GET", f"/v1/messages/batches/{batch.id}/results", headers={**HEADERS, "x-api-key": CLIENT_KEY}
     )
-    assert answer.error(404, "not_found_error") == f"Message Batch not found: {batch.id}"
+    assert error_message(answer, 404, "not_found_error") == f"Message Batch not found: {batch.id}"
