@@ -13,9 +13,11 @@ only how a failure reads and how the work is done:
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from connexion.exceptions import BadRequestProblem
@@ -40,6 +42,11 @@ PYTHON_TYPE_NAMES = {
 EMPTY_BODY_MESSAGE = "The request body is empty; it must be a JSON object"
 #: What a request body without a Content-Type, or with one other than JSON, is told.
 CONTENT_TYPE_MESSAGE = "Content-Type must be application/json"
+
+#: Bodies longer than this are parsed with the cyclic garbage collector paused: the collections that the
+#: objects of a big body set off while it is parsed double the time, all of it on the event loop (a 15 MB
+#: Message Batch of 100,000 requests: 0.96 s, 0.43 s paused). Parsing makes no cycles to collect.
+GC_PAUSE_CHARACTERS = 1024 * 1024
 
 _validators: dict[int, tuple[Mapping[str, Any], Draft4Validator]] = {}
 
@@ -200,6 +207,19 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+@contextlib.contextmanager
+def _collector_paused(pause: bool) -> Iterator[None]:
+    """Pause the cyclic garbage collector, if `pause` (and it is running), for the block."""
+    paused = pause and gc.isenabled()
+    if paused:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
+
+
 def parse_json(raw: bytes, encoding: str = "utf-8") -> Any:
     """Decode and parse a request body, or raise BadRequestProblem saying what is wrong."""
     try:
@@ -211,7 +231,8 @@ def parse_json(raw: bytes, encoding: str = "utf-8") -> Any:
     if not text.strip():
         return None
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        with _collector_paused(len(text) > GC_PAUSE_CHARACTERS):
+            return json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as error:
         raise BadRequestProblem(detail=f"Invalid JSON in request body: {error.msg} at position {error.pos}") from None
     except ValueError as error:

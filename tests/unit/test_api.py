@@ -6,12 +6,14 @@ would, without a server process. Each runs twice (tests/conftest.py): with
 app/internals.py's hooks and with UNDERSTUDY_INTERNALS off.
 """
 
+import gc
 import json
 
 import pytest
 
 from app import create_app
 from app.api import BACKEND_KEY
+from app.spec import validators
 
 from builders import API_KEY, HEADERS, message_body, weather_tool
 
@@ -190,3 +192,11 @@ def test_the_backend_lets_go_of_its_connections_when_the_app_stops(internals):
     with app.test_client():
         assert closed == []
     assert closed == [None]
+
+
+def test_a_large_body_is_parsed_with_the_garbage_collector_paused_and_then_running_again(monkeypatch):
+    seen: list[bool] = []
+    monkeypatch.setattr(validators.json, "loads", lambda text, **options: seen.append(gc.isenabled()) or {})
+    large = b'{"x": "' + b"a" * validators.GC_PAUSE_CHARACTERS + b'"}'
+    assert validators.parse_json(large) == {} and validators.parse_json(b"{}") == {}
+    assert seen == [False, True] and gc.isenabled()
