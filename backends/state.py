@@ -122,13 +122,13 @@ class JournalPage:
     has_more: bool
 
 
-def connect(path: Path) -> sqlite3.Connection:
+def connect(path: Path, *, one_thread: bool = True) -> sqlite3.Connection:
     """A connection to the state file, as every user of it opens one (the store, Message Batches' tables).
 
     Autocommit (transactions are begun explicitly), WAL (readers never wait for a writer), and up to 30 s
-    to wait for another process's write to finish.
+    to wait for another process's write to finish. `one_thread=False` lets threads take turns with it.
     """
-    connection = sqlite3.connect(path, timeout=30, isolation_level=None)
+    connection = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=one_thread)
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=NORMAL")
     return connection
@@ -326,9 +326,6 @@ class SQLiteStore:
             connection.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
             self._local.connection = connection
             self._connections.append(connection)
-
-
-            connection = self._local.connection = connect(self.path)
         return connection
 
     def close(self) -> None:

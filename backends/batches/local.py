@@ -10,6 +10,7 @@ and an ended one cannot be canceled.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
@@ -109,13 +110,9 @@ class LocalBatches(Batches):
 
     def _results_file(self, batch: StoredBatch) -> Iterator[bytes]:
         """The results, a page of them per chunk: each page is read from the store only when it is to be sent."""
-        position = -1
-        while True:
-            lines = self.store.result_lines(batch, after_position=position, limit=RESULTS_PER_CHUNK)
-            if not lines:
-                return
-            position = lines[-1][0]
-            yield "".join(line for _, line in lines).encode()
+        with contextlib.closing(self.store.result_pages(batch, page_size=RESULTS_PER_CHUNK)) as pages:
+            for page in pages:
+                yield page.encode()
 
     def _batch(self, batch_id: str) -> StoredBatch:
         batch = self.store.get(batch_id)

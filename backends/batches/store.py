@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -294,17 +294,31 @@ class BatchStore:
         return bool(ended)
 
     # ----------------------------------------------------------------- results
-    def result_lines(self, batch: StoredBatch, *, after_position: int, limit: int) -> list[tuple[int, str]]:
-        """Up to `limit` results after `after_position`, in request order: (position, JSON Lines line)."""
-        rows = self._connection().execute(
-            "SELECT position, custom_id, outcome, result FROM batch_items WHERE batch = ? AND position > ?"
-            " ORDER BY position LIMIT ?",
-            (batch.number, after_position, limit),
-        )
-        return [
-            (position, f'{{"custom_id":{compact_json(custom_id)},"result":{result or _bare(outcome)}}}\n')
-            for position, custom_id, outcome, result in rows
-        ]
+    def result_pages(self, batch: StoredBatch, *, page_size: int) -> Generator[str, None, None]:
+        """The batch's results as JSON Lines, in request order, `page_size` lines to a page.
+
+        The pages are read on a connection of the download's own, closed when it ends or is abandoned:
+        whichever threads serve a download take turns with it, and no thread's connection keeps a page
+        cache filled by it.
+        """
+        connection = connect(self.path, one_thread=False)
+        try:
+            position = -1
+            while True:
+                rows = connection.execute(
+                    "SELECT position, custom_id, outcome, result FROM batch_items WHERE batch = ? AND position > ?"
+                    " ORDER BY position LIMIT ?",
+                    (batch.number, position, page_size),
+                ).fetchall()
+                if not rows:
+                    return
+                position = rows[-1][0]
+                yield "".join(
+                    f'{{"custom_id":{compact_json(custom_id)},"result":{result or _bare(outcome)}}}\n'
+                    for _, custom_id, outcome, result in rows
+                )
+        finally:
+            connection.close()
 
 
 def _answered(connection: sqlite3.Connection, batch: StoredBatch, count: int) -> None:

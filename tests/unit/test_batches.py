@@ -158,12 +158,8 @@ def test_two_workers_share_a_big_batch_a_run_each(store, clock):
 
 
 def results_so_far(store: BatchStore, batch_id: str) -> list[str]:
-    batch = store.get(batch_id)
-    return [
-        line
-        for _, line in store.result_lines(batch, after_position=-1, limit=10**6)
-        if '"result":{"type":"succeeded"' in line
-    ]
+    lines = "".join(store.result_pages(store.get(batch_id), page_size=1000)).splitlines()
+    return [line for line in lines if '"result":{"type":"succeeded"' in line]
 
 
 def test_requests_claimed_by_a_worker_that_died_are_taken_over_after_its_lease(store, clock):
