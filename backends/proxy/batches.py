@@ -3,8 +3,8 @@
 Each call goes upstream as the proxy's message calls do (backends/proxy/
 backend.py): validated here first, the upstream key in place of the client's
 when the gateway holds one, hop-by-hop headers dropped, the upstream's answer
-— errors included — passed back unchanged. The results file is streamed
-through chunk by chunk as it arrives. The batch's `results_url`, which names
+— its API errors included — passed back with the gateway's secrets masked.
+The results file is streamed through as it arrives, whole lines at a time. The batch's `results_url`, which names
 the upstream, is pointed back at this server by the handler, so a client
 never needs the upstream or its key.
 """
@@ -20,7 +20,7 @@ import httpcore
 
 from backends.base import ByteStream, Reply
 from backends.batches.base import Batches, Headers
-from backends.proxy.backend import _returned_headers, _upstream_error, upstream_errors
+from backends.proxy.backend import upstream_errors, upstream_fault
 
 if TYPE_CHECKING:
     from backends.proxy.backend import ProxyBackend
@@ -52,31 +52,54 @@ class UpstreamBatches(Batches):
         return self.proxy._call("DELETE", _batch_path(batch_id), headers)
 
     def results(self, batch_id: str, headers: Headers) -> ByteStream:
-        held = ExitStack()  # the upstream response, open until its last chunk is passed on
-        with upstream_errors():
+        proxy = self.proxy
+        held = ExitStack()  # the upstream response, open until its last line is passed on
+        with upstream_errors(proxy.secrets):
             response = held.enter_context(
-                self.proxy.pool.stream(
+                proxy.pool.stream(
                     "GET",
-                    self.proxy._url(f"{_batch_path(batch_id)}/results"),
-                    headers=self.proxy._headers(headers),
-                    extensions=self.proxy.extensions,
+                    proxy._url(f"{_batch_path(batch_id)}/results"),
+                    headers=proxy._headers(headers),
+                    extensions=proxy.extensions,
                 )
             )
         if response.status != 200:
-            with held, upstream_errors():
-                response.read()
-            raise _upstream_error(response)
-        return ByteStream(_chunks(response, held), _returned_headers(response.headers))
+            with held, upstream_errors(proxy.secrets):
+                raise proxy._upstream_error(response, proxy._read(response))
+        return ByteStream(self._lines(response, held), proxy._returned_headers(response.headers))
+
+    def _lines(self, response: httpcore.Response, held: ExitStack) -> Iterator[bytes]:
+        """The upstream's results as they arrive, whole lines at a time, each with the gateway's secrets masked.
+
+        One line is one result; a line longer than the proxy's bound on one event is given up (the
+        download stops short), so an upstream cannot fill the gateway's memory with an endless one.
+        """
+        proxy = self.proxy
+        pending: list[bytes] = []  # the start of a line whose end has not arrived
+        size = 0
+        try:
+            with upstream_errors(proxy.secrets):
+                for chunk in response.iter_stream():
+                    complete, newline, rest = chunk.rpartition(b"\n")
+                    if newline:
+                        yield self._masked(b"".join([*pending, complete, newline]))
+                        pending, size = [], 0
+                    pending.append(rest)
+                    size += len(rest)
+                    if size > proxy.max_event_bytes:
+                        raise upstream_fault(
+                            f"The upstream sent a result line longer than {proxy.max_event_bytes} bytes"
+                        )
+            if size:
+                yield self._masked(b"".join(pending))
+        finally:
+            held.close()
+
+    def _masked(self, lines: bytes) -> bytes:
+        if not self.proxy.secrets.values:
+            return lines
+        return str(self.proxy.secrets.redacted(lines.decode("utf-8", "replace"))).encode()
 
 
 def _batch_path(batch_id: str) -> str:
     return f"{ROUTE}/{quote(batch_id, safe='')}"
-
-
-def _chunks(response: httpcore.Response, held: ExitStack) -> Iterator[bytes]:
-    """The upstream's body as it arrives; the upstream response is closed when it ends or the client leaves."""
-    try:
-        with upstream_errors():
-            yield from response.iter_stream()
-    finally:
-        held.close()
