@@ -12,7 +12,8 @@ have not ended and, for each:
   `create_message`: a message is `succeeded`, an ApiError `errored` with the
   error body the API would have sent;
 - and when every request has its result, the batch ends.
-Claims are leases (store.py), renewed while a run is being answered and handed
+Claims are leases (store.py), renewed while a run is being answered (a run
+stops there if its batch was canceled or has expired meanwhile) and handed
 back when the worker stops, so the workers share a big batch and one killed
 mid-run loses nothing.
 
@@ -149,6 +150,8 @@ class BatchProcessor:
                 if self.clock() >= renew_at:
                     renew_at = self.clock() + self.lease_seconds / 3
                     self.store.renew(token, self.clock() + self.lease_seconds)
+                    if not self._still_running(batch):
+                        break  # canceled or expired meanwhile: the rest are handed back, to be closed out
                 answered[request.position] = self._answer_one(batch, request)
                 # Let the worker's other threads run: this one never blocks, and a thread that blocks (the event
                 # loop, on every socket call) would otherwise wait up to the GIL's switch interval, 5 ms, each time
@@ -159,6 +162,10 @@ class BatchProcessor:
             self.store.release(token)
         self._write_journal([answered[answer.position][1] for answer in kept])
         return True
+
+    def _still_running(self, batch: StoredBatch) -> bool:
+        now = self.store.get(batch.id)
+        return now is not None and now.status == "in_progress" and self.clock() < now.expires_at
 
     def _answer_one(self, batch: StoredBatch, request: Claimed) -> tuple[Answer, JSON]:
         """One request's result, and its journal entry."""

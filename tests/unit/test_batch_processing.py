@@ -304,3 +304,18 @@ def test_each_answered_request_is_journaled_once_under_its_own_path(store, clock
     assert entry["method"] == "POST" and entry["status"] == 200 and entry["custom_id"] == "r0"
     assert entry["batch_id"] == batch_id and entry["body"] == message_body("text 0")
     assert entry["headers"] == {"x-test-id": "t-1"} and entry["request_id"].startswith("req_")
+
+
+def test_a_run_stops_when_its_batch_is_canceled_meanwhile(store, clock):
+    local = batches(store, clock)
+    batch_id = local.create(requests(20), {}).body["id"]
+
+    def slow(request: MessageRequest) -> Reply:
+        clock.now += 4  # each answer takes 4 s; the lease, 9, is renewed every 3
+        if request.custom_id == "r1":
+            local.cancel(batch_id, {})
+        return ECHO.create_message(request)
+
+    run(processor(store, clock, answer=slow, lease_seconds=9))
+    counts = local.retrieve(batch_id, {}).body["request_counts"]
+    assert counts["succeeded"] == 2 and counts["canceled"] == 18  # not the whole run of 20 answered first
