@@ -124,9 +124,10 @@ def _middlewares(settings: Settings, store: StateStore | None, spec: Mapping[str
     ]
 
 
-def _store(settings: Settings) -> StateStore | None:
-    """The one state store every part shares, when any part needs one: the journal, the admin routes, scripts."""
-    if not (settings.journal_on or settings.admin_key or settings.backend == "scripted"):
+def _store(settings: Settings) -> SQLiteStore | None:
+    """The one state store every part shares, when any part needs one: the journal, the admin routes, scripts,
+    and Message Batches, which the server runs for every backend but the proxy (whose upstream runs them)."""
+    if not (settings.journal_on or settings.admin_key or settings.backend != "proxy"):
         return None
     return SQLiteStore(
         default_state_file() if settings.state_file is None else settings.state_file,
@@ -180,13 +181,15 @@ def _backend_arguments(settings: Settings, store: StateStore | None) -> dict[str
 
 
 def _batches(
-    settings: Settings, backend: Backend, store: StateStore | None, spec: Mapping[str, Any]
+    settings: Settings, backend: Backend, store: SQLiteStore | None, spec: Mapping[str, Any]
 ) -> tuple[Batches, BatchProcessor | None]:
     """Who runs Message Batches: the backend, if it runs them itself; else the server, with a processor per worker."""
     own = backend.own_batches()
     if own is not None:
         return own, None
-    batch_store = BatchStore(settings.state_file or default_state_file())
+    if store is None:
+        raise ConfigError(f"UNDERSTUDY_BACKEND={settings.backend}: Message Batches need the state store")
+    batch_store = BatchStore(store)
     processor = BatchProcessor(
         batch_store,
         backend.create_message,

@@ -1,4 +1,8 @@
-"""State shared by every gunicorn worker: sequence positions, the request journal, the last good script.
+"""State shared by every gunicorn worker: sequence positions, the request journal, the last good script, batches.
+
+Message Batches keep their two tables in the same file (`batches` and `batch_items`, in SCHEMA below);
+backends/batches/store.py reads and writes them through `connection()`, `write()` and
+`separate_connection()`, so that its writes meet a full disk and the WAL's limit as the store's own do.
 
 gunicorn runs several worker processes, and a scripted test like "the first
 call gets a 529, the second a 200" must hold whichever worker takes each
@@ -29,6 +33,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import sqlite3
 import tempfile
 import threading
@@ -44,7 +49,7 @@ from backends.wire import ApiError
 logger = logging.getLogger("understudy")
 
 #: The schema's version, in the file's user_version: 0 before retention, 1 with it, 2 with the probe table.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: The first version whose journal entries carry their sizes.
 RETENTION_VERSION = 1
 SCHEMA = (
@@ -71,6 +76,36 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS good_scripts (path TEXT PRIMARY KEY, text TEXT NOT NULL, version INTEGER NOT NULL)",
     # One row, written by `writable()` (for /health) to find out whether the store can write.
     "CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, at REAL NOT NULL)",
+    # Message Batches and their requests, claimed by the workers with leases (read and written by
+    # backends/batches/store.py, through `connection()`, `write()` and `separate_connection()`).
+    """CREATE TABLE IF NOT EXISTS batches (
+        number INTEGER PRIMARY KEY AUTOINCREMENT,  -- creation order, for listing
+        id TEXT NOT NULL UNIQUE,
+        status TEXT NOT NULL,                      -- in_progress, canceling or ended
+        total INTEGER NOT NULL,
+        unanswered INTEGER NOT NULL,               -- requests without a result yet
+        created_at REAL NOT NULL,                  -- Unix times
+        expires_at REAL NOT NULL,
+        done_after REAL NOT NULL,                  -- the pace: not ended before this, unless canceled or expired
+        cancel_initiated_at REAL,
+        ended_at REAL,
+        counts TEXT,                               -- {succeeded, errored, canceled, expired} as JSON, once ended
+        headers TEXT NOT NULL                      -- the create request's headers as JSON, secrets left out
+    )""",
+    "CREATE INDEX IF NOT EXISTS batches_running ON batches (number) WHERE status != 'ended'",
+    """CREATE TABLE IF NOT EXISTS batch_items (
+        batch INTEGER NOT NULL,                    -- batches.number
+        position INTEGER NOT NULL,                 -- the request's place in the batch
+        custom_id TEXT NOT NULL,
+        params TEXT NOT NULL,                      -- JSON
+        outcome TEXT,                              -- succeeded, errored, canceled or expired; NULL while unanswered
+        result TEXT,                               -- the result object as JSON (for canceled and expired: none)
+        claim TEXT,                                -- the token of the claim that is answering it
+        lease_until REAL,                          -- ... until then; after it, any worker may claim it again
+        PRIMARY KEY (batch, position)
+    )""",
+    "CREATE INDEX IF NOT EXISTS batch_items_unanswered ON batch_items (batch, position) WHERE outcome IS NULL",
+    "CREATE INDEX IF NOT EXISTS batch_items_claimed ON batch_items (claim) WHERE claim IS NOT NULL",
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
 #: Journal filters and the column each compares.
@@ -87,13 +122,14 @@ T = TypeVar("T")
 
 
 def default_state_file() -> Path:
-    """Where state lives when no file is configured: a file of this server's own.
+    """Where state lives when no file is configured: a new file of this server's own.
 
     Under gunicorn the master sets UNDERSTUDY_STATE_FILE before it forks (see
     gunicorn.conf.py), so every worker shares one file; a single process gets
-    its own.
+    its own, and so does each app it builds (an app's temporary store removes
+    its file when it goes, which must not be another app's).
     """
-    return Path(tempfile.gettempdir()) / f"understudy-state-{os.getpid()}.sqlite3"
+    return Path(tempfile.gettempdir()) / f"understudy-state-{os.getpid()}-{secrets.token_hex(4)}.sqlite3"
 
 
 def remove_state_file(path: Path | str) -> None:
@@ -120,18 +156,6 @@ class JournalPage:
 
     entries: list[dict[str, Any]]
     has_more: bool
-
-
-def connect(path: Path, *, one_thread: bool = True) -> sqlite3.Connection:
-    """A connection to the state file, as every user of it opens one (the store, Message Batches' tables).
-
-    Autocommit (transactions are begun explicitly), WAL (readers never wait for a writer), and up to 30 s
-    to wait for another process's write to finish. `one_thread=False` lets threads take turns with it.
-    """
-    connection = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=one_thread)
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA synchronous=NORMAL")
-    return connection
 
 
 class StateStore(Protocol):
@@ -313,18 +337,28 @@ class SQLiteStore:
             return False
         return True
 
+    # ------------------------------------- for tables kept by other modules (Message Batches')
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection, to read with."""
+        return self._connection()
+
+    def write(self, operation: Callable[[sqlite3.Connection], T]) -> T:
+        """Run one atomic write on this thread's connection, as the store runs its own (StoreFull when no room)."""
+        return self._write(operation)
+
+    def separate_connection(self) -> sqlite3.Connection:
+        """A connection of the caller's own, which threads may take turns with and the caller closes.
+
+        For a long read that moves from thread to thread (a batch's results, streamed): on each thread's
+        own connection, every one of them would keep a page cache of it.
+        """
+        return _open(self.path)
+
     # ------------------------------------------------------------- plumbing
     def _connection(self) -> sqlite3.Connection:
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
         if connection is None:
-            # Used by its own thread only; close() may close it from another.
-            connection = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=NORMAL")
-            # The WAL's checkpoints are the store's own (see _start_wal_over_if_long), and start it over at its limit.
-            connection.execute("PRAGMA wal_autocheckpoint=0")
-            connection.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
-            self._local.connection = connection
+            connection = self._local.connection = _open(self.path)  # its thread's; close() may close it from another
             self._connections.append(connection)
         return connection
 
@@ -447,6 +481,17 @@ class SQLiteStore:
             return False
         logger.warning("state store %s: gave up its reserve to make room", self.path)
         return True
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    """A connection to the state file as the store opens them: autocommit, WAL, 30 s to wait for a lock."""
+    connection = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    # The WAL's checkpoints are the store's own (see _start_wal_over_if_long), and start it over at its limit.
+    connection.execute("PRAGMA wal_autocheckpoint=0")
+    connection.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
+    return connection
 
 
 def _run(operation: Callable[[sqlite3.Connection], T], connection: sqlite3.Connection) -> T:

@@ -9,61 +9,32 @@ still holds. A worker killed mid-run loses nothing: once its lease has passed,
 another worker claims those requests again, and since a result is kept only
 for the claim that holds its request, every request gets exactly one result.
 
-The file is the one the journal and the scripted sequences live in
-(backends/state.py), opened with connections of its own, one per thread, as
-that store opens its own. Results are read back a page at a time, in the order of the batch's
-requests, so a 100,000-request batch is never held in memory whole.
+The tables are in the state store's file, beside the journal and the
+scripted sequences (their schema is in backends/state.py), and every change
+here is a write of that store's: a full disk is a StoreFull (503), and the
+WAL is started over past its limit, as for the store's own writes. Results
+are read back a page at a time, in the order of the batch's requests, so a
+100,000-request batch is never held in memory whole.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-import threading
-from collections.abc import Generator, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from backends.state import connect
+from backends.state import SQLiteStore
 from backends.wire import compact_json
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS batches (
-    number INTEGER PRIMARY KEY AUTOINCREMENT,  -- creation order, for listing
-    id TEXT NOT NULL UNIQUE,
-    status TEXT NOT NULL,                      -- in_progress, canceling or ended
-    total INTEGER NOT NULL,
-    unanswered INTEGER NOT NULL,               -- requests without a result yet
-    created_at REAL NOT NULL,                  -- Unix times
-    expires_at REAL NOT NULL,
-    done_after REAL NOT NULL,                  -- the pace: not ended before this, unless canceled or expired
-    cancel_initiated_at REAL,
-    ended_at REAL,
-    counts TEXT,                               -- {succeeded, errored, canceled, expired} as JSON, once ended
-    headers TEXT NOT NULL                      -- the create request's headers as JSON, secrets left out
-);
-CREATE INDEX IF NOT EXISTS batches_running ON batches (number) WHERE status != 'ended';
-CREATE TABLE IF NOT EXISTS batch_items (
-    batch INTEGER NOT NULL,                    -- batches.number
-    position INTEGER NOT NULL,                 -- the request's place in the batch
-    custom_id TEXT NOT NULL,
-    params TEXT NOT NULL,                      -- JSON
-    outcome TEXT,                              -- succeeded, errored, canceled or expired; NULL while unanswered
-    result TEXT,                               -- the result object as JSON (for canceled and expired: none)
-    claim TEXT,                                -- the token of the claim that is answering it
-    lease_until REAL,                          -- ... until then; after it, any worker may claim it again
-    PRIMARY KEY (batch, position)
-);
-CREATE INDEX IF NOT EXISTS batch_items_unanswered ON batch_items (batch, position) WHERE outcome IS NULL;
-CREATE INDEX IF NOT EXISTS batch_items_claimed ON batch_items (claim) WHERE claim IS NOT NULL;
-"""
 BATCH_COLUMNS = (
     "number, id, status, total, unanswered, created_at, expires_at, done_after, cancel_initiated_at, ended_at, "
     "counts, headers"
 )
 OUTCOMES = ("succeeded", "errored", "canceled", "expired")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -122,31 +93,33 @@ class Answer:
 
 
 class BatchStore:
-    """Batches and their requests in one SQLite file; one connection per thread, transactions for every change."""
+    """Batches and their requests in the state store's file, every change one transaction of the store's."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        self._connection().executescript(SCHEMA)
+    def __init__(self, store: SQLiteStore) -> None:
+        self.store = store
 
     def _connection(self) -> sqlite3.Connection:
-        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = self._local.connection = connect(self.path)
-        return connection
+        return self.store.connection()
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction, taken at once (BEGIN IMMEDIATE) so that what it reads no other worker changes."""
-        connection = self._connection()
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            yield connection
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        connection.execute("COMMIT")
+    def _transaction(self, operation: Callable[[sqlite3.Connection], T]) -> T:
+        """`operation` in one write transaction, taken at once (BEGIN IMMEDIATE) so that what it reads no other
+        worker changes, and run as the store runs its writes (StoreFull when there is no room)."""
+
+        def transaction(connection: sqlite3.Connection) -> T:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                result = operation(connection)
+                connection.execute("COMMIT")
+                return result
+            finally:
+                if connection.in_transaction:  # the operation, or the commit, failed
+                    connection.execute("ROLLBACK")
+
+        return self.store.write(transaction)
+
+    def _statement(self, sql: str, values: Sequence[Any]) -> list[Any]:
+        """One writing statement (its own transaction), run as the store runs its writes; the rows it returns."""
+        return self.store.write(lambda connection: connection.execute(sql, values).fetchall())
 
     # ------------------------------------------------------------------ batches
     def create(
@@ -160,7 +133,8 @@ class BatchStore:
         requests: Sequence[tuple[str, str]],
     ) -> StoredBatch:
         """Store a new batch of (custom_id, params JSON) requests, in_progress, all at once or not at all."""
-        with self._transaction() as connection:
+
+        def insert(connection: sqlite3.Connection) -> None:
             number = connection.execute(
                 "INSERT INTO batches (id, status, total, unanswered, created_at, expires_at, done_after, headers)"
                 " VALUES (?, 'in_progress', ?, ?, ?, ?, ?, ?) RETURNING number",
@@ -170,6 +144,8 @@ class BatchStore:
                 "INSERT INTO batch_items (batch, position, custom_id, params) VALUES (?, ?, ?, ?)",
                 ((number, position, custom_id, params) for position, (custom_id, params) in enumerate(requests)),
             )
+
+        self._transaction(insert)
         stored = self.get(batch_id)
         assert stored is not None
         return stored
@@ -199,7 +175,7 @@ class BatchStore:
 
     def request_cancel(self, batch_id: str, now: float) -> StoredBatch | None:
         """Mark an in_progress batch canceling; the batch as it then is (a batch in another state is unchanged)."""
-        self._connection().execute(
+        self._statement(
             "UPDATE batches SET status = 'canceling', cancel_initiated_at = ? WHERE id = ? AND status = 'in_progress'",
             (now, batch_id),
         )
@@ -207,13 +183,16 @@ class BatchStore:
 
     def delete(self, batch_id: str) -> StoredBatch | None:
         """Delete the batch and its requests if it has ended; the batch as it was before (None: no such batch)."""
-        with self._transaction() as connection:
+
+        def delete_if_ended(connection: sqlite3.Connection) -> StoredBatch | None:
             row = connection.execute(f"SELECT {BATCH_COLUMNS} FROM batches WHERE id = ?", (batch_id,)).fetchone()
             batch = None if row is None else StoredBatch.from_row(row)
             if batch is not None and batch.status == "ended":
                 connection.execute("DELETE FROM batch_items WHERE batch = ?", (batch.number,))
                 connection.execute("DELETE FROM batches WHERE number = ?", (batch.number,))
-        return batch
+            return batch
+
+        return self._transaction(delete_if_ended)
 
     def running(self) -> list[StoredBatch]:
         """The batches that have not ended, oldest first."""
@@ -225,7 +204,7 @@ class BatchStore:
     # ---------------------------------------------------------------- requests
     def claim(self, batch: StoredBatch, token: str, *, now: float, lease_until: float, limit: int) -> list[Claimed]:
         """Claim up to `limit` of the batch's due, unanswered requests that no live lease holds."""
-        rows = self._connection().execute(
+        rows = self._statement(
             "UPDATE batch_items SET claim = ?, lease_until = ? WHERE rowid IN ("
             " SELECT rowid FROM batch_items WHERE batch = ? AND outcome IS NULL AND position < ?"
             " AND (claim IS NULL OR lease_until < ?) ORDER BY position LIMIT ?"
@@ -236,13 +215,14 @@ class BatchStore:
 
     def renew(self, token: str, lease_until: float) -> None:
         """Extend the lease of the requests a claim still holds."""
-        self._connection().execute(
+        self._statement(
             "UPDATE batch_items SET lease_until = ? WHERE claim = ? AND outcome IS NULL", (lease_until, token)
         )
 
     def complete(self, batch: StoredBatch, token: str, answers: Sequence[Answer]) -> list[Answer]:
         """Keep the answers whose requests the claim still holds (another worker may have taken some over); those."""
-        with self._transaction() as connection:
+
+        def keep(connection: sqlite3.Connection) -> list[Answer]:
             held = {
                 row[0]
                 for row in connection.execute(
@@ -256,28 +236,34 @@ class BatchStore:
                 ((answer.outcome, answer.result, batch.number, answer.position) for answer in kept),
             )
             _answered(connection, batch, len(kept))
-        return kept
+            return kept
+
+        return self._transaction(keep)
 
     def release(self, token: str) -> None:
         """Hand back the requests a claim holds but did not answer (its worker is stopping)."""
-        self._connection().execute(
+        self._statement(
             "UPDATE batch_items SET claim = NULL, lease_until = NULL WHERE claim = ? AND outcome IS NULL", (token,)
         )
 
     def close_out(self, batch: StoredBatch, outcome: str, now: float) -> int:
         """Give every unanswered request no live claim holds this outcome (canceled, expired); how many."""
-        with self._transaction() as connection:
-            closed = connection.execute(
+
+        def close(connection: sqlite3.Connection) -> int:
+            closed: int = connection.execute(
                 "UPDATE batch_items SET outcome = ?, claim = NULL, lease_until = NULL"
                 " WHERE batch = ? AND outcome IS NULL AND (claim IS NULL OR lease_until < ?)",
                 (outcome, batch.number, now),
             ).rowcount
             _answered(connection, batch, closed)
-        return closed
+            return closed
+
+        return self._transaction(close)
 
     def finish(self, batch: StoredBatch, now: float) -> bool:
         """End the batch if every request has its result and its pace allows (or it was canceled or expired)."""
-        with self._transaction() as connection:
+
+        def end(connection: sqlite3.Connection) -> bool:
             ended = connection.execute(
                 "UPDATE batches SET status = 'ended', ended_at = ? WHERE number = ? AND status != 'ended'"
                 " AND unanswered = 0 AND (status = 'canceling' OR done_after <= ? OR expires_at <= ?)",
@@ -291,7 +277,9 @@ class BatchStore:
                 )
                 counts = compact_json({outcome: found.get(outcome, 0) for outcome in OUTCOMES})
                 connection.execute("UPDATE batches SET counts = ? WHERE number = ?", (counts, batch.number))
-        return bool(ended)
+            return bool(ended)
+
+        return self._transaction(end)
 
     # ----------------------------------------------------------------- results
     def result_pages(self, batch: StoredBatch, *, page_size: int) -> Generator[str, None, None]:
@@ -301,7 +289,7 @@ class BatchStore:
         whichever threads serve a download take turns with it, and no thread's connection keeps a page
         cache filled by it.
         """
-        connection = connect(self.path, one_thread=False)
+        connection = self.store.separate_connection()
         try:
             position = -1
             while True:

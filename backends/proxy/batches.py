@@ -65,7 +65,7 @@ class UpstreamBatches(Batches):
             )
         if response.status != 200:
             with held, upstream_errors(proxy.secrets):
-                raise proxy._upstream_error(response, proxy._read(response))
+                raise proxy._upstream_error(response, proxy._read(response, None))
         return ByteStream(self._lines(response, held), proxy._returned_headers(response.headers))
 
     def _lines(self, response: httpcore.Response, held: ExitStack) -> Iterator[bytes]:

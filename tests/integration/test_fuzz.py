@@ -74,6 +74,8 @@ from backends.batches import BatchStore, LocalBatches
 from backends.catalogue import DEFAULT_FILE, ModelCatalogue
 from backends.wire import ApiError
 
+from builders import state_store
+
 EXAMPLES = int(os.environ.get("UNDERSTUDY_FUZZ_EXAMPLES", "150"))
 COVERAGE_SAMPLE = int(os.environ.get("UNDERSTUDY_FUZZ_COVERAGE_SAMPLE", "8"))
 SEED = os.environ.get("UNDERSTUDY_FUZZ_SEED")
@@ -340,7 +342,7 @@ def _rule_refusal(case: Any) -> ApiError | None:
 
 
 CATALOGUE = ModelCatalogue.from_file(DEFAULT_FILE)
-NO_BATCHES = LocalBatches(BatchStore(Path(tempfile.mkdtemp()) / "no-batches.sqlite3"))
+NO_BATCHES = LocalBatches(BatchStore(state_store(Path(tempfile.mkdtemp()) / "no-batches.sqlite3")))
 
 
 @schemathesis.check

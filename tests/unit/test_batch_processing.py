@@ -23,7 +23,7 @@ from backends.echo import EchoBackend
 from backends.state import SQLiteStore
 from backends.wire import ApiError
 
-from builders import message_body
+from builders import message_body, state_store
 
 CHECK = params_check(load_spec())
 ECHO = EchoBackend(ModelCatalogue.from_file(DEFAULT_FILE))
@@ -43,8 +43,13 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def store(tmp_path) -> BatchStore:
-    return BatchStore(tmp_path / "state.sqlite3")
+def state(tmp_path) -> SQLiteStore:
+    return state_store(tmp_path / "state.sqlite3")
+
+
+@pytest.fixture
+def store(state) -> BatchStore:
+    return BatchStore(state)
 
 
 def batches(store: BatchStore, clock: Clock, **settings: float) -> LocalBatches:
@@ -290,15 +295,15 @@ def test_list_pages_newest_first(store, clock):
         local.page(after_id=ids[0], before_id=ids[1], limit=2, headers={})
 
 
-def test_each_answered_request_is_journaled_once_under_its_own_path(store, clock, tmp_path):
-    journal = SQLiteStore(tmp_path / "state.sqlite3")
+def test_each_answered_request_is_journaled_once_under_its_own_path(store, clock, state):
+    journal = state
     local = batches(store, clock, min_seconds=10)
     batch_id = local.create(requests(3), {"x-test-id": "t-1"}).body["id"]
     worker = processor(store, clock, journal=journal)
     run(worker)
     local.cancel(batch_id, {})
     run(worker)
-    entries = journal.entries()
+    entries = journal.journal_page(after=0, limit=100, max_bytes=1 << 30).entries
     assert [entry["path"] for entry in entries] == [journal_path(batch_id, "r0")]  # canceled requests were never asked
     entry = entries[0]
     assert entry["method"] == "POST" and entry["status"] == 200 and entry["custom_id"] == "r0"
