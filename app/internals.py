@@ -48,8 +48,9 @@ connections that arrive together may pile onto one worker.
    SIGHUPs). Here the worker first stops accepting and, for as long as an
    idle connection may stay open (gunicorn's `keepalive`), answers every
    request with `Connection: close`; then it stops as gunicorn's does.
-   It stops accepting by removing the listening sockets' readers, not by
-   closing its servers, which loses a connection accepted in the same turn.
+   It stops accepting by removing the listening sockets' readers, and closes
+   its servers a turn later: closing them at once loses a connection
+   accepted in the same turn.
 """
 
 from __future__ import annotations
@@ -420,17 +421,18 @@ def _drain_then_stop(worker: ASGIWorker) -> None:
 
 
 def stop_accepting(loop: asyncio.AbstractEventLoop, servers: list[asyncio.Server]) -> None:
-    """Take no more connections from the listening sockets, but leave the servers open (gunicorn closes them).
+    """Take no more connections, and close the listening sockets a loop turn later (so new ones are refused).
 
     Closing an asyncio server at once would lose a connection the loop accepted in the same turn:
     the task that attaches it to the server runs a turn later, fails on the closed server (its
     `_attach` asserts the server is open), and leaves the accepted socket unserved until the process
     exits and resets it (about 1 request in 5,000 across SIGHUPs on a loaded machine). Removing the
-    sockets' readers stops the accepting; a connection already accepted is attached and served.
+    sockets' readers stops the accepting at once; the close, queued behind those tasks, comes after.
     """
     for server in servers:
         for listening in server.sockets:
             loop.remove_reader(listening.fileno())
+        loop.call_soon(server.close)
 
 
 #: How much longer than an idle connection's keep-alive the drain lasts, so the last one's timer has fired.

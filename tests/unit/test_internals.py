@@ -155,7 +155,7 @@ UPSTREAM = {
     ),
     "gunicorn.workers.gasgi:ASGIWorker._shutdown": (
         "9598f4e44fbadf84",
-        "_drain_then_stop, which leaves the servers open (readers removed) for this to close",
+        "_drain_then_stop: closing the servers early must still be harmless to this",
     ),
     "gunicorn.asgi.protocol:ASGIProtocol.__init__": (
         "762f28f2b36d0a7b",
