@@ -47,7 +47,8 @@ connections that arrive together may pile onto one worker.
    client that did so just then lost it (19 of 15,423 requests across 5
    SIGHUPs). Here the worker first stops accepting and, for as long as an
    idle connection may stay open (gunicorn's `keepalive`), answers every
-   request with `Connection: close`; then it stops as gunicorn's does.
+   request with `Connection: close`, or until its last connection has gone;
+   then it stops as gunicorn's does.
    It stops accepting by removing the listening sockets' readers, and closes
    its servers a turn later: closing them at once loses a connection
    accepted in the same turn.
@@ -394,6 +395,8 @@ class Protocol(ASGIProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()
         super().connection_lost(exc)
+        if getattr(self.worker, "draining", False) and self.worker.nr_conns == 0:
+            _stop(self.worker)  # the drain is over once no connection is left
 
     def _will_close(self, request: Any, response_requires_close: bool) -> bool:
         return getattr(self.worker, "draining", False) or super()._will_close(request, response_requires_close)
@@ -417,7 +420,10 @@ def _drain_then_stop(worker: ASGIWorker) -> None:
         return
     worker.draining = True  # type: ignore[attr-defined]
     stop_accepting(worker.loop, worker.servers)
-    worker.loop.call_later(worker.cfg.keepalive + DRAIN_MARGIN_SECONDS, _stop, worker)
+    if worker.nr_conns == 0:
+        _stop(worker)  # nothing to drain (Protocol.connection_lost stops it when the last connection goes)
+    else:
+        worker.loop.call_later(worker.cfg.keepalive + DRAIN_MARGIN_SECONDS, _stop, worker)
 
 
 def stop_accepting(loop: asyncio.AbstractEventLoop, servers: list[asyncio.Server]) -> None:

@@ -163,7 +163,7 @@ UPSTREAM = {
     ),
     "gunicorn.asgi.protocol:ASGIProtocol.connection_made": (
         "9113fc16d379728e",
-        "Protocol.connection_made, which arms the header deadline after this",
+        "Protocol.connection_made, which arms the header deadline after this (which counts `nr_conns`)",
     ),
     "gunicorn.asgi.protocol:ASGIProtocol.data_received": (
         "cd5471b9a3369ed4",
@@ -175,7 +175,7 @@ UPSTREAM = {
     ),
     "gunicorn.asgi.protocol:ASGIProtocol.connection_lost": (
         "b137894451589cb3",
-        "Protocol.connection_lost, which cancels the header deadline",
+        "Protocol.connection_lost, which cancels the header deadline and ends a drain once `nr_conns` is 0",
     ),
     "gunicorn.asgi.protocol:ASGIProtocol._will_close": (
         "51fc51e626eb5dd2",
