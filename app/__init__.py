@@ -126,7 +126,8 @@ def _middlewares(settings: Settings, store: StateStore | None, spec: Mapping[str
 
 def _store(settings: Settings) -> SQLiteStore | None:
     """The one state store every part shares, when any part needs one: the journal, the admin routes, scripts,
-    and Message Batches, which the server runs for every backend but the proxy (whose upstream runs them)."""
+    the echo backend's prompt cache, and Message Batches, which the server runs for every backend but the proxy
+    (whose upstream runs them)."""
     if not (settings.journal_on or settings.admin_key or settings.backend != "proxy"):
         return None
     return SQLiteStore(
@@ -177,6 +178,8 @@ def _backend_arguments(settings: Settings, store: StateStore | None) -> dict[str
             "max_event_bytes": settings.upstream_max_event_bytes,
             "recorder": Recorder(settings.record, secrets) if settings.record else None,
         }
+    if settings.backend == "echo":
+        return {"any_model": settings.any_model, "store": store}
     return {}
 
 

@@ -110,6 +110,9 @@ class Settings:
     allow_unknown_fields: bool = setting(
         False, "UNDERSTUDY_ALLOW_UNKNOWN_FIELDS", _flag, "accept top-level request fields the spec does not know"
     )
+    any_model: bool = setting(
+        False, "UNDERSTUDY_ANY_MODEL", _flag, "echo: answer any model name, not only the catalogue's unretired ones"
+    )
     threads: int = setting(256, "UNDERSTUDY_THREADS", _positive_int, "threads per worker for Flask handlers")
     validate_responses: bool = setting(
         False, "UNDERSTUDY_VALIDATE_RESPONSES", _flag, "check JSON responses against openapi.yaml (tests)"

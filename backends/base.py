@@ -17,7 +17,7 @@ stream with timing) overrides `stream_message`.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -111,13 +111,19 @@ class Backend:
         return Reply({"input_tokens": tokens.count_input(request.body)})
 
     def list_models(
-        self, *, after_id: str | None, before_id: str | None, limit: int, headers: Mapping[str, str] | None = None
+        self,
+        *,
+        after_id: str | None,
+        before_id: str | None,
+        limit: int,
+        lifecycle: Sequence[str] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Reply:
-        """One page of the model catalogue; `headers` are the client's (a proxy forwards them)."""
-        return Reply(self.catalogue.page(after_id=after_id, before_id=before_id, limit=limit))
+        """One page of the models in `lifecycle` (active and deprecated when None); `headers` are the client's."""
+        return Reply(self.catalogue.page(after_id=after_id, before_id=before_id, limit=limit, lifecycle=lifecycle))
 
     def get_model(self, model_id: str, headers: Mapping[str, str] | None = None) -> Reply:
-        """One model of the catalogue, or a 404 not_found_error."""
+        """One model of the catalogue by id or alias, or a 404 not_found_error."""
         return Reply(self.catalogue.get(model_id))
 
     def own_batches(self) -> Batches | None:

@@ -18,6 +18,11 @@ from backends.wire import JSON, compact_json
 TOKENS_PER_DELTA = 4
 #: How many characters each input_json_delta fragment carries.
 CHARS_PER_JSON_DELTA = 24
+#: The usage a message_delta reports (cumulative): these counts, and these breakdowns when the message has them.
+DELTA_COUNTS = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")
+DELTA_BREAKDOWNS = ("server_tool_use", "output_tokens_details")
+#: The blocks whose input streams as input_json_delta fragments.
+CALLS = ("tool_use", "server_tool_use")
 
 
 def events_from_message(message: Mapping[str, Any], tokens_per_delta: int = TOKENS_PER_DELTA) -> Iterator[JSON]:
@@ -45,13 +50,14 @@ def events_from_message(message: Mapping[str, Any], tokens_per_delta: int = TOKE
         for delta in _deltas(block, tokens_per_delta):
             yield {"type": "content_block_delta", "index": index, "delta": delta}
         yield {"type": "content_block_stop", "index": index}
+    delta = {"stop_reason": message["stop_reason"], "stop_sequence": message["stop_sequence"]}
+    if message.get("container") is not None:
+        delta["container"] = message["container"]
     yield {
         "type": "message_delta",
-        "delta": {"stop_reason": message["stop_reason"], "stop_sequence": message["stop_sequence"]},
-        "usage": {
-            key: usage.get(key)
-            for key in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")
-        },
+        "delta": delta,
+        "usage": {key: usage.get(key) for key in DELTA_COUNTS}
+        | {key: usage[key] for key in DELTA_BREAKDOWNS if key in usage},
     }
     yield {"type": "message_stop"}
 
@@ -60,10 +66,10 @@ def _opening(block: Mapping[str, Any]) -> JSON:
     """A block as content_block_start shows it: its streamed parts still empty."""
     kind = block["type"]
     if kind == "text":
-        return {"type": "text", "text": ""}
+        return {"type": "text", "text": "", **({"citations": []} if block.get("citations") else {})}
     if kind == "thinking":
         return {"type": "thinking", "thinking": "", "signature": ""}
-    if kind == "tool_use":
+    if kind in CALLS:
         return {**block, "input": {}}
     return dict(block)
 
@@ -71,13 +77,15 @@ def _opening(block: Mapping[str, Any]) -> JSON:
 def _deltas(block: Mapping[str, Any], tokens_per_delta: int) -> Iterable[JSON]:
     kind = block["type"]
     if kind == "text":
+        for citation in block.get("citations") or ():
+            yield {"type": "citations_delta", "citation": citation}
         for piece in tokens.chunks(block["text"], tokens_per_delta):
             yield {"type": "text_delta", "text": piece}
     elif kind == "thinking":
         for piece in tokens.chunks(block["thinking"], tokens_per_delta):
             yield {"type": "thinking_delta", "thinking": piece}
         yield {"type": "signature_delta", "signature": block["signature"]}
-    elif kind == "tool_use":
+    elif kind in CALLS:
         partial = compact_json(block["input"])
         for start in range(0, len(partial), CHARS_PER_JSON_DELTA):
             yield {"type": "input_json_delta", "partial_json": partial[start : start + CHARS_PER_JSON_DELTA]}
@@ -97,6 +105,8 @@ def message_from_events(events: Iterable[Mapping[str, Any]]) -> JSON:
             block, delta = message["content"][event["index"]], event["delta"]
             if delta["type"] == "input_json_delta":
                 partial_json[event["index"]] = partial_json.get(event["index"], "") + delta["partial_json"]
+            elif delta["type"] == "citations_delta":
+                block["citations"] = [*(block.get("citations") or ()), delta["citation"]]
             else:
                 field = {"text_delta": "text", "thinking_delta": "thinking", "signature_delta": "signature"}
                 name = field.get(delta["type"])

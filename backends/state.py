@@ -1,4 +1,4 @@
-"""State shared by every gunicorn worker: sequence positions, the request journal, the last good script, batches.
+"""State shared by every gunicorn worker: sequences, the journal, the last good script, batches, prompt-cache entries.
 
 Message Batches keep their two tables in the same file (`batches` and `batch_items`, in SCHEMA below);
 backends/batches/store.py reads and writes them through `connection()`, `write()` and
@@ -48,7 +48,8 @@ from backends.wire import ApiError
 
 logger = logging.getLogger("understudy")
 
-#: The schema's version, in the file's user_version: 0 before retention, 1 with it, 2 with the probe table.
+#: The schema's version, in the file's user_version: 0 before retention, 1 with it, 2 with the probe table,
+#: 3 with the batches' tables and the prompt-cache entries.
 SCHEMA_VERSION = 3
 #: The first version whose journal entries carry their sizes.
 RETENTION_VERSION = 1
@@ -106,6 +107,8 @@ SCHEMA = (
     )""",
     "CREATE INDEX IF NOT EXISTS batch_items_unanswered ON batch_items (batch, position) WHERE outcome IS NULL",
     "CREATE INDEX IF NOT EXISTS batch_items_claimed ON batch_items (claim) WHERE claim IS NOT NULL",
+    # The echo backend's prompt-cache entries: a prefix's hash and when its entry expires (a Unix time).
+    "CREATE TABLE IF NOT EXISTS cache_entries (prefix TEXT PRIMARY KEY, expires_at REAL NOT NULL)",
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
 #: Journal filters and the column each compares.
@@ -159,7 +162,7 @@ class JournalPage:
 
 
 class StateStore(Protocol):
-    """What the scripted backend, the journal and the admin routes need from shared state.
+    """What the scripted backend, the journal, the admin routes and the echo backend's prompt cache need.
 
     Every method that writes raises StoreFull when there is no room for the write.
     """
@@ -189,6 +192,12 @@ class StateStore(Protocol):
 
     def last_script(self, path: str) -> str | None:
         """The last good script text for `path`, if any."""
+
+    def put_cache_entry(self, prefix: str, expires_at: float) -> None:
+        """Remember that the prompt prefix hashed as `prefix` is cached until `expires_at` (a Unix time)."""
+
+    def cache_entry(self, prefix: str) -> float | None:
+        """When the cache entry for `prefix` expires, if there is one (expired or not)."""
 
     def writable(self) -> bool:
         """Whether the store can write now (a small write, tried)."""
@@ -327,6 +336,18 @@ class SQLiteStore:
     def last_script(self, path: str) -> str | None:
         row = self._connection().execute("SELECT text FROM good_scripts WHERE path = ?", (path,)).fetchone()
         return None if row is None else str(row[0])
+
+    # --------------------------------------------------------- prompt cache
+    def put_cache_entry(self, prefix: str, expires_at: float) -> None:
+        sql = (
+            "INSERT INTO cache_entries (prefix, expires_at) VALUES (?, ?)"
+            " ON CONFLICT (prefix) DO UPDATE SET expires_at = excluded.expires_at"
+        )
+        self._write(lambda connection: connection.execute(sql, (prefix, expires_at)))
+
+    def cache_entry(self, prefix: str) -> float | None:
+        row = self._connection().execute("SELECT expires_at FROM cache_entries WHERE prefix = ?", (prefix,)).fetchone()
+        return None if row is None else float(row[0])
 
     # --------------------------------------------------------------- health
     def writable(self) -> bool:

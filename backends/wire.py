@@ -7,7 +7,7 @@ without importing each other:
 - `ApiError` is a failure the API reports (status, error type, message),
   `ConnectionAbort` a connection cut on purpose, and `error_body` the JSON
   shape every error has on the wire;
-- `new_id` makes ids in the API's style (msg_…, toolu_…, req_…);
+- `new_id` makes ids in the API's style (msg_…, toolu_…, req_…), `opaque_digest` stand-ins for its opaque values;
 - `compact_json` writes JSON as the API does;
 - `encode_event` and `decode_events` are the two directions of the SSE codec
   (`MalformedEvent` what the second raises for an event it cannot read);
@@ -16,6 +16,8 @@ without importing each other:
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import secrets
 from collections.abc import Iterable, Iterator, Mapping
@@ -106,6 +108,11 @@ _CHARACTER_OF_BYTE = bytes(ALPHABET.encode()[byte % len(ALPHABET)] for byte in r
 def new_id(prefix: str) -> str:
     """A fresh id such as `msg_01Xy…`; random, so unique across workers and restarts without shared state."""
     return f"{prefix}_01{secrets.token_bytes(ID_LENGTH - 2).translate(_CHARACTER_OF_BYTE).decode()}"
+
+
+def opaque_digest(seed: str) -> str:
+    """A deterministic stand-in for an opaque value the API returns (a signature, encrypted content): base64 SHA-256."""
+    return base64.b64encode(hashlib.sha256(seed.encode()).digest()).decode()
 
 
 # ------------------------------------------------------------------------------------------------ JSON

@@ -51,8 +51,8 @@ def message_request(text: str = "Hello, Claude", *, stream: bool = False) -> Req
     """POST /v1/messages with the README's example body (streamed when asked)."""
     body: dict = {"model": "claude-sonnet-4-5", "max_tokens": 100, "messages": [{"role": "user", "content": text}]}
     if stream:
-        body["stream"] = True
-        body["max_tokens"] = 10**7  # a long text is streamed whole
+        # A long text streamed as far as the API allows: a model with a window for it, the most output it gives.
+        body |= {"stream": True, "model": "claude-opus-5-5", "max_tokens": 128_000}
     headers = (("content-type", "application/json"), ("x-api-key", API_KEY), ("anthropic-version", "2023-06-01"))
     return Request("POST", "/v1/messages", json.dumps(body, separators=(",", ":")).encode(), headers)
 

@@ -8,9 +8,17 @@ from app.api import backend, request_headers
 from app.api.responses import json_response
 
 
-def list_models(limit: int = 20, after_id: str | None = None, before_id: str | None = None) -> Response:
-    """One page of the model catalogue."""
-    page = backend().list_models(after_id=after_id, before_id=before_id, limit=limit, headers=request_headers())
+def list_models(
+    limit: int = 20, after_id: str | None = None, before_id: str | None = None, lifecycle: list[str] | None = None
+) -> Response:
+    """One page of the model catalogue, of the models in the `lifecycle[]` stages (Connexion drops the brackets)."""
+    page = backend().list_models(
+        after_id=after_id,
+        before_id=before_id,
+        limit=limit,
+        lifecycle=lifecycle,
+        headers=request_headers(),
+    )
     return json_response(page)
 
 

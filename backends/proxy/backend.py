@@ -37,7 +37,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
@@ -159,10 +159,16 @@ class ProxyBackend(Backend):
         return self._call("POST", "/v1/messages/count_tokens", request.headers, body=request.body)
 
     def list_models(
-        self, *, after_id: str | None, before_id: str | None, limit: int, headers: Mapping[str, str] | None = None
+        self,
+        *,
+        after_id: str | None,
+        before_id: str | None,
+        limit: int,
+        lifecycle: Sequence[str] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Reply:
-        query = {"limit": limit, "after_id": after_id, "before_id": before_id}
-        params = urlencode({name: value for name, value in query.items() if value is not None})
+        query = {"limit": limit, "after_id": after_id, "before_id": before_id, "lifecycle[]": lifecycle}
+        params = urlencode({name: value for name, value in query.items() if value is not None}, doseq=True)
         return self._call("GET", f"/v1/models?{params}", headers or {})
 
     def get_model(self, model_id: str, headers: Mapping[str, str] | None = None) -> Reply:

@@ -52,7 +52,8 @@ def open_stream(server: ServerProcess, text: str = LONG_TEXT) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
     sock.settimeout(30)
     sock.connect(("127.0.0.1", server.port))
-    sock.sendall(request_bytes(message_body(text, stream=True, max_tokens=10**7)))
+    # A model with a window for the long text and a reply as long as the API allows (128,000 tokens).
+    sock.sendall(request_bytes(message_body(text, model="claude-opus-5-5", stream=True, max_tokens=128_000)))
     received = b""
     while b"event: message_start" not in received:
         chunk = sock.recv(4096)

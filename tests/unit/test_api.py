@@ -145,7 +145,11 @@ def test_unknown_query_parameters_are_accepted(client):
 
 
 def test_count_tokens(client):
-    body = {"model": "m", "messages": [{"role": "user", "content": "Hello, world"}], "tools": [weather_tool()]}
+    body = {
+        "model": "claude-sonnet-4-5",
+        "messages": [{"role": "user", "content": "Hello, world"}],
+        "tools": [weather_tool()],
+    }
     response = client.post("/v1/messages/count_tokens", json=body, headers=HEADERS)
     assert response.status_code == 200
     assert response.json()["input_tokens"] > 3

@@ -1,0 +1,51 @@
+"""The echo backend, Understudy's default: deterministic replies that keep the Messages API's semantics.
+
+One module a job:
+- `reply.py` — the Message a request gets: the echo text, thinking, structured output, stop rules;
+- `tools.py` — which tool tool_choice calls, and a client tool's input;
+- `server_tools.py` — server tool calls (web search and fetch, code execution, tool search) and results;
+- `citations.py` — quotes of citable documents, with their citations;
+- `limits.py` — the model's limits: unknown and retired models, max_tokens, the context window;
+- `caching.py` — prompt-cache reads and writes in usage, kept in the shared state store.
+"""
+
+from __future__ import annotations
+
+from backends import tokens
+from backends.base import Backend, MessageRequest, Reply
+from backends.catalogue import DEFAULT_MIN_CACHE_TOKENS, ModelCatalogue
+from backends.echo import limits
+from backends.echo.caching import PromptCache
+from backends.echo.reply import echo_message, signature_for, usage
+from backends.state import StateStore
+
+__all__ = ["EchoBackend", "echo_message", "signature_for", "usage"]
+
+
+class EchoBackend(Backend):
+    """Replies by echoing, as the catalogue's models; with a store, prompt caching is accounted for."""
+
+    name = "echo"
+
+    def __init__(self, catalogue: ModelCatalogue, *, any_model: bool = False, store: StateStore | None = None) -> None:
+        super().__init__(catalogue)
+        self.any_model = any_model
+        self.cache = PromptCache(store) if store is not None else None
+
+    def create_message(self, request: MessageRequest) -> Reply:
+        body = request.body
+        allowance = limits.allowance(self.catalogue, body, tokens.count_input(body), any_model=self.any_model)
+        message = echo_message(body, window_room=allowance.window_room)
+        if self.cache is not None:
+            model = allowance.model
+            message["usage"] = self.cache.account(
+                body,
+                message["usage"],
+                model=model.id if model else body["model"],
+                min_tokens=model.min_cache_tokens if model else DEFAULT_MIN_CACHE_TOKENS,
+            )
+        return Reply(message)
+
+    def count_tokens(self, request: MessageRequest) -> Reply:
+        limits.model_for(self.catalogue, request.body["model"], any_model=self.any_model)
+        return super().count_tokens(request)

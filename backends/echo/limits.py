@@ -1,0 +1,60 @@
+"""The Messages API's per-model limits, as the echo backend enforces them, from the model catalogue.
+
+In the order the API checks them:
+- a model the catalogue lacks, or a retired one, is a 404 `not_found_error` worded `model: NAME` (with
+  `any_model` set, any name is served, with no limits);
+- `max_tokens` over the model's maximum is a 400:
+  `max_tokens: 128001 > 64000, which is the maximum allowed number of output tokens for MODEL-ID`;
+- a prompt over the model's context window is a 400: `prompt is too long: 200251 tokens > 200000 maximum`;
+- a prompt that fits, but leaves less room than `max_tokens`, is served: the reply stops where the window
+  ends, with stop_reason `model_context_window_exceeded`, as every model the catalogue ships does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from backends.catalogue import ModelCatalogue, ModelLimits
+from backends.wire import ApiError
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """What a request may use: its model's limits (None for a name only `any_model` lets in) and its output room."""
+
+    model: ModelLimits | None
+    #: The tokens the context window leaves for output, when fewer than max_tokens; else None.
+    window_room: int | None = None
+
+
+def model_for(catalogue: ModelCatalogue, name: str, *, any_model: bool) -> ModelLimits | None:
+    """The catalogue's model for `name` (an id or alias); a 404 for a name it lacks or a retired model."""
+    model = catalogue.find(name)
+    if any_model:
+        return model
+    if model is None or model.lifecycle == "retired":
+        raise ApiError(404, f"model: {name}")
+    return model
+
+
+def allowance(catalogue: ModelCatalogue, body: Mapping[str, Any], input_tokens: int, *, any_model: bool) -> Allowance:
+    """Check a create-message request against its model's limits; what it may use, or the API's 4xx."""
+    model = model_for(catalogue, body["model"], any_model=any_model)
+    if model is None:
+        return Allowance(None)
+    max_tokens = body["max_tokens"]
+    if model.max_tokens is not None and max_tokens > model.max_tokens:
+        raise ApiError(
+            400,
+            f"max_tokens: {max_tokens} > {model.max_tokens}, "
+            f"which is the maximum allowed number of output tokens for {model.id}",
+        )
+    window = model.max_input_tokens
+    if window is None:
+        return Allowance(model)
+    if input_tokens > window:
+        raise ApiError(400, f"prompt is too long: {input_tokens} tokens > {window} maximum")
+    room = window - input_tokens
+    return Allowance(model, room if room < max_tokens else None)
