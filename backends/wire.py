@@ -49,7 +49,7 @@ def error_type_for(status: int) -> str:
 
 
 class ApiError(Exception):
-    """A failure the API reports to its client: a status, an error type and a message."""
+    """A failure the API reports to its client: a status, an error type, a message, and maybe a code for the cause."""
 
     def __init__(
         self,
@@ -59,6 +59,7 @@ class ApiError(Exception):
         error_type: str | None = None,
         headers: Mapping[str, str] | None = None,
         body: Mapping[str, Any] | None = None,
+        error_code: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -67,6 +68,8 @@ class ApiError(Exception):
         self.headers = dict(headers or {})
         #: The error body exactly as an upstream sent it, passed on unchanged instead of one built here.
         self.body = body
+        #: The stable code naming the cause, sent as `error.details.error_code` (the SDK's `error.error_code`).
+        self.error_code = error_code
 
 
 class ConnectionAbort(Exception):
@@ -81,11 +84,10 @@ def error_body(error: ApiError, request_id: str | None) -> JSON:
     """The JSON body of an error response (an upstream's own body, when it sent one)."""
     if error.body is not None:
         return dict(error.body)
-    return {
-        "type": "error",
-        "error": {"type": error.error_type, "message": error.message},
-        "request_id": request_id,
-    }
+    inner: JSON = {"type": error.error_type, "message": error.message}
+    if error.error_code is not None:
+        inner["details"] = {"error_code": error.error_code}
+    return {"type": "error", "error": inner, "request_id": request_id}
 
 
 def error_json(error: ApiError, request_id: str | None) -> bytes:

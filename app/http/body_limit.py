@@ -1,9 +1,10 @@
-"""The request body's size limit, kept without reading the body into memory; a body cut short is a 408.
+"""The request body's size limit, kept without reading the body into memory; a body cut short is a 400.
 
 A declared Content-Length over the limit is refused at once, and a body sent
 without one (chunked) is counted as it arrives and refused the moment it
-passes the limit. A body that stops before its end is a 408, never taken for
-a shorter body.
+passes the limit. A body that stops before its end is never taken for a
+shorter body: it is a 400 invalid_request_error with the error code
+`request_body_timeout`, as the SDK models it (BadRequestError, `error_code`).
 """
 
 from __future__ import annotations
@@ -14,23 +15,28 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backends.wire import ApiError
 
+#: Sent with either refusal: the unread rest of the body must not be taken for a next request.
+CLOSE = {"connection": "close"}
+
 
 class RequestTooLarge(ApiError):
     """The body is over the configured limit."""
 
     def __init__(self, limit: int) -> None:
-        super().__init__(413, f"Request exceeds the maximum allowed size of {limit} bytes")
+        super().__init__(413, f"Request exceeds the maximum allowed size of {limit} bytes", headers=CLOSE)
 
 
 class RequestTimeout(ApiError):
     """The body stopped short: the client closed the connection, or sent nothing for gunicorn's `timeout`."""
 
     def __init__(self) -> None:
-        super().__init__(408, "The request body did not arrive in full in time", error_type="timeout_error")
+        super().__init__(
+            400, "The request body did not arrive in full in time", headers=CLOSE, error_code="request_body_timeout"
+        )
 
 
 class BodyLimitMiddleware:
-    """Refuses a body over `limit` bytes (413) or one that stops short (408), before any layer below reads it.
+    """Refuses a body over `limit` bytes (413) or one that stops short (400), before any layer below reads it.
 
     `route_limits` gives some routes, by (method, path), a limit of their own: a Message Batch may be 256 MB.
     """

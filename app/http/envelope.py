@@ -69,7 +69,5 @@ async def send_error(send: Send, error: ApiError, request_id: str | None) -> Non
     body = error_json(error, request_id)
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     headers += [(name.lower().encode(), value.encode()) for name, value in error.headers.items()]
-    if error.status in (408, 413):
-        headers.append((b"connection", b"close"))  # the unread body must not be taken for a next request
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -34,8 +34,9 @@ class EchoBackend(Backend):
 
     def create_message(self, request: MessageRequest) -> Reply:
         body = request.body
-        allowance = limits.allowance(self.catalogue, body, tokens.count_input(body), any_model=self.any_model)
-        message = echo_message(body, window_room=allowance.window_room)
+        input_tokens = tokens.count_input(body)
+        allowance = limits.allowance(self.catalogue, body, input_tokens, any_model=self.any_model)
+        message = echo_message(body, window_room=allowance.window_room, input_tokens=input_tokens)
         if self.cache is not None:
             model = allowance.model
             message["usage"] = self.cache.account(

@@ -48,6 +48,8 @@ class PromptCache:
 
     def account(self, body: Mapping[str, Any], usage: JSON, *, model: str, min_tokens: int) -> JSON:
         """`usage` with the request's cache reads and writes taken out of input_tokens."""
+        if not has_breakpoints(body):
+            return usage  # most requests: no hashing, no store
         breakpoints = [point for point in breakpoints_of(body, model) if point.tokens >= min_tokens]
         if not breakpoints:
             return usage
@@ -78,6 +80,15 @@ class PromptCache:
         return expires_at is not None and expires_at > now
 
 
+def has_breakpoints(body: Mapping[str, Any]) -> bool:
+    """Whether the request marks any cache breakpoint (a quick look, before any hashing)."""
+    blocks = [*(body.get("tools") or ()), *_system_blocks(body)]
+    blocks += [
+        block for message in body["messages"] if not isinstance(message["content"], str) for block in message["content"]
+    ]
+    return bool(body.get("cache_control")) or any(block.get("cache_control") for block in blocks)
+
+
 def breakpoints_of(body: Mapping[str, Any], model: str) -> list[Breakpoint]:
     """Every breakpoint of the prompt, in order, with the tokens of the prefix it ends (by the token rule)."""
     digest = hashlib.sha256(model.encode())
@@ -101,26 +112,25 @@ def _blocks(body: Mapping[str, Any]) -> Iterator[tuple[str, str, Mapping[str, An
     The counted texts are those `tokens.count_input` counts, so their tokens add up to the prompt's.
     """
     for tool in body.get("tools") or ():
-        yield compact_json(_without_cache_control(tool)), compact_json(tool), tool.get("cache_control")
-    system = body.get("system")
-    if isinstance(system, str):
-        yield f"system:{system}", system, None
-    for block in system or () if not isinstance(system, str) else ():
-        yield (
-            f"system:{compact_json(_without_cache_control(block))}",
-            text.block_text(block),
-            block.get("cache_control"),
-        )
+        yield _key("tool", tool), compact_json(tool), tool.get("cache_control")
+    if isinstance(body.get("system"), str):
+        yield f"system:{body['system']}", body["system"], None
+    for block in _system_blocks(body):
+        yield _key("system", block), text.block_text(block), block.get("cache_control")
     for message in body["messages"]:
         content = message["content"]
         if isinstance(content, str):
             yield f"{message['role']}:{content}", content, None
             continue
         for block in content:
-            hashed = f"{message['role']}:{compact_json(_without_cache_control(block))}"
-            yield hashed, text.block_text(block), block.get("cache_control")
+            yield _key(message["role"], block), text.block_text(block), block.get("cache_control")
 
 
-def _without_cache_control(block: Mapping[str, Any]) -> JSON:
+def _system_blocks(body: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    system = body.get("system") or ()
+    return [] if isinstance(system, str) else list(system)
+
+
+def _key(place: str, block: Mapping[str, Any]) -> str:
     """A block as its cache key sees it: where a breakpoint sits does not change the prefix."""
-    return {name: value for name, value in block.items() if name != "cache_control"}
+    return f"{place}:{compact_json({name: value for name, value in block.items() if name != 'cache_control'})}"

@@ -27,8 +27,11 @@ from backends.echo.tools import forced_tool, tool_use_block
 from backends.wire import JSON, compact_json, new_id, opaque_digest
 
 
-def echo_message(body: Mapping[str, Any], *, window_room: int | None = None) -> JSON:
-    """The Message the echo backend answers `body` with; `window_room` caps it where the context window ends."""
+def echo_message(body: Mapping[str, Any], *, window_room: int | None = None, input_tokens: int | None = None) -> JSON:
+    """The Message the echo backend answers `body` with; `window_room` caps it where the context window ends.
+
+    `input_tokens`, when the caller has counted them already, saves counting them again.
+    """
     user_text = text.last_user_text(body["messages"])
     cap = body["max_tokens"] if window_room is None else min(body["max_tokens"], window_room)
     reply = _Reply(cap, window_bound=cap < body["max_tokens"])
@@ -40,19 +43,19 @@ def echo_message(body: Mapping[str, Any], *, window_room: int | None = None) -> 
     tool = forced_tool(body)
     if tool is not None and not server_tools.is_server_tool(tool):
         reply.add_or_stop(tool_use_block(tool, user_text), "tool_use")
-        return reply.message(body)
+        return reply.message(body, input_tokens)
     if tool is not None:
         reply.server_turn = server_tools.server_turn(body, tool, user_text)
         for block in reply.server_turn.blocks:
             reply.add_or_stop(block, None)
         if reply.server_turn.paused:
             reply.add_or_stop(None, "pause_turn")
-            return reply.message(body)
+            return reply.message(body, input_tokens)
 
     reply.add_text(_reply_text(body, user_text), body.get("stop_sequences") or ())
     for block in citations.cited_blocks(body["messages"]):
         reply.add_or_stop(block, None)
-    return reply.message(body)
+    return reply.message(body, input_tokens)
 
 
 def usage(input_tokens: int, output_tokens: int) -> JSON:
@@ -121,8 +124,8 @@ class _Reply:
     def run_out(self) -> None:
         self.stop_reason = "model_context_window_exceeded" if self.window_bound else "max_tokens"
 
-    def message(self, body: Mapping[str, Any]) -> JSON:
-        counted = usage(tokens.count_input(body), self.output_tokens)
+    def message(self, body: Mapping[str, Any], input_tokens: int | None) -> JSON:
+        counted = usage(tokens.count_input(body) if input_tokens is None else input_tokens, self.output_tokens)
         counted["speed"] = body.get("speed") or "standard"
         counted["inference_geo"] = body.get("inference_geo") or "global"
         if self.thinking_tokens is not None:

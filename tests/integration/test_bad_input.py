@@ -347,7 +347,9 @@ def quick_timeout_server() -> Iterator[ServerProcess]:
         yield running
 
 
-def test_a_body_that_stops_coming_is_a_408_and_the_worker_serves_meanwhile(quick_timeout_server):
+def test_a_body_that_stops_coming_is_a_400_request_body_timeout_and_the_worker_serves_meanwhile(
+    quick_timeout_server,
+):
     server = quick_timeout_server
     body = json.dumps(message_body()).encode()
     started = time.monotonic()
@@ -360,9 +362,11 @@ def test_a_body_that_stops_coming_is_a_408_and_the_worker_serves_meanwhile(quick
         response = http.client.HTTPResponse(sock)
         response.begin()
         answer = Answer(response)
-        assert sock.recv(1) == b"", "the connection stays open after a 408"
+        assert sock.recv(1) == b"", "the connection stays open after the refusal"
     assert served > 5
-    assert_api_error(answer, 408, "timeout_error", "The request body did not arrive in full in time")
+    # As the SDK models it: a BadRequestError whose error_code is request_body_timeout.
+    assert_api_error(answer, 400, "invalid_request_error", "The request body did not arrive in full in time")
+    assert answer.json()["error"]["details"] == {"error_code": "request_body_timeout"}
     assert 2 <= time.monotonic() - started < 10
     assert_serves(server)
     assert "Traceback" not in server.output

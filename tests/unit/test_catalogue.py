@@ -1,6 +1,9 @@
 """The model catalogue: loading, ordering, lookup and cursor pagination."""
 
+from typing import get_args
+
 import pytest
+from anthropic.types.model_param import ModelParam
 
 from backends.catalogue import DEFAULT_FILE, ModelCatalogue
 from backends.wire import ApiError
@@ -62,3 +65,37 @@ def test_bad_files_name_the_file_and_the_problem(tmp_path, content, problem):
 
 def test_shipped_catalogue_loads():
     assert len(ModelCatalogue.from_file(DEFAULT_FILE).models) >= 10
+
+
+def test_an_alias_resolves_to_its_model():
+    catalogue = ModelCatalogue.from_file(DEFAULT_FILE)
+    assert catalogue.get("claude-sonnet-4-5")["id"] == "claude-sonnet-4-5-20250929"
+    assert catalogue.get("claude-sonnet-4-5") == catalogue.get("claude-sonnet-4-5-20250929")
+    assert "aliases" not in catalogue.get("claude-sonnet-4-5") and "min_cache_tokens" not in catalogue.models[0]
+
+
+def test_the_list_shows_active_and_deprecated_models_unless_asked_for_others():
+    catalogue = ModelCatalogue.from_file(DEFAULT_FILE)
+    listed = catalogue.page(after_id=None, before_id=None, limit=1000)["data"]
+    assert {model["lifecycle"] for model in listed} == {"active", "deprecated"}
+    retired = catalogue.page(after_id=None, before_id=None, limit=1000, lifecycle=["retired"])["data"]
+    assert retired and {model["lifecycle"] for model in retired} == {"retired"}
+    every = catalogue.page(after_id=None, before_id=None, limit=1000, lifecycle=["active", "deprecated", "retired"])
+    assert len(every["data"]) == len(catalogue.models)
+
+
+def test_every_model_the_newest_sdk_names_is_in_the_catalogue():
+    catalogue = ModelCatalogue.from_file(DEFAULT_FILE)
+    (named, _) = get_args(ModelParam)
+    missing = [name for name in get_args(named) if catalogue.find(name) is None]
+    assert not missing
+
+
+def test_an_alias_given_twice_is_refused(tmp_path):
+    path = tmp_path / "models.yaml"
+    path.write_text(
+        "- {id: a, aliases: [b], display_name: A, created_at: '2026-01-01T00:00:00Z'}\n"
+        "- {id: b, display_name: B, created_at: '2026-01-02T00:00:00Z'}\n"
+    )
+    with pytest.raises(ValueError, match="'b' is given twice"):
+        ModelCatalogue.from_file(path)
