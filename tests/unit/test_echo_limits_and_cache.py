@@ -53,6 +53,10 @@ def test_a_prompt_over_the_context_window_is_the_apis_400_and_one_near_it_stops_
     assert message["stop_reason"] == "model_context_window_exceeded" and message["usage"]["output_tokens"] == 3
 
 
+def store_in(folder) -> SQLiteStore:
+    return SQLiteStore(folder / "state.sqlite3", max_journal_bytes=1 << 20, max_journal_entries=100)
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 1_000_000.0
@@ -69,7 +73,7 @@ def cached_body(ttl: str | None = None, question: str = "What is it about?") -> 
 @pytest.fixture
 def cache(tmp_path) -> tuple[PromptCache, Clock]:
     clock = Clock()
-    return PromptCache(SQLiteStore(tmp_path / "state.sqlite3"), clock), clock
+    return PromptCache(store_in(tmp_path), clock), clock
 
 
 def account(cache: PromptCache, body: dict, minimum: int = 1024) -> dict:
@@ -122,7 +126,7 @@ def test_the_1h_and_5m_breakpoints_split_the_write(tmp_path):
         ],
         system=[{"type": "text", "text": "word " * 1500, "cache_control": {"type": "ephemeral", "ttl": "1h"}}],
     )
-    backend = EchoBackend(CATALOGUE, store=SQLiteStore(tmp_path / "state.sqlite3"))
+    backend = EchoBackend(CATALOGUE, store=store_in(tmp_path))
     usage = reply(backend, body)["usage"]
     assert usage["cache_creation"] == {"ephemeral_5m_input_tokens": 600, "ephemeral_1h_input_tokens": 1500}
     assert usage["input_tokens"] == 1 and usage["cache_read_input_tokens"] == 0
@@ -130,6 +134,6 @@ def test_the_1h_and_5m_breakpoints_split_the_write(tmp_path):
 
 def test_a_top_level_cache_control_caches_up_to_the_last_block(tmp_path):
     body = message_body("word " * 1100, cache_control={"type": "ephemeral"})
-    backend = EchoBackend(CATALOGUE, store=SQLiteStore(tmp_path / "state.sqlite3"))
+    backend = EchoBackend(CATALOGUE, store=store_in(tmp_path))
     assert reply(backend, body)["usage"]["cache_creation_input_tokens"] == 1100
     assert reply(backend, body)["usage"]["cache_read_input_tokens"] == 1100
