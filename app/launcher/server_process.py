@@ -56,6 +56,7 @@ class ServerProcess:
         )
         self.process: subprocess.Popen[str] | None = None
         self.lines: list[str] = []
+        self._draining: threading.Thread | None = None
 
     @property
     def base_url(self) -> str:
@@ -76,7 +77,8 @@ class ServerProcess:
             stderr=subprocess.STDOUT,
             text=True,
         )
-        threading.Thread(target=self._drain, daemon=True).start()
+        self._draining = threading.Thread(target=self._drain, daemon=True)
+        self._draining.start()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -88,7 +90,7 @@ class ServerProcess:
         raise RuntimeError(f"the server did not start:\n{self.output}")
 
     def stop(self, timeout: float = 15.0) -> int | None:
-        """SIGTERM, wait, then SIGKILL; the exit code."""
+        """SIGTERM, wait, then SIGKILL; the exit code. The server's output is read to its end, and the pipe closed."""
         if self.process is None:
             return None
         if self.process.poll() is None:
@@ -98,6 +100,10 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self._draining is not None:
+            self._draining.join(timeout)  # the pipe ends when the last process holding it (a worker, too) exits
+        if self.process.stdout is not None:
+            self.process.stdout.close()
         return self.process.returncode
 
     def worker_pids(self) -> list[int]:
