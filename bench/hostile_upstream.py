@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         upstream.kill()
         upstream.wait()
+        upstream.stdout.close()
     return 0
 
 

@@ -124,7 +124,11 @@ def test_reloads_lose_no_request_of_keep_alive_clients():
                     connection = None
             except (OSError, http.client.HTTPException) as error:
                 failures[type(error).__name__] += 1
+                if connection is not None:
+                    connection.close()
                 connection = None
+        if connection is not None:
+            connection.close()
 
     # An idle kept-alive connection is closed after `keepalive` seconds, drain or not, and a client that sends
     # just then loses its request: that race is HTTP/1.1's own. A long keep-alive keeps it out of this test,

@@ -83,6 +83,7 @@ def faulty():
     yield process
     process.kill()
     process.wait()
+    process.stdout.close()
 
 
 def ask(client, text="Hello through the gateway", **fields):
@@ -147,7 +148,9 @@ def test_header_bytes_beyond_ascii_pass_through(upstream, gateway):
     connection.putheader("x-note", "caf\xe9".encode("latin-1"))  # obs-text: legal, if unusual
     connection.endheaders(body.encode())
     response = connection.getresponse()
-    assert response.status == 200, response.read()
+    status, answer = response.status, response.read()
+    connection.close()
+    assert status == 200, answer
     assert journal(upstream)[-1]["headers"]["x-note"] == "caf\xe9"
 
 
