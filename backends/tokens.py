@@ -51,6 +51,7 @@ def chunks(value: str, per_chunk: int) -> Iterator[str]:
 def count_input(body: Mapping[str, Any]) -> int:
     """The input tokens of a create-message or count-tokens request body."""
     parts = [text.system_text(body.get("system"))]
-    parts += [text.content_text(message["content"]) for message in body["messages"]]
+    # A beta system message may carry only an output_config, no content.
+    parts += [text.content_text(message.get("content", "")) for message in body["messages"]]
     parts += [compact_json(tool) for tool in body.get("tools") or ()]
     return sum(count(part) for part in parts)

@@ -15,8 +15,7 @@ from backends.base import MessageRequest
 
 def create(body: dict[str, Any]) -> Response:
     """Create a message: whole as JSON, or as server-sent events when `stream` is true."""
-    cross_field.check(body)
-    message_request = _message_request(body)
+    message_request = _checked(body)
     if body.get("stream"):
         return sse_response(backend().stream_message(message_request))
     return json_response(backend().create_message(message_request))
@@ -24,9 +23,11 @@ def create(body: dict[str, Any]) -> Response:
 
 def count_tokens(body: dict[str, Any]) -> Response:
     """Count the input tokens of a would-be message."""
-    cross_field.check(body)
-    return json_response(backend().count_tokens(_message_request(body)))
+    return json_response(backend().count_tokens(_checked(body)))
 
 
-def _message_request(body: dict[str, Any]) -> MessageRequest:
-    return MessageRequest(body=body, headers=request_headers(), client_gone=client_gone())
+def _checked(body: dict[str, Any]) -> MessageRequest:
+    """The request for the backend, once it keeps the rules between its fields (and its betas)."""
+    headers = request_headers()
+    cross_field.check(body, cross_field.betas_of(headers.get("anthropic-beta")))
+    return MessageRequest(body=body, headers=headers, client_gone=client_gone())

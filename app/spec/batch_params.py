@@ -26,17 +26,25 @@ PARAMS_SCHEMA = "MessageBatchRequestParams"
 CHECKED_AS = "x-checked-when-processed"
 
 
-def params_check(spec: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], None]:
-    """The check of one request's params, from `spec` (openapi.yaml as loaded): raises the 400 ApiError it earns."""
-    validator = schema_validator(resolve_refs(spec)["components"]["schemas"][PARAMS_SCHEMA][CHECKED_AS])
+def params_check(spec: Mapping[str, Any]) -> Callable[[Mapping[str, Any], Mapping[str, str]], None]:
+    """The check of one request's params, from `spec` (openapi.yaml as loaded): raises the 400 ApiError it earns.
 
-    def check(params: Mapping[str, Any]) -> None:
+    It is given the headers of the batch's create request too: the betas its anthropic-beta names are every
+    request's, as they would be a POST /v1/messages's.
+    """
+    resolved = resolve_refs(spec)
+    # With the components beside it, as Connexion hands a body schema to its validator: the discriminators'
+    # mappings (a message's role, a block's type) point into them, so an error comes from the branch meant.
+    checked = {**resolved["components"]["schemas"][PARAMS_SCHEMA][CHECKED_AS], "components": resolved["components"]}
+    validator = schema_validator(checked)
+
+    def check(params: Mapping[str, Any], headers: Mapping[str, str]) -> None:
         try:
             message = first_error(validator, params)
         except RecursionError:
             message = "body: nested too deeply"
         if message is not None:
             raise ApiError(400, message)
-        cross_field.check(params)
+        cross_field.check(params, cross_field.betas_of(headers.get("anthropic-beta")))
 
     return check

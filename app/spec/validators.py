@@ -4,9 +4,12 @@ Connexion validates every request against the spec; these subclasses change
 only how a failure reads and how the work is done:
 - a message names the offending field path and says what is wrong in the
   API's words, e.g. `messages.0.content: Input should be a valid string or list`;
-- where a union has a discriminator (content blocks, tools, tool_choice…),
-  the error comes from the branch its mapping names for the input's tag, not
-  from all of them;
+- where a union has a discriminator (content blocks, tools, tool_choice…,
+  messages by role), the error comes from the branch its mapping names for
+  the input's tag, not from all of them; an object is never told it should
+  have been null;
+- a few failures read as the API words them, not as the schema would
+  (`cache_control cannot be set for empty text blocks`);
 - a body that is not UTF-8, not JSON, or nested too deeply is a 400, never a 500;
 - each schema's validator is built once, not once per request.
 """
@@ -69,7 +72,7 @@ def first_error(validator: Draft4Validator, instance: Any) -> str | None:
     if passes(validator.schema, instance):  # the compiled check (fastcheck.py); errors still come from jsonschema
         return None
     errors = list(validator.iter_errors(instance))
-    return describe(_most_relevant(errors), validator.schema) if errors else None
+    return describe(_most_relevant(errors), validator.schema, instance) if errors else None
 
 
 def _most_relevant(errors: Iterable[ValidationError]) -> ValidationError:
@@ -78,14 +81,17 @@ def _most_relevant(errors: Iterable[ValidationError]) -> ValidationError:
     return max(errors, key=relevance)
 
 
-def describe(error: ValidationError, root: Mapping[str, Any]) -> str:
+def describe(error: ValidationError, root: Mapping[str, Any], body: Any = None) -> str:
     """One error as `field.path: message`, choosing the branch of a union the instance meant.
 
-    `root` is the schema validated against, in which a discriminator's mapping is looked up.
+    `root` is the schema validated against, in which a discriminator's mapping is looked up; `body` the
+    instance validated, in which an error's neighbours are looked up.
     """
     if error.validator in ("oneOf", "anyOf") and error.context:
-        return _describe_union(error, root)
+        return _describe_union(error, root, body)
     path = _path(error.absolute_path)
+    if error.validator == "minLength" and _is_empty_text_with_a_breakpoint(error, body):
+        return f"{path}: cache_control cannot be set for empty text blocks"
     if error.validator == "required":
         missing = str(error.message).split("'")[1]
         return f"{_join(path, missing)}: Field required"
@@ -96,7 +102,7 @@ def describe(error: ValidationError, root: Mapping[str, Any]) -> str:
     return f"{path or 'body'}: {_message(error)}"
 
 
-def _describe_union(error: ValidationError, root: Mapping[str, Any]) -> str:
+def _describe_union(error: ValidationError, root: Mapping[str, Any], body: Any) -> str:
     branches = error.schema[error.validator]
     instance = error.instance
     path = _path(error.absolute_path)
@@ -114,15 +120,32 @@ def _describe_union(error: ValidationError, root: Mapping[str, Any]) -> str:
                 expected = ", ".join(f"'{known}'" for known in choices if known is not None)
                 return f"{_join(path, name)}: Input tag '{tag}' does not match any of the expected tags: {expected}"
     else:
-        chosen = [index for index, branch in enumerate(branches) if _type_matches(branch.get("type"), instance)]
+        chosen = [index for index, branch in enumerate(branches) if _branch_takes(branch, instance)]
         if not chosen:
-            kinds = [branch.get("type") for branch in branches]
+            kinds = [branch.get("type") for branch in branches if branch.get("enum") != [None]]
             names = list(dict.fromkeys(PYTHON_TYPE_NAMES.get(str(kind), str(kind)) for kind in kinds if kind))
             return f"{path or 'body'}: Input should be a valid {' or '.join(names)}"
     errors = [sub for sub in error.context if sub.schema_path[0] in chosen]
     if not errors:
         return f"{path or 'body'}: Input matches more than one of the allowed shapes"
-    return describe(_most_relevant(errors), root)
+    return describe(_most_relevant(errors), root, body)
+
+
+def _is_empty_text_with_a_breakpoint(error: ValidationError, body: Any) -> bool:
+    """Whether the error is an empty `text` in a text block that sets a cache_control."""
+    *where, name = error.absolute_path or [None]
+    block = _at(body, where)
+    is_text_block = isinstance(block, Mapping) and block.get("type") == "text"
+    return name == "text" and is_text_block and bool(block.get("cache_control"))
+
+
+def _at(instance: Any, path: Iterable[Any]) -> Any:
+    for part in path:
+        try:
+            instance = instance[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return instance
 
 
 def _tag_choices(
@@ -162,6 +185,14 @@ def _branches_equal_to(component: Any, branches: list[Any]) -> list[int]:
     A mapping that names no branch (a schema without the components it points into) leaves every branch in play.
     """
     return [index for index, branch in enumerate(branches) if branch == component] or list(range(len(branches)))
+
+
+def _branch_takes(branch: Mapping[str, Any], instance: Any) -> bool:
+    """Whether an untagged union's branch is one `instance` may have meant: its JSON type, and a null branch
+    (NullValue, the None of an Optional) only for null."""
+    if branch.get("enum") == [None]:
+        return instance is None
+    return _type_matches(branch.get("type"), instance)
 
 
 def _type_matches(kind: Any, instance: Any) -> bool:

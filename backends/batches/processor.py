@@ -59,7 +59,7 @@ class BatchProcessor:
         self,
         store: BatchStore,
         answer: Callable[[MessageRequest], Reply],
-        check: Callable[[Mapping[str, Any]], None],
+        check: Callable[[Mapping[str, Any], Mapping[str, str]], None],
         *,
         lease_seconds: float = 10.0,
         journal: StateStore | None = None,
@@ -68,7 +68,7 @@ class BatchProcessor:
         self.store = store
         #: The backend's create_message.
         self.answer = answer
-        #: Raises the ApiError POST /v1/messages would answer a malformed request with.
+        #: Raises the ApiError POST /v1/messages would answer a malformed request with (given the batch's headers).
         self.check = check
         self.lease_seconds = lease_seconds
         self.journal = journal
@@ -173,7 +173,7 @@ class BatchProcessor:
         request_id = new_id("req")
         headers: Mapping[str, str] = {}
         try:
-            self.check(params)
+            self.check(params, batch.headers)
             reply = self.answer(MessageRequest(params, batch.headers, custom_id=request.custom_id))
         except ApiError as error:
             headers, status = error.headers, error.status

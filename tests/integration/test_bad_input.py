@@ -21,6 +21,7 @@ import socket
 import time
 import urllib.parse
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -133,8 +134,7 @@ def test_a_body_that_is_not_a_json_object_is_a_400(server, body, headers, messag
             'messages: first message must use the "user" role',
             id="assistant-first",
         ),
-        pytest.param({"max_tokens": 0}, "max_tokens: Input should be greater than or equal to 1", id="max-tokens-0"),
-        pytest.param({"max_tokens": -5}, "max_tokens: Input should be greater than or equal to 1", id="negative"),
+        pytest.param({"max_tokens": -5}, "max_tokens: Input should be greater than or equal to 0", id="negative"),
         pytest.param({"max_tokens": 1.5}, "max_tokens: Input should be a valid integer", id="max-tokens-float"),
         pytest.param({"max_tokens": 100.0}, "max_tokens: Input should be a valid integer", id="max-tokens-100.0"),
         pytest.param({"max_tokens": "100"}, "max_tokens: Input should be a valid integer", id="max-tokens-string"),
@@ -150,6 +150,173 @@ def test_a_body_that_is_not_a_json_object_is_a_400(server, body, headers, messag
     ],
 )
 def test_a_body_that_breaks_the_api_rules_is_a_400_naming_the_field(server, fields, message):
+    assert_api_error(post(server, message_body(**fields)), 400, "invalid_request_error", message)
+
+
+def _after_hello(*messages: dict[str, Any]) -> dict[str, Any]:
+    return {"messages": [{"role": "user", "content": "Hello"}, *messages]}
+
+
+def _in_a_user_turn(*blocks: dict[str, Any]) -> dict[str, Any]:
+    return {"messages": [{"role": "user", "content": list(blocks)}]}
+
+
+TOOL_TAGS = "'tool_reference', 'mcp_tool_reference', 'mcp_toolset_reference'"
+#: Today's shapes malformed: the system messages, the beta client's fields and blocks, a block out of its place.
+MALFORMED_TODAY = [
+    pytest.param(
+        {"messages": [{"role": "robot", "content": "Hi"}]},
+        "messages.0.role: Input tag 'robot' does not match any of the expected tags: 'user', 'assistant', 'system'",
+        id="unknown-role",
+    ),
+    pytest.param({"messages": [{"content": "Hi"}]}, "messages.0.role: Field required", id="no-role"),
+    pytest.param(
+        _after_hello({"role": "system", "content": [{"type": "image", "source": {"type": "url", "url": "x"}}]}),
+        "messages.1.content.0.type: Input tag 'image' does not match any of the expected tags: "
+        "'text', 'tool_addition', 'tool_removal'",
+        id="image-in-a-system-message",
+    ),
+    pytest.param(
+        _after_hello({"role": "system", "content": [{"type": "compaction", "content": "summary"}]}),
+        "messages.1.content.0.type: Input tag 'compaction' does not match",
+        id="compaction-in-a-system-message",
+    ),
+    pytest.param(_after_hello({"role": "system"}), "messages.1.content: Field required", id="empty-system-message"),
+    pytest.param(
+        _after_hello({"role": "system", "content": "x", "output_config": {"format": {"type": "json_schema"}}}),
+        "messages.1.output_config.format: Extra inputs are not permitted",
+        id="format-in-a-system-message",
+    ),
+    pytest.param(
+        {"messages": [{"role": "user", "content": "Hi", "output_config": {"effort": "low"}}]},
+        "messages.0.output_config: Extra inputs are not permitted",
+        id="output-config-in-a-user-turn",
+    ),
+    pytest.param(
+        {"messages": [{"role": "user", "content": "Hi", "clear_at": "never"}]},
+        "messages.0.clear_at: Extra inputs are not permitted",
+        id="clear-at-in-a-user-turn",
+    ),
+    pytest.param(
+        _in_a_user_turn({"type": "text", "text": "", "cache_control": {"type": "ephemeral"}}),
+        "messages.0.content.0.text: cache_control cannot be set for empty text blocks",
+        id="cache-control-on-empty-text",
+    ),
+    pytest.param(
+        {"system": [{"type": "text", "text": "", "cache_control": {"type": "ephemeral"}}]},
+        "system.0.text: cache_control cannot be set for empty text blocks",
+        id="cache-control-on-empty-system-text",
+    ),
+    pytest.param(
+        {"context_management": {"edits": [{"type": "clear_everything"}]}},
+        "context_management.edits.0.type: Input tag 'clear_everything' does not match any of the expected tags: "
+        "'clear_tool_uses_20250919', 'clear_thinking_20251015', 'compact_20260112'",
+        id="unknown-edit",
+    ),
+    pytest.param(
+        {"context_management": {"edits": [{"type": "clear_tool_uses_20250919", "trigger": {"type": "seconds"}}]}},
+        "context_management.edits.0.trigger.type: Input tag 'seconds' does not match any of the expected tags: "
+        "'input_tokens', 'tool_uses'",
+        id="unknown-trigger",
+    ),
+    pytest.param(
+        {"context_management": {"edits": [{"type": "compact_20260112", "trigger": {"type": "input_tokens"}}]}},
+        "context_management.edits.0.trigger.value: Field required",
+        id="trigger-without-value",
+    ),
+    pytest.param(
+        {"context_management": {"edits": []}, "compaction": {"type": "now"}},
+        "compaction.type: Input should be 'summarize'",
+        id="unknown-compaction",
+    ),
+    pytest.param(
+        _in_a_user_turn({"type": "compaction", "content": ""}),
+        "messages.0.content.0.content: String should have at least 1 character",
+        id="empty-compaction",
+    ),
+    pytest.param(
+        {"mcp_servers": [{"type": "url", "name": "weather"}]}, "mcp_servers.0.url: Field required", id="mcp-no-url"
+    ),
+    pytest.param(
+        _in_a_user_turn({"type": "mcp_tool_use", "id": "m", "name": "f", "input": {}}),
+        "messages.0.content.0.server_name: Field required",
+        id="mcp-use-no-server",
+    ),
+    pytest.param(
+        _in_a_user_turn({"type": "tool_removal", "tool": {"type": "tool_definition", "definition": {}}}),
+        f"messages.0.content.0.tool.type: Input tag 'tool_definition' does not match any of the expected tags: "
+        f"{TOOL_TAGS}",
+        id="definition-in-a-removal",
+    ),
+    pytest.param(
+        _in_a_user_turn({"type": "fallback", "from": {"model": "a"}}),
+        "messages.0.content.0.to: Field required",
+        id="fallback-without-to",
+    ),
+    pytest.param(
+        {"tools": [{"type": "computer_20251124", "name": "computer", "display_height_px": 768}]},
+        "tools.0.display_width_px: Field required",
+        id="computer-without-width",
+    ),
+    pytest.param(
+        {"tools": [{"type": "advisor_20260301", "name": "advisor"}]}, "tools.0.model: Field required", id="advisor"
+    ),
+    pytest.param({"fallbacks": "sometimes"}, "fallbacks: Input should be 'default'", id="fallbacks-word"),
+    pytest.param(
+        {"fallbacks": [{"model": "m", "thinking": {"type": "sometimes"}}]},
+        "fallbacks.0.thinking.type: Input tag 'sometimes' does not match any of the expected tags: "
+        "'enabled', 'disabled', 'between_tools', 'adaptive'",
+        id="fallback-thinking",
+    ),
+    pytest.param(
+        {"fallback_credit_token": 5},
+        "fallback_credit_token: Input should be a valid string or dictionary",
+        id="credit-token-number",
+    ),
+    pytest.param(
+        {"fallback_credit_token": {"token": "t", "mode": "strict"}},
+        "fallback_credit_token: Input should be a valid string",
+        id="credit-token-object-without-its-beta",
+    ),
+    pytest.param({"thread": {"type": "continue"}}, "thread.previous_message_id: Field required", id="thread"),
+    pytest.param(
+        {"thinking": {"type": "adaptive", "display": "loud"}},
+        "thinking.display: Input should be 'summarized', 'omitted' or 'updates'",
+        id="thinking-display",
+    ),
+    pytest.param(
+        {"thinking": {"type": "adaptive", "block_binding": {"prefix_mismatch_behavior": "ignore"}}},
+        "thinking.block_binding.prefix_mismatch_behavior: Input should be 'error' or 'drop_block'",
+        id="block-binding",
+    ),
+    pytest.param(
+        {"output_config": {"task_budget": {"type": "tokens"}}},
+        "output_config.task_budget.total: Field required",
+        id="task-budget",
+    ),
+    pytest.param(
+        _in_a_user_turn(
+            {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "x"}, "citations": 1}
+        ),
+        "messages.0.content.0.citations: Input should be a valid dictionary",
+        id="citations-not-an-object",
+    ),
+    pytest.param(
+        _in_a_user_turn(
+            {
+                "type": "document",
+                "source": {"type": "text", "media_type": "text/plain", "data": "x"},
+                "citations": {"enabled": "yes"},
+            }
+        ),
+        "messages.0.content.0.citations.enabled: Input should be a valid boolean",
+        id="citations-enabled-not-a-boolean",
+    ),
+]
+
+
+@pytest.mark.parametrize(("fields", "message"), MALFORMED_TODAY)
+def test_today_s_shapes_malformed_are_400s_in_the_api_s_words(server, fields, message):
     assert_api_error(post(server, message_body(**fields)), 400, "invalid_request_error", message)
 
 

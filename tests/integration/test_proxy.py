@@ -121,7 +121,7 @@ def test_upstream_errors_pass_through_unchanged(sdk):
 def test_bad_requests_never_reach_the_upstream(upstream, gateway, sdk):
     before = len(journal(upstream))
     with pytest.raises(anthropic.BadRequestError):
-        ask(sdk, max_tokens=0)
+        ask(sdk, max_tokens=-1)  # below the minimum, 0 (which warms the cache)
     assert len(journal(upstream)) == before
     assert journal(gateway)[-1]["status"] == 400
 

@@ -85,11 +85,12 @@ def test_beta_header_is_accepted(client):
     ("body", "message"),
     [
         ({"max_tokens": 10, "messages": [{"role": "user", "content": "x"}]}, "model: Field required"),
-        (message_body(max_tokens=0), "max_tokens: Input should be greater than or equal to 1"),
+        (message_body(max_tokens=-1), "max_tokens: Input should be greater than or equal to 0"),
         (message_body(max_tokens="10"), "max_tokens: Input should be a valid integer"),
         (message_body(temperature=2), "temperature: Input should be less than or equal to 1"),
         (message_body(messages=[]), "messages: List should have at least 1 item"),
-        (message_body(messages=[{"role": "system", "content": "x"}]), "messages.0.role: Input should be"),
+        (message_body(messages=[{"role": "robot", "content": "x"}]), "messages.0.role: Input tag 'robot'"),
+        (message_body(messages=[{"role": "system", "content": "x"}]), 'first message must use the "user" role'),
         (message_body(messages=[{"role": "user", "content": 42}]), "messages.0.content: Input should be a valid"),
         (message_body(surprise=True), "surprise: Extra inputs are not permitted"),
         (message_body(tool_choice={"type": "sometimes"}), "tool_choice"),
@@ -98,6 +99,14 @@ def test_beta_header_is_accepted(client):
 )
 def test_validation_errors_name_the_field(client, body, message):
     assert_error(client.post("/v1/messages", json=body, headers=HEADERS), 400, "invalid_request_error", message)
+
+
+def test_max_tokens_0_warms_the_cache_without_a_reply(client):
+    # The SDK documents max_tokens 0 as populating the prompt cache without generating a response.
+    response = client.post("/v1/messages", json=message_body(max_tokens=0), headers=HEADERS)
+    assert response.status_code == 200, response.text
+    reply = response.json()
+    assert reply["content"] == [] and reply["stop_reason"] == "max_tokens" and reply["usage"]["output_tokens"] == 0
 
 
 def test_rules_across_fields_are_400s(client):

@@ -123,6 +123,18 @@ def test_a_malformed_request_is_errored_as_post_v1_messages_would_refuse_it(stor
     assert errors["no-max-tokens"]["request_id"].startswith("req_") and errors["no-max-tokens"]["type"] == "error"
 
 
+def test_a_request_s_betas_are_the_batch_s_anthropic_beta(store, clock):
+    # The object form of fallback_credit_token needs its beta, named in the create request's anthropic-beta.
+    params = message_body("x", fallback_credit_token={"token": "t", "mode": "strict"})
+    local = batches(store, clock)
+    without = local.create([{"custom_id": "r", "params": params}], {}).body["id"]
+    named = local.create([{"custom_id": "r", "params": params}], {"anthropic-beta": "fallback-credit-2026-07-01"})
+    run(processor(store, clock))
+    error = results(local, without)[0]["result"]["error"]["error"]
+    assert error["message"] == "fallback_credit_token: Input should be a valid string"
+    assert results(local, named.body["id"])[0]["result"]["type"] == "succeeded"
+
+
 def test_a_backend_failure_is_an_errored_api_error(store, clock):
     def broken(request: MessageRequest) -> Reply:
         raise RuntimeError("boom")

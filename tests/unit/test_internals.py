@@ -317,7 +317,7 @@ REQUESTS = [
     case("an empty body", "POST", "/v1/messages", JSON, b""),
     case("an array", "POST", "/v1/messages", JSON, b"[]"),
     case("NaN", "POST", "/v1/messages", JSON, b'{"model": NaN}'),
-    case("two bad fields", "POST", "/v1/messages", JSON, message_body(max_tokens=0, surprise=1)),
+    case("two bad fields", "POST", "/v1/messages", JSON, message_body(max_tokens=-1, surprise=1)),
     case("fields at odds", "POST", "/v1/messages", JSON, message_body(tool_choice={"type": "any"})),
     case("no key", "POST", "/v1/messages", {"anthropic-version": "2023-06-01"}, message_body()),
     case("a wrong key", "POST", "/v1/messages", {**JSON, "x-api-key": "wrong"}, message_body()),

@@ -3,8 +3,9 @@
 Connexion validates with JSON Schema draft 4, which ignores `discriminator`
 and `example`; these are for people, Swagger UI, Prism and code generators,
 so nothing at run time would notice them going stale. These tests do:
-- every union of objects tagged by `type` has a discriminator, and its
-  mapping names exactly the union's branches by exactly their tags;
+- every union of objects tagged by `type` (messages: by `role`) has a
+  discriminator, and its mapping names exactly the union's branches by
+  exactly their tags;
 - every example is valid against the schema it illustrates, every content
   block has one, and each error response's examples carry its own error type
   (Prism answers a missing key with the 401's first example);
@@ -43,17 +44,22 @@ def unions(node: Any, where: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
             yield from unions(value, f"{where}.{index}")
 
 
-def tags(ref: str) -> list[str]:
-    """The `type` tags of the component `ref` names (none for an untagged one)."""
-    tag = SCHEMAS[ref.removeprefix(REF_PREFIX)].get("properties", {}).get("type", {})
+#: The properties a union's branches may be tagged by: content blocks, tools, events… by `type`; messages by `role`.
+TAG_PROPERTIES = ("type", "role")
+
+
+def tags(ref: str, name: str = "type") -> list[str]:
+    """The `name` tags of the component `ref` names (none for an untagged one)."""
+    tag = SCHEMAS[ref.removeprefix(REF_PREFIX)].get("properties", {}).get(name, {})
     return [value for value in tag.get("enum", []) if value is not None]
 
 
-def tagged_branches(union: dict[str, Any]) -> list[str] | None:
-    """The $refs of a union whose every branch (null aside) is a component tagged by `type`, else None."""
+def tagged_branches(union: dict[str, Any]) -> tuple[str, list[str]] | None:
+    """The tag property and the $refs of a union whose every branch (null aside) is a component tagged by it."""
     branches = [branch.get("$ref") for branch in union["oneOf"] if branch.get("$ref") != NULL_BRANCH]
-    if branches and all(ref and ref.startswith(REF_PREFIX) and tags(ref) for ref in branches):
-        return branches  # type: ignore[return-value]
+    for name in TAG_PROPERTIES:
+        if branches and all(ref and ref.startswith(REF_PREFIX) and tags(ref, name) for ref in branches):
+            return name, branches  # type: ignore[return-value]
     return None
 
 
@@ -64,14 +70,15 @@ RESOLVED = resolve_refs(SPEC)
 @pytest.mark.parametrize("where", sorted(UNIONS))
 def test_a_tagged_union_has_a_discriminator_that_maps_each_tag_to_its_branch(where: str) -> None:
     union = UNIONS[where]
-    branches = tagged_branches(union)
-    if branches is None:
+    tagged = tagged_branches(union)
+    if tagged is None:
         assert "discriminator" not in union, "a discriminator on a union whose branches are not all tagged objects"
         return
+    name, branches = tagged
     assert "discriminator" in union, f"{where}: a union of tagged objects without a discriminator"
     discriminator = union["discriminator"]
-    assert discriminator["propertyName"] == "type"
-    expected = {tag: ref for ref in branches for tag in tags(ref)}
+    assert discriminator["propertyName"] == name
+    expected = {tag: ref for ref in branches for tag in tags(ref, name)}
     assert discriminator["mapping"] == expected
     assert list(discriminator["mapping"]) == list(expected), "the mapping lists the tags in the union's order"
 
@@ -80,6 +87,7 @@ def test_the_tagged_unions_are_found() -> None:
     discriminated = [where for where, union in UNIONS.items() if "discriminator" in union]
     assert "components.schemas.ContentBlockParam" in discriminated
     assert "components.schemas.MessageStreamEvent" in discriminated
+    assert "components.schemas.MessageParam" in discriminated
     assert len(discriminated) >= 30
 
 

@@ -21,9 +21,10 @@ from builders import HEADERS, message_body, weather_tool
 
 BLOCK_TAGS = (
     "'text', 'image', 'document', 'search_result', 'thinking', 'redacted_thinking', 'tool_use', 'tool_result', "
-    "'server_tool_use', 'web_search_tool_result', 'web_fetch_tool_result', 'code_execution_tool_result', "
-    "'bash_code_execution_tool_result', 'text_editor_code_execution_tool_result', 'tool_search_tool_result', "
-    "'container_upload'"
+    "'server_tool_use', 'web_search_tool_result', 'web_fetch_tool_result', 'advisor_tool_result', "
+    "'code_execution_tool_result', 'bash_code_execution_tool_result', 'text_editor_code_execution_tool_result', "
+    "'tool_search_tool_result', 'mcp_tool_use', 'mcp_tool_result', 'container_upload', 'compaction', "
+    "'tool_addition', 'tool_removal', 'mcp_tool_listing', 'fallback'"
 )
 
 
@@ -179,7 +180,8 @@ def test_count_tokens_tools_are_worded_alike(client: Any) -> None:
     response = client.post("/v1/messages/count_tokens", json=body, headers=HEADERS)
     assert response.status_code == 400, response.text
     assert response.json()["error"]["message"].startswith(
-        "tools.0.type: Input tag 'x' does not match any of the expected tags: 'custom', 'bash_20250124', "
+        "tools.0.type: Input tag 'x' does not match any of the expected tags: "
+        "'custom', 'bash_20241022', 'bash_20250124', "
     )
 
 
