@@ -2,9 +2,10 @@
 
 The request path, outermost first (README, "How a request travels"):
 
-1. `http/` — ASGI plumbing: `journal` (when on), `envelope` (request id, the
-   last-resort error), `request_checks`, `spec_document` (the spec at
-   /openapi.json, which Swagger UI at /v1/ui reads), `body_limit`;
+1. `http/` — ASGI plumbing: `journal` (when on), `methods` (HEAD and
+   OPTIONS without a body), `envelope` (request id, the last-resort error),
+   `request_checks`, `spec_document` (the spec at /openapi.json, which
+   Swagger UI at /v1/ui reads), `body_limit`;
 2. Connexion's middleware — routing, security (`api/auth.py`) and validation
    (`spec/validators.py`), all driven by openapi.yaml; its problems worded as
    the API's errors by `spec/problems.py`;
@@ -42,6 +43,7 @@ from app.api import BACKEND_KEY, BATCHES_KEY, STORE_KEY
 from app.http.body_limit import BodyLimitMiddleware
 from app.http.envelope import EnvelopeMiddleware
 from app.http.journal import JournalMiddleware
+from app.http.methods import BodylessMethodsMiddleware
 from app.http.request_checks import RequestChecksMiddleware
 from app.http.spec_document import SpecDocumentMiddleware
 from app.settings import ConfigError, Settings, load_settings
@@ -111,6 +113,7 @@ def _middlewares(settings: Settings, store: StateStore | None, spec: Mapping[str
     )
     return [
         *journal,
+        BodylessMethodsMiddleware,
         functools.partial(EnvelopeMiddleware, settings=settings),
         RequestChecksMiddleware,
         functools.partial(SpecDocumentMiddleware, spec=spec),

@@ -121,3 +121,58 @@ def test_chunked_body_over_the_limit_is_refused_as_it_arrives(server):
     sock.close()
     assert answer.startswith(b"HTTP/1.1 413")
     assert b'"type":"request_too_large"' in answer
+
+
+def raw_exchange(port: int, method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    """One request on a connection of its own, read until the server closes it: status, headers, every byte after."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+    lines = [f"{method} {path} HTTP/1.1", "Host: x", "Connection: close", *(f"{k}: {v}" for k, v in headers.items())]
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    sock.close()
+    head, _, rest = received.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    parsed = dict(line.split(": ", 1) for line in header_lines)
+    return int(status_line.split()[1]), {name.lower(): value for name, value in parsed.items()}, rest
+
+
+KEY_HEADERS = {"x-api-key": API_KEY, "anthropic-version": "2023-06-01"}
+#: Paths and what HEAD answers there: GET's status (a route of GET), a 405 (of POST), a 404 (of none).
+HEAD_PATHS = ["/health", "/v1/models", "/v1/models/claude-opus-5-5", "/openapi.json", "/v1/messages", "/", "/nowhere"]
+
+
+@pytest.mark.parametrize("path", HEAD_PATHS)
+def test_head_is_get_without_the_body(server, path):
+    logged = len(server.lines)
+    got, got_headers, got_body = raw_exchange(server.port, "GET", path, KEY_HEADERS)
+    status, headers, body = raw_exchange(server.port, "HEAD", path, KEY_HEADERS)
+    assert body == b"", f"HEAD {path} sent a body: {body[:200]!r}"
+    assert status == (405 if path == "/v1/messages" else got)
+    if status == got:
+        assert headers["content-type"] == got_headers["content-type"]
+        assert headers["content-length"] == got_headers["content-length"] == str(len(got_body))
+    assert "no-body response" not in "".join(server.lines[logged:])
+
+
+@pytest.mark.parametrize(
+    ("path", "allow"),
+    [
+        ("/v1/messages", "POST, OPTIONS"),
+        ("/v1/messages/count_tokens", "POST, OPTIONS"),
+        ("/v1/models", "GET, HEAD, OPTIONS"),
+        ("/v1/models/claude-opus-5-5", "GET, HEAD, OPTIONS"),
+        ("/health", "GET, HEAD, OPTIONS"),
+    ],
+)
+def test_options_names_the_methods_of_a_route(server, path, allow):
+    for headers in ({}, KEY_HEADERS):  # no key needed to ask
+        status, answered, body = raw_exchange(server.port, "OPTIONS", path, headers)
+        assert (status, answered["allow"], body) == (204, allow, b"")
+        assert "content-length" not in answered and answered["request-id"].startswith("req_")
+
+
+def test_options_on_a_path_that_is_not_there_is_a_404(server):
+    status, _, body = raw_exchange(server.port, "OPTIONS", "/nowhere", KEY_HEADERS)
+    assert status == 404 and json.loads(body)["error"]["type"] == "not_found_error"
