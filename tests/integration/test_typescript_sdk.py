@@ -1,0 +1,39 @@
+"""The official TypeScript SDK (pinned in tests/node/package.json) against a real server, under Node.
+
+tests/node/sdk_calls.mjs makes the everyday calls — create, stream,
+countTokens, a forced tool, and one through the beta client — and prints
+what came back as JSON; this test runs it against the suite's echo server
+and checks each answer. The server checks its replies against openapi.yaml
+(UNDERSTUDY_VALIDATE_RESPONSES), and the SDK parses them as its types.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from node_clients import NODE_DIR, TYPESCRIPT_SDK, installed, offline_env, run_node_script
+
+from builders import API_KEY
+
+pytestmark = installed(TYPESCRIPT_SDK)
+
+
+def test_create_stream_count_and_a_forced_tool(server, tmp_path: Path) -> None:
+    results = run_node_script(NODE_DIR / "sdk_calls.mjs", offline_env(server.base_url, API_KEY, tmp_path))
+
+    created = results["created"]
+    assert created["id"].startswith("msg_") and created["stop_reason"] == "end_turn"
+    assert created["text"] == "Hello from TypeScript"
+    assert created["usage"]["input_tokens"] == 3 and created["usage"]["output_tokens"] == 3
+
+    streamed = results["streamed"]
+    assert streamed["text"] == streamed["final_text"] == "Streamed from TypeScript"
+    assert streamed["stop_reason"] == "end_turn"
+
+    assert results["counted"] == {"input_tokens": 4}
+
+    forced = results["forced"]
+    assert forced["stop_reason"] == "tool_use" and forced["name"] == "get_weather"
+    assert isinstance(forced["input"]["city"], str) and 1 <= forced["input"]["days"] <= 7
+
+    assert results["beta"] == {"text": "Hello from the beta client", "stop_reason": "end_turn"}

@@ -1,0 +1,68 @@
+"""The Node clients the tests drive, installed by the README's test command: `npm ci --prefix tests/node`.
+
+tests/node/package.json pins Claude Code and the TypeScript SDK (its
+package-lock.json, every dependency). npm installs them outside pytest, so a
+test that needs one skips, saying how to install it, when node_modules is
+not there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from builders import REPO_ROOT
+
+NODE_DIR = REPO_ROOT / "tests" / "node"
+NODE_MODULES = NODE_DIR / "node_modules"
+CLAUDE = NODE_MODULES / ".bin" / "claude"
+TYPESCRIPT_SDK = NODE_MODULES / "@anthropic-ai" / "sdk"
+INSTALL = "npm ci --prefix tests/node (the README's test command runs it)"
+#: A loopback port nothing listens on: where anything not bound for the base URL ends up.
+DEAD_PROXY = "http://127.0.0.1:9"
+
+
+def installed(path: Path) -> pytest.MarkDecorator:
+    """Skip unless `path`, installed under tests/node, is there."""
+    return pytest.mark.skipif(not path.exists(), reason=f"{path.relative_to(REPO_ROOT)} is missing: run {INSTALL}")
+
+
+def offline_env(base_url: str, api_key: str, home: Path) -> dict[str, str]:
+    """The whole environment of a Node client run: the server's URL and key, a home of its own, and nothing else
+    that could reach the network (a proxy on a dead port catches whatever does not go to 127.0.0.1)."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "ANTHROPIC_BASE_URL": base_url,
+        "ANTHROPIC_API_KEY": api_key,
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "HTTPS_PROXY": DEAD_PROXY,
+        "HTTP_PROXY": DEAD_PROXY,
+        "NO_PROXY": "127.0.0.1,localhost",
+    }
+
+
+def run_claude(prompt: str, env: dict[str, str], cwd: Path, *flags: str) -> dict[str, Any]:
+    """`claude -p PROMPT --output-format json` (headless), its JSON result; fails with its output if it fails."""
+    command = [str(CLAUDE), "-p", prompt, "--output-format", "json", *flags]
+    result = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=180, check=False)
+    assert result.returncode == 0, f"claude exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+    outcome: dict[str, Any] = json.loads(result.stdout)
+    return outcome
+
+
+def run_node_script(script: Path, env: dict[str, str]) -> Any:
+    """Run a .mjs script with node from tests/node (where it finds the packages); its stdout, parsed as JSON."""
+    node = shutil.which("node")
+    assert node, "node is not on PATH"
+    result = subprocess.run(
+        [node, str(script)], env=env, cwd=NODE_DIR, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, f"{script.name} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+    return json.loads(result.stdout)
