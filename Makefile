@@ -9,7 +9,6 @@ $(BIN)/activate:
 
 install: $(BIN)/activate
 	$(BIN)/pip install -q -e ".[test,dev]"
-	npm ci --prefix tests/node
 
 lint:
 	$(BIN)/ruff check .

@@ -1,13 +1,20 @@
-"""The Node clients the tests drive, installed by the README's test command: `npm ci --prefix tests/node`.
+"""The Node clients the tests drive, installed by the tests themselves: `npm ci` in tests/node, once.
 
 tests/node/package.json pins Claude Code and the TypeScript SDK (its
-package-lock.json, every dependency). npm installs them outside pytest, so a
-test that needs one skips, saying how to install it, when node_modules is
-not there.
+package-lock.json, every dependency). The first test that needs them runs
+`npm ci --prefix tests/node` (the `node_clients` fixture), so the README's
+test command is all a clean clone needs: pip cannot install npm packages,
+and a run that never reaches these tests (`-m "not slow"`, one other file)
+never downloads them. An install is stamped with its lock file's hash and
+redone when the lock changes; a lock on a file keeps two runs in one
+checkout from installing at once. Without node and npm on PATH the tests
+skip, saying so; an install that fails fails them, with npm's output.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -22,15 +29,31 @@ from builders import REPO_ROOT
 NODE_DIR = REPO_ROOT / "tests" / "node"
 NODE_MODULES = NODE_DIR / "node_modules"
 CLAUDE = NODE_MODULES / ".bin" / "claude"
-TYPESCRIPT_SDK = NODE_MODULES / "@anthropic-ai" / "sdk"
-INSTALL = "npm ci --prefix tests/node (the README's test command runs it)"
+#: Written into node_modules after an install: the hash of the package-lock.json installed (npm ci removes it).
+STAMP = NODE_MODULES / ".understudy-installed"
+#: Held while installing (tests/node/.npm-ci.lock, ignored by git).
+INSTALL_LOCK = NODE_DIR / ".npm-ci.lock"
+#: The longest an install may take: Claude Code brings a native binary of some 200 MB.
+INSTALL_SECONDS = 900
 #: A loopback port nothing listens on: where anything not bound for the base URL ends up.
 DEAD_PROXY = "http://127.0.0.1:9"
 
 
-def installed(path: Path) -> pytest.MarkDecorator:
-    """Skip unless `path`, installed under tests/node, is there."""
-    return pytest.mark.skipif(not path.exists(), reason=f"{path.relative_to(REPO_ROOT)} is missing: run {INSTALL}")
+def ensure_installed() -> None:
+    """Install the pinned Node clients unless this very lock file is installed; skip without node and npm."""
+    npm = shutil.which("npm")
+    if npm is None or shutil.which("node") is None:
+        pytest.skip("node and npm are not on PATH: the Node clients' tests need them (Node 20 or newer)")
+    lock_hash = hashlib.sha256((NODE_DIR / "package-lock.json").read_bytes()).hexdigest()
+    with INSTALL_LOCK.open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        if STAMP.exists() and STAMP.read_text() == lock_hash:
+            return
+        command = [npm, "ci", "--prefix", str(NODE_DIR), "--no-audit", "--no-fund"]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=INSTALL_SECONDS, check=False)
+        if result.returncode != 0:
+            pytest.fail(f"npm ci --prefix tests/node exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+        STAMP.write_text(lock_hash)
 
 
 def offline_env(base_url: str, api_key: str, home: Path) -> dict[str, str]:

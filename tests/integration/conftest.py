@@ -10,6 +10,7 @@ import pytest
 from app.launcher.server_process import ServerProcess
 
 from builders import API_KEY
+from node_clients import ensure_installed
 
 #: How the suite's shared server runs: two workers, keys enforced, every JSON response checked against the spec.
 SERVER_ENV = {"UNDERSTUDY_API_KEYS": f"{API_KEY},second-key", "UNDERSTUDY_VALIDATE_RESPONSES": "true"}
@@ -26,6 +27,12 @@ def server() -> Iterator[ServerProcess]:
     """One gunicorn server for the whole session."""
     with ServerProcess(SERVER_ENV, workers=2) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def node_clients() -> None:
+    """The pinned Node clients (Claude Code, the TypeScript SDK) under tests/node, installed by npm ci if need be."""
+    ensure_installed()
 
 
 @pytest.fixture

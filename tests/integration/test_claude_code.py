@@ -16,11 +16,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from node_clients import CLAUDE, installed, offline_env, run_claude
+import pytest
 
 from builders import API_KEY
+from node_clients import offline_env, run_claude
 
-pytestmark = installed(CLAUDE)
+pytestmark = pytest.mark.usefixtures("node_clients")
 
 
 def test_a_prompt_is_answered_by_the_echo_backend(server, tmp_path: Path) -> None:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from node_clients import NODE_DIR, TYPESCRIPT_SDK, installed, offline_env, run_node_script
+import pytest
 
 from builders import API_KEY
+from node_clients import NODE_DIR, offline_env, run_node_script
 
-pytestmark = installed(TYPESCRIPT_SDK)
+pytestmark = pytest.mark.usefixtures("node_clients")
 
 
 def test_create_stream_count_and_a_forced_tool(server, tmp_path: Path) -> None:
