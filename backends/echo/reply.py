@@ -2,7 +2,8 @@
 
 In the reply's order:
 - with thinking enabled (or adaptive), a signed thinking block comes first; its tokens are counted in
-  usage.output_tokens_details.thinking_tokens (and in output_tokens), even when display is `omitted`;
+  usage.output_tokens_details.thinking_tokens (and in output_tokens), even when display is `omitted`
+  (with max_tokens 0 nothing is output, not even thinking);
 - with tool_choice `any` or `tool`, the tool it picks is called (`tools.py`): a client tool with one
   `tool_use` block (stop_reason `tool_use`), a server tool with its call and result (`server_tools.py`),
   after which the turn goes on;
@@ -168,9 +169,13 @@ def _stopped_text(reply: str, stop_sequences: Sequence[str], budget: int) -> tup
 
 
 def _thinking(body: Mapping[str, Any], user_text: str, budget: int) -> tuple[JSON, int] | None:
-    """The signed thinking block, and the tokens thought: counted even when display is `omitted`."""
+    """The signed thinking block, and the tokens thought: counted even when display is `omitted`.
+
+    None without thinking, and with no budget to think in (max_tokens 0, which warms the cache, or a full
+    context window): not one token is output, so not even an empty block.
+    """
     config = body.get("thinking") or {}
-    if config.get("type") not in ("enabled", "adaptive"):
+    if config.get("type") not in ("enabled", "adaptive") or budget <= 0:
         return None
     thought = f"The user's last message is {tokens.count(user_text)} tokens long; I will echo it back."
     thought = tokens.cut(thought, min(budget, config.get("budget_tokens", budget)))

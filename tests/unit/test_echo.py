@@ -75,6 +75,14 @@ def test_thinking_comes_first_and_is_signed():
     assert again["content"][0] == thinking  # deterministic
 
 
+@pytest.mark.parametrize("thinking", [{"type": "adaptive"}, {"type": "enabled", "budget_tokens": 1024}])
+def test_max_tokens_0_answers_nothing_not_even_thinking(thinking):
+    # max_tokens 0 warms the cache: no output token, so no block at all (was an empty, signed thinking block).
+    message = echo_message(message_body("hi", max_tokens=0, thinking=thinking))
+    assert message["content"] == [] and message["stop_reason"] == "max_tokens"
+    assert message["usage"]["output_tokens"] == 0 and "output_tokens_details" not in message["usage"]
+
+
 def test_stream_events_follow_the_api_sequence():
     message = echo_message(message_body("Hello there, how are you today?", tools=[weather_tool()]))
     events = list(events_from_message(message))
