@@ -9,6 +9,7 @@ $(BIN)/activate:
 
 install: $(BIN)/activate
 	$(BIN)/pip install -q -e ".[test,dev]"
+	npm ci --prefix tests/node
 
 lint:
 	$(BIN)/ruff check .

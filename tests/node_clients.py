@@ -1,20 +1,15 @@
-"""The Node clients the tests drive, installed by the tests themselves: `npm ci` in tests/node, once.
+"""The Node clients the tests drive: Claude Code and the TypeScript SDK, installed by the README's test command.
 
-tests/node/package.json pins Claude Code and the TypeScript SDK (its
-package-lock.json, every dependency). The first test that needs them runs
-`npm ci --prefix tests/node` (the `node_clients` fixture), so the README's
-test command is all a clean clone needs: pip cannot install npm packages,
-and a run that never reaches these tests (`-m "not slow"`, one other file)
-never downloads them. An install is stamped with its lock file's hash and
-redone when the lock changes; a lock on a file keeps two runs in one
-checkout from installing at once. Without node and npm on PATH the tests
-skip, saying so; an install that fails fails them, with npm's output.
+tests/node/package.json pins them (its package-lock.json, every dependency),
+and the README's test command installs them with `npm ci --prefix tests/node`
+before pytest starts: pip cannot install npm packages, and no test downloads
+anything. Without node and npm on PATH the tests skip, saying so; with them,
+an install that is missing or older than the lock file fails the tests,
+naming the command that installs it.
 """
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -29,31 +24,19 @@ from builders import REPO_ROOT
 NODE_DIR = REPO_ROOT / "tests" / "node"
 NODE_MODULES = NODE_DIR / "node_modules"
 CLAUDE = NODE_MODULES / ".bin" / "claude"
-#: Written into node_modules after an install: the hash of the package-lock.json installed (npm ci removes it).
-STAMP = NODE_MODULES / ".understudy-installed"
-#: Held while installing (tests/node/.npm-ci.lock, ignored by git).
-INSTALL_LOCK = NODE_DIR / ".npm-ci.lock"
-#: The longest an install may take: Claude Code brings a native binary of some 200 MB.
-INSTALL_SECONDS = 900
+#: What `npm ci` writes last: the lock file as installed.
+INSTALLED_LOCK = NODE_MODULES / ".package-lock.json"
 #: A loopback port nothing listens on: where anything not bound for the base URL ends up.
 DEAD_PROXY = "http://127.0.0.1:9"
 
 
 def ensure_installed() -> None:
-    """Install the pinned Node clients unless this very lock file is installed; skip without node and npm."""
-    npm = shutil.which("npm")
-    if npm is None or shutil.which("node") is None:
+    """Skip without node and npm; fail unless the pinned Node clients are installed from this lock file."""
+    if shutil.which("npm") is None or shutil.which("node") is None:
         pytest.skip("node and npm are not on PATH: the Node clients' tests need them (Node 20 or newer)")
-    lock_hash = hashlib.sha256((NODE_DIR / "package-lock.json").read_bytes()).hexdigest()
-    with INSTALL_LOCK.open("w") as held:
-        fcntl.flock(held, fcntl.LOCK_EX)
-        if STAMP.exists() and STAMP.read_text() == lock_hash:
-            return
-        command = [npm, "ci", "--prefix", str(NODE_DIR), "--no-audit", "--no-fund"]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=INSTALL_SECONDS, check=False)
-        if result.returncode != 0:
-            pytest.fail(f"npm ci --prefix tests/node exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
-        STAMP.write_text(lock_hash)
+    lock = NODE_DIR / "package-lock.json"
+    if not INSTALLED_LOCK.exists() or INSTALLED_LOCK.stat().st_mtime < lock.stat().st_mtime:
+        pytest.fail("the Node clients are not installed from tests/node's lock file: run npm ci --prefix tests/node")
 
 
 def offline_env(base_url: str, api_key: str, home: Path) -> dict[str, str]:

@@ -31,7 +31,7 @@ def server() -> Iterator[ServerProcess]:
 
 @pytest.fixture(scope="session")
 def node_clients() -> None:
-    """The pinned Node clients (Claude Code, the TypeScript SDK) under tests/node, installed by npm ci if need be."""
+    """The pinned Node clients (Claude Code, the TypeScript SDK) in tests/node, installed by the README's command."""
     ensure_installed()
 
 
