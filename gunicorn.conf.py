@@ -63,8 +63,13 @@ def on_starting(server):
 
 
 def on_exit(server):
-    """Remove the state file this server made for itself (one named by the operator stays)."""
+    """Remove the state file this server made for itself, and the files kept beside it (named ones stay)."""
+    import shutil
+    from pathlib import Path
+
+    from backends.files import default_files_dir
     from backends.state import remove_state_file
 
     for made in made_state_files:
         remove_state_file(made)
+        shutil.rmtree(default_files_dir(Path(made)), ignore_errors=True)  # used when no directory was configured

@@ -17,9 +17,10 @@ The request path, outermost first (README, "How a request travels"):
 Here, and only here, settings become objects: one state store, the model
 catalogue, the backend (each given its constructor arguments explicitly),
 whoever runs Message Batches (the server's own, with a processor thread
-per worker that the app's lifespan starts and stops, or the backend's) and
-the app. `internals.install` adds the private Connexion and Flask hooks that
-make it fast, unless UNDERSTUDY_INTERNALS is off.
+per worker that the app's lifespan starts and stops, or the backend's), the
+file store (the Files API's, whatever the backend) and the app.
+`internals.install` adds the private Connexion and Flask hooks that make it
+fast, unless UNDERSTUDY_INTERNALS is off.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from connexion.options import SwaggerUIOptions
 from starlette.exceptions import HTTPException
 
 from app import internals
-from app.api import BACKEND_KEY, BATCHES_KEY, STORE_KEY
+from app.api import BACKEND_KEY, BATCHES_KEY, FILES_KEY, STORE_KEY
 from app.http.body_limit import BodyLimitMiddleware
 from app.http.envelope import EnvelopeMiddleware
 from app.http.journal import JournalMiddleware
@@ -49,17 +50,22 @@ from app.http.spec_document import SpecDocumentMiddleware
 from app.settings import ConfigError, Settings, load_settings
 from app.spec.batch_params import params_check
 from app.spec.loading import load_spec
+from app.spec.multipart import MultipartBodyValidator
 from app.spec.problems import render_error
 from app.spec.validators import RequestBodyValidator, RequestParameterValidator
 from backends import backend_class
 from backends.base import Backend
 from backends.batches import Batches, BatchProcessor, BatchStore, LocalBatches
 from backends.catalogue import DEFAULT_FILE, ModelCatalogue
+from backends.files import FileStore, default_files_dir
 from backends.state import SQLiteStore, StateStore, default_state_file
 
 __all__ = ["ConfigError", "check_configuration", "create_app"]
 
-VALIDATORS = {"parameter": RequestParameterValidator, "body": MediaTypeDict({"*/*json": RequestBodyValidator})}
+#: The routes that take an upload (multipart/form-data with a `file` part).
+UPLOAD_ROUTES = (("POST", "/v1/files"), ("POST", "/_understudy/files"))
+#: An upload's body may exceed its file by this much: the multipart framing and the other fields.
+MULTIPART_ALLOWANCE = 1024 * 1024
 
 
 def create_app(overrides: Mapping[str, Any] | None = None) -> connexion.FlaskApp:
@@ -69,6 +75,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> connexion.FlaskApp
     backend = _backend(settings, _catalogue(settings), store)
     spec = load_spec(allow_unknown_fields=settings.allow_unknown_fields, admin=bool(settings.admin_key))
     batches, processor = _batches(settings, backend, store, spec)
+    files = _files(settings, store)
 
     app = connexion.FlaskApp(
         __name__,
@@ -76,7 +83,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> connexion.FlaskApp
         jsonifier=Jsonifier(separators=(",", ":"), ensure_ascii=False),
         # The UI only: the spec it reads is served by SpecDocumentMiddleware, as loaded.
         swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/v1/ui", serve_spec=False),
-        validator_map=VALIDATORS,
+        validator_map=_validators(settings, files),
         lifespan=_lifespan(backend, processor),
     )
     if settings.internals:
@@ -87,6 +94,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> connexion.FlaskApp
     app.app.extensions[BACKEND_KEY] = backend
     app.app.extensions[STORE_KEY] = store
     app.app.extensions[BATCHES_KEY] = batches
+    app.app.extensions[FILES_KEY] = files
     return app
 
 
@@ -99,9 +107,9 @@ def check_configuration() -> None:
     """
     app = create_app()
     app.app.extensions[BACKEND_KEY].close()
-    store: StateStore | None = app.app.extensions[STORE_KEY]
-    if store is not None:
-        store.close()
+    files: FileStore = app.app.extensions[FILES_KEY]
+    files.close()
+    files.state.close()  # the shared store, or the one opened for the files alone (closing twice does nothing)
 
 
 def _middlewares(settings: Settings, store: StateStore | None, spec: Mapping[str, Any]) -> list[Any]:
@@ -120,7 +128,10 @@ def _middlewares(settings: Settings, store: StateStore | None, spec: Mapping[str
         functools.partial(
             BodyLimitMiddleware,
             limit=settings.max_body_bytes,
-            route_limits={("POST", "/v1/messages/batches"): settings.max_batch_bytes},
+            route_limits={
+                ("POST", "/v1/messages/batches"): settings.max_batch_bytes,
+                **dict.fromkeys(UPLOAD_ROUTES, settings.max_file_bytes + MULTIPART_ALLOWANCE),
+            },
         ),
         functools.partial(ServerErrorMiddleware, handler=render_error),
         *ConnexionMiddleware.default_middlewares[1:],
@@ -130,15 +141,45 @@ def _middlewares(settings: Settings, store: StateStore | None, spec: Mapping[str
 def _store(settings: Settings) -> SQLiteStore | None:
     """The one state store every part shares, when any part needs one: the journal, the admin routes, scripts,
     the echo backend's prompt cache, and Message Batches, which the server runs for every backend but the proxy
-    (whose upstream runs them)."""
+    (whose upstream runs them).
+
+    (The Files API always needs one: without a shared store, `_files` opens one for the files alone.)
+    """
     if not (settings.journal_on or settings.admin_key or settings.backend != "proxy"):
         return None
+    return _open_store(settings)
+
+
+def _open_store(settings: Settings) -> SQLiteStore:
+    """The state store in the file the settings name (UNDERSTUDY_STATE_FILE), or in one of this process's own."""
     return SQLiteStore(
         default_state_file() if settings.state_file is None else settings.state_file,
         max_journal_bytes=settings.journal_max_mb * 1024 * 1024,
         max_journal_entries=settings.journal_max_entries,
         temporary=settings.state_file is None,  # this process's own file, removed with the store
     )
+
+
+def _files(settings: Settings, store: StateStore | None) -> FileStore:
+    """The Files API's store: files in UNDERSTUDY_FILES_DIR, else beside the state file (and then, like a state
+    file of this process's own, removed with the store); their metadata in the shared state store, or in one
+    opened for the files alone when no other part needs one."""
+    state = store if store is not None else _open_store(settings)
+    if settings.files_dir is not None:
+        return FileStore(settings.files_dir, state)
+    directory = default_files_dir(settings.state_file or default_state_file())
+    return FileStore(directory, state, temporary=settings.state_file is None)
+
+
+def _validators(settings: Settings, files: FileStore) -> dict[str, Any]:
+    """Connexion's validators: JSON bodies as ours check them, multipart bodies streamed to the file store's spool."""
+    multipart = functools.partial(
+        MultipartBodyValidator, spool_directory=files.spool_directory, max_file_bytes=settings.max_file_bytes
+    )
+    return {
+        "parameter": RequestParameterValidator,
+        "body": MediaTypeDict({"*/*json": RequestBodyValidator, "multipart/form-data": multipart}),
+    }
 
 
 def _catalogue(settings: Settings) -> ModelCatalogue:

@@ -104,6 +104,9 @@ class Settings:
     max_body_bytes: int = setting(
         32 * 1024 * 1024, "UNDERSTUDY_MAX_BODY_BYTES", _positive_int, "largest request body accepted"
     )
+    max_file_bytes: int = setting(
+        500 * 1024 * 1024, "UNDERSTUDY_MAX_FILE_BYTES", _positive_int, "largest file the Files API accepts"
+    )
     models_file: Path | None = setting(
         None, "UNDERSTUDY_MODELS_FILE", _file, "YAML model catalogue for the models routes; default: the shipped one"
     )
@@ -120,6 +123,9 @@ class Settings:
     script: Path | None = setting(None, "UNDERSTUDY_SCRIPT", _path, "the scripted backend's YAML script")
     state_file: Path | None = setting(
         None, "UNDERSTUDY_STATE_FILE", _path, "SQLite file for sequences and the journal, shared by workers"
+    )
+    files_dir: Path | None = setting(
+        None, "UNDERSTUDY_FILES_DIR", _path, "where uploaded files are kept; default: beside the state file"
     )
     journal: bool | None = setting(
         None, "UNDERSTUDY_JOURNAL", _flag, "keep a journal of requests; default: on for every backend but echo"

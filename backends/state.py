@@ -1,4 +1,4 @@
-"""State shared by every gunicorn worker: sequences, the journal, the last good script, batches, prompt-cache entries.
+"""State shared by every gunicorn worker: sequences, the journal, the last good script, batches, prompt cache, files.
 
 Message Batches keep their two tables in the same file (`batches` and `batch_items`, in SCHEMA below);
 backends/batches/store.py reads and writes them through `connection()`, `write()` and
@@ -39,7 +39,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -49,7 +49,7 @@ from backends.wire import ApiError
 logger = logging.getLogger("understudy")
 
 #: The schema's version, in the file's user_version: 0 before retention, 1 with it, 2 with the probe table,
-#: 3 with the batches' tables and the prompt-cache entries.
+#: 3 with the batches' tables, the prompt-cache entries and the files table.
 SCHEMA_VERSION = 3
 #: The first version whose journal entries carry their sizes.
 RETENTION_VERSION = 1
@@ -109,8 +109,14 @@ SCHEMA = (
     "CREATE INDEX IF NOT EXISTS batch_items_claimed ON batch_items (claim) WHERE claim IS NOT NULL",
     # The echo backend's prompt-cache entries: a prefix's hash and when its entry expires (a Unix time).
     "CREATE TABLE IF NOT EXISTS cache_entries (prefix TEXT PRIMARY KEY, expires_at REAL NOT NULL)",
+    # The Files API's files (their bytes are on disk, backends/files/store.py): numbered in upload order, as lists
+    # are newest first and cursors name a number.
+    "CREATE TABLE IF NOT EXISTS files (number INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,"
+    " metadata TEXT NOT NULL)",
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
+#: A file's number (its place in upload order) and its metadata (its FileMetadata).
+FileRow = tuple[int, dict[str, Any]]
 #: Journal filters and the column each compares.
 FILTERS = {"path": "path", "rule": "rule", "status": "status", "method": "method", "request_id": "request_id"}
 #: Over a limit, the journal deletes its oldest entries down to this share under it, so deletes come in batches.
@@ -162,7 +168,7 @@ class JournalPage:
 
 
 class StateStore(Protocol):
-    """What the scripted backend, the journal, the admin routes and the echo backend's prompt cache need.
+    """What the scripted backend, the journal, the admin routes, the echo backend's prompt cache and the Files API need.
 
     Every method that writes raises StoreFull when there is no room for the write.
     """
@@ -198,6 +204,21 @@ class StateStore(Protocol):
 
     def cache_entry(self, prefix: str) -> float | None:
         """When the cache entry for `prefix` expires, if there is one (expired or not)."""
+
+    def add_file(self, metadata: Mapping[str, Any]) -> int:
+        """Record an uploaded file's metadata (its `id` among it); its number, larger than every earlier one."""
+
+    def file(self, file_id: str) -> FileRow | None:
+        """The number and metadata of the file `file_id`, if it exists."""
+
+    def files(self, *, below: int | None = None, above: int | None = None, limit: int = 20) -> list[FileRow]:
+        """Up to `limit` files, newest first: those numbered below `below`, or else the ones just above `above`."""
+
+    def files_by_id(self, file_ids: Sequence[str]) -> list[FileRow]:
+        """The files among `file_ids` that exist, newest first."""
+
+    def delete_file(self, file_id: str) -> bool:
+        """Forget the file `file_id`; whether it existed."""
 
     def writable(self) -> bool:
         """Whether the store can write now (a small write, tried)."""
@@ -348,6 +369,34 @@ class SQLiteStore:
     def cache_entry(self, prefix: str) -> float | None:
         row = self._connection().execute("SELECT expires_at FROM cache_entries WHERE prefix = ?", (prefix,)).fetchone()
         return None if row is None else float(row[0])
+
+    # ---------------------------------------------------------------- files
+    def add_file(self, metadata: Mapping[str, Any]) -> int:
+        sql = "INSERT INTO files (id, metadata) VALUES (?, ?) RETURNING number"
+        values = (metadata["id"], json.dumps(metadata))
+        return int(self._write(lambda connection: connection.execute(sql, values).fetchone()[0]))
+
+    def file(self, file_id: str) -> FileRow | None:
+        row = self._connection().execute("SELECT number, metadata FROM files WHERE id = ?", (file_id,)).fetchone()
+        return None if row is None else (int(row[0]), json.loads(row[1]))
+
+    def files(self, *, below: int | None = None, above: int | None = None, limit: int = 20) -> list[FileRow]:
+        if above is not None:  # the page just above `above`: read upwards from it, then turn it newest first
+            query = "SELECT number, metadata FROM files WHERE number > ? ORDER BY number LIMIT ?"
+            rows = list(self._connection().execute(query, (above, limit)))[::-1]
+        else:
+            query = "SELECT number, metadata FROM files WHERE number < ? ORDER BY number DESC LIMIT ?"
+            rows = list(self._connection().execute(query, (below if below is not None else 2**63 - 1, limit)))
+        return [(int(number), json.loads(metadata)) for number, metadata in rows]
+
+    def files_by_id(self, file_ids: Sequence[str]) -> list[FileRow]:
+        marks = ", ".join("?" * len(file_ids))
+        query = f"SELECT number, metadata FROM files WHERE id IN ({marks}) ORDER BY number DESC"
+        return [(int(number), json.loads(metadata)) for number, metadata in self._connection().execute(query, file_ids)]
+
+    def delete_file(self, file_id: str) -> bool:
+        sql = "DELETE FROM files WHERE id = ?"
+        return bool(self._write(lambda connection: connection.execute(sql, (file_id,)).rowcount > 0))
 
     # --------------------------------------------------------------- health
     def writable(self) -> bool:

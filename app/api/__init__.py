@@ -15,13 +15,16 @@ from flask import current_app, request
 
 from backends.base import Backend
 from backends.batches import Batches
+from backends.files import FileStore
 from backends.state import StateStore
 from backends.wire import ON_DISCONNECT_KEY
 
-#: Where the composition root leaves the backend, the state store and the batches, in Flask's `app.extensions`.
+#: Where the composition root leaves the backend, the state store, the batches and the file store, in Flask's
+#: `app.extensions`.
 BACKEND_KEY = "understudy.backend"
 STORE_KEY = "understudy.store"
 BATCHES_KEY = "understudy.batches"
+FILES_KEY = "understudy.files"
 
 
 def backend() -> Backend:
@@ -53,6 +56,12 @@ def batches() -> Batches:
     """Whoever runs the Message Batches: the server itself, or the backend (the proxy's upstream)."""
     running: Batches = current_app.extensions[BATCHES_KEY]
     return running
+
+
+def file_store() -> FileStore:
+    """The Files API's store."""
+    files: FileStore = current_app.extensions[FILES_KEY]
+    return files
 
 
 def request_headers() -> dict[str, str]:

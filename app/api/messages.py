@@ -1,4 +1,9 @@
-"""POST /v1/messages and POST /v1/messages/count_tokens."""
+"""POST /v1/messages and POST /v1/messages/count_tokens.
+
+The files a request names (document and image sources of type `file`,
+container_upload blocks) are checked and resolved against the file store
+before the backend sees the request (backends/files/sources.py).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,12 @@ from typing import Any
 
 from flask import Response
 
-from app.api import backend, client_gone, request_headers
+from app.api import backend, client_gone, file_store, request_headers
 from app.api.responses import json_response
 from app.api.streaming import sse_response
 from app.spec import cross_field
 from backends.base import MessageRequest
+from backends.files import resolve_file_sources
 
 
 def create(body: dict[str, Any]) -> Response:
@@ -27,7 +33,9 @@ def count_tokens(body: dict[str, Any]) -> Response:
 
 
 def _checked(body: dict[str, Any]) -> MessageRequest:
-    """The request for the backend, once it keeps the rules between its fields (and its betas)."""
+    """The request for the backend, once it keeps the rules between its fields (and its betas), its files resolved."""
     headers = request_headers()
     cross_field.check(body, cross_field.betas_of(headers.get("anthropic-beta")))
-    return MessageRequest(body=body, headers=headers, client_gone=client_gone())
+    return MessageRequest(
+        body=resolve_file_sources(body, file_store()), headers=headers, client_gone=client_gone()
+    )

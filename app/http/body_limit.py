@@ -5,6 +5,12 @@ without one (chunked) is counted as it arrives and refused the moment it
 passes the limit. A body that stops before its end is never taken for a
 shorter body: it is a 400 invalid_request_error with the error code
 `request_body_timeout`, as the SDK models it (BadRequestError, `error_code`).
+
+Some routes have a limit of their own (`route_limits`): a Message Batch may be
+256 MB, a file upload 500 MB. A chunked body is read whole and given a
+Content-Length, which JSON validation needs; a chunked multipart/form-data
+body (an upload) is only counted as it passes, since it is parsed as it
+streams (app/spec/multipart.py) and must never be held in memory.
 """
 
 from __future__ import annotations
@@ -38,7 +44,8 @@ class RequestTimeout(ApiError):
 class BodyLimitMiddleware:
     """Refuses a body over `limit` bytes (413) or one that stops short (400), before any layer below reads it.
 
-    `route_limits` gives some routes, by (method, path), a limit of their own: a Message Batch may be 256 MB.
+    `route_limits` gives some routes, by (method, path), a limit of their own: a Message Batch may be 256 MB,
+    a file upload 500 MB.
     """
 
     def __init__(self, app: ASGIApp, *, limit: int, route_limits: Mapping[tuple[str, str], int] | None = None) -> None:
@@ -65,6 +72,8 @@ class BodyLimitMiddleware:
             return scope, receive
         if _header(scope, b"transfer-encoding") is None:
             return scope, receive
+        if (_header(scope, b"content-type") or "").lower().startswith("multipart/form-data"):
+            return scope, _counted(receive, limit)
         body = bytearray()
         more = True
         while more:
@@ -99,6 +108,21 @@ def _whole_body(receive: Receive) -> Receive:
         return message
 
     return receive_whole
+
+
+def _counted(receive: Receive, limit: int) -> Receive:
+    """A receive channel that passes the body on as it comes, raising RequestTooLarge once it passes `limit`."""
+    received = 0
+
+    async def counting_receive() -> Message:
+        nonlocal received
+        message = await receive()
+        received += len(message.get("body", b""))
+        if received > limit:
+            raise RequestTooLarge(limit)
+        return message
+
+    return counting_receive
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

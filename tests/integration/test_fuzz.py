@@ -14,7 +14,7 @@ wrong one. Every response must pass:
   request that breaks the schema is refused; a missing or wrong key is a 401;
   a 405 lists the allowed methods;
 - `valid_requests_are_accepted`: a valid request is accepted, unless it breaks
-  a rule no schema can state (app/spec/cross_field.py, the catalogue's cursors),
+  a rule no schema can state (app/spec/cross_field.py, the catalogue's and the files' cursors),
   and then it gets exactly that rule's 400;
 - `errors_are_api_shaped`: every error is the API's error object, its type
   the one for its status, its request_id the request-id header;
@@ -77,6 +77,7 @@ from backends import tokens
 from backends.batches import BatchStore, LocalBatches
 from backends.catalogue import DEFAULT_FILE, ModelCatalogue
 from backends.echo import limits
+from backends.files import FileStore
 from backends.wire import ApiError
 
 from builders import state_store
@@ -356,13 +357,19 @@ def _rule_refusal(case: Any) -> ApiError | None:
         elif case.operation.path == "/v1/messages/batches":  # generated cursors name no batch that exists
             query = case.query or {}
             NO_BATCHES.page(after_id=query.get("after_id"), before_id=query.get("before_id"), limit=1, headers={})
+        elif case.operation.path == "/v1/files" and case.method.upper() == "GET":  # generated cursors name no file
+            query = case.query or {}
+            cursors = {name: query.get(name) for name in ("after_id", "before_id", "scope_id")}
+            NO_FILES.page(ids=query.get("ids[]"), **cursors)
     except ApiError as error:
         return error
     return None
 
 
 CATALOGUE = ModelCatalogue.from_file(DEFAULT_FILE)
-NO_BATCHES = LocalBatches(BatchStore(state_store(Path(tempfile.mkdtemp()) / "no-batches.sqlite3")))
+EMPTY_STATE = state_store(Path(tempfile.mkdtemp()) / "empty.sqlite3")
+NO_BATCHES = LocalBatches(BatchStore(EMPTY_STATE))
+NO_FILES = FileStore(Path(tempfile.mkdtemp()) / "no-files", EMPTY_STATE)
 
 
 @schemathesis.check
