@@ -20,8 +20,8 @@ that names no file is returned as it came.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, BinaryIO, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, BinaryIO, Protocol, TypeVar
 
 from backends.wire import JSON, ApiError
 
@@ -32,6 +32,7 @@ ACCEPTED_TYPES = {
 }
 #: The most text a document file may hold: far beyond any model's context window, and bounded in memory.
 MAX_TEXT_BYTES = 32 * 1024 * 1024
+Item = TypeVar("Item")
 
 
 class FileReader(Protocol):
@@ -46,19 +47,27 @@ class FileReader(Protocol):
 
 def resolve_file_sources(body: Mapping[str, Any], files: FileReader) -> Mapping[str, Any]:
     """`body` with every file it names checked and plain-text documents inlined (module docstring)."""
-    messages = body["messages"]
-    resolved = [_resolved_message(message, files) for message in messages]
-    if all(new is old for new, old in zip(resolved, messages, strict=True)):
-        return body
-    return {**body, "messages": resolved}
+    messages = _each(body["messages"], lambda message: _resolved_message(message, files))
+    return body if messages is body["messages"] else {**body, "messages": messages}
 
 
 def _resolved_message(message: Mapping[str, Any], files: FileReader) -> Mapping[str, Any]:
     content = message["content"]
     if isinstance(content, str):
         return message
-    blocks = _resolved_blocks(content, files)
+    blocks = _each(content, lambda block: _resolved_block(block, files))
     return message if blocks is content else {**message, "content": blocks}
+
+
+def _each(items: Sequence[Item], resolve: Callable[[Item], Item]) -> Sequence[Item]:
+    """`items`, each replaced by what `resolve` makes of it: the very same sequence when none changed."""
+    changed: list[Item] | None = None
+    for index, item in enumerate(items):
+        resolved = resolve(item)
+        if resolved is not item:
+            changed = changed or list(items)
+            changed[index] = resolved
+    return items if changed is None else changed
 
 
 def _resolved_blocks(blocks: Sequence[Mapping[str, Any]], files: FileReader) -> Sequence[Mapping[str, Any]]:
@@ -72,7 +81,7 @@ def _resolved_block(block: Mapping[str, Any], files: FileReader) -> Mapping[str,
         files.usable(block["file_id"])
         return block
     if kind == "tool_result" and isinstance(block.get("content"), list):
-        content = _resolved_blocks(block["content"], files)
+        content = _each(block["content"], lambda inner: _resolved_block(inner, files))
         return block if content is block["content"] else {**block, "content": content}
     source = block.get("source")
     if kind not in ACCEPTED_TYPES or not isinstance(source, Mapping) or source.get("type") != "file":
