@@ -86,7 +86,7 @@ class BodyLimitMiddleware:
                 raise RequestTooLarge(limit)
         headers = [(name, value) for name, value in scope["headers"] if name != b"transfer-encoding"]
         headers.append((b"content-length", str(len(body)).encode()))
-        return {**scope, "headers": headers}, _replay(bytes(body), receive)
+        return {**scope, "headers": headers}, replay(bytes(body), receive)
 
 
 def _whole_body(receive: Receive) -> Receive:
@@ -132,7 +132,7 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
+def replay(body: bytes, receive: Receive) -> Receive:
     """A receive channel that gives `body` once, then whatever the client sends next."""
     sent = False
 

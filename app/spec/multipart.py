@@ -34,8 +34,9 @@ from typing import IO, Any
 from connexion.exceptions import BadRequestProblem
 from connexion.validators import AbstractRequestBodyValidator
 from python_multipart.multipart import FormParserError, MultipartParser, parse_options_header
-from starlette.types import Message, Receive, Scope
+from starlette.types import Receive, Scope
 
+from app.http.body_limit import replay
 from app.spec.validators import first_error, schema_validator
 from backends.wire import VALIDATED_BODY_KEY, ApiError
 
@@ -53,7 +54,7 @@ class FileTooLarge(ApiError):
     """A file part is over the limit (the Files guide: "File exceeds the 500 MB limit")."""
 
     def __init__(self, limit: int) -> None:
-        super().__init__(413, f"File exceeds the {limit / 2**20:g} MB limit", headers={"connection": "close"})
+        super().__init__(413, f"File exceeds the {limit / 2**20:g} MB limit")  # the body was read: no need to close
 
 
 @dataclass
@@ -89,10 +90,11 @@ class MultipartBodyValidator(AbstractRequestBodyValidator):
         except BaseException:
             reader.discard()
             raise
-        used_up = (b"content-length", b"transfer-encoding")
-        headers = [(name, value) for name, value in scope["headers"] if name.lower() not in used_up]
+        # The body is used up: the layers below get an empty one, and the form in the scope.
+        framing = (b"content-length", b"transfer-encoding")
+        headers = [(name, value) for name, value in scope["headers"] if name.lower() not in framing]
         headers.append((b"content-length", b"0"))
-        return _empty_body(receive), {**scope, "headers": headers, VALIDATED_BODY_KEY: form}
+        return replay(b"", receive), {**scope, "headers": headers, VALIDATED_BODY_KEY: form}
 
     def _validated(self, fields: list[tuple[str, str | SpooledFile]]) -> dict[str, Any]:
         """The form, checked against the schema: one value per field, or a list for a field given more than once."""
@@ -279,17 +281,3 @@ def _boundary(scope: Scope) -> bytes:
     if not boundary:
         raise BadRequestProblem(detail="Invalid multipart/form-data body: the Content-Type names no boundary")
     return bytes(boundary)
-
-
-def _empty_body(receive: Receive) -> Receive:
-    """What the layers below read: an empty body, then whatever the client sends next (a disconnect)."""
-    sent = False
-
-    async def receive_empty() -> Message:
-        nonlocal sent
-        if sent:
-            return await receive()
-        sent = True
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    return receive_empty

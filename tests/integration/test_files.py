@@ -298,3 +298,32 @@ def raw(server: ServerProcess, data: bytes, *, read_timeout: float = 20) -> dict
             "connection": response.getheader("connection"),
             "body": json.loads(response.read()),
         }
+
+
+# ------------------------------------------------------------------------------------------------ the proxy
+
+
+def test_the_proxy_keeps_files_itself_and_forwards_a_text_document_inline(tmp_path):
+    upstream_env = {
+        "UNDERSTUDY_API_KEYS": "upstream-key",
+        "UNDERSTUDY_JOURNAL": "true",
+        "UNDERSTUDY_ADMIN_KEY": ADMIN_KEY,
+    }
+    with ServerProcess(upstream_env) as upstream:
+        gateway_env = {
+            "UNDERSTUDY_BACKEND": "proxy",
+            "UNDERSTUDY_UPSTREAM_URL": upstream.base_url,
+            "UNDERSTUDY_UPSTREAM_API_KEY": "upstream-key",
+            "UNDERSTUDY_API_KEYS": API_KEY,
+            "UNDERSTUDY_FILES_DIR": str(tmp_path / "gateway-files"),
+        }
+        with ServerProcess(gateway_env) as gateway:
+            sdk = anthropic.Anthropic(base_url=gateway.base_url, api_key=API_KEY, max_retries=0, timeout=30)
+            uploaded = sdk.files.upload(file=("brief.txt", b"Keep it short.", "text/plain"))
+            assert ask(sdk, document(uploaded.id)).content[0].text == "[document: Keep it short.]"
+        admin = {"x-understudy-admin-key": ADMIN_KEY}
+        entries = anthropic.Anthropic(base_url=upstream.base_url, api_key="unused").get(
+            "/_understudy/requests?path=/v1/messages", cast_to=object, options={"headers": admin}
+        )["data"]
+    (forwarded,) = [block for entry in entries for block in entry["body"]["messages"][0]["content"]]
+    assert forwarded["source"] == {"type": "text", "media_type": "text/plain", "data": "Keep it short."}

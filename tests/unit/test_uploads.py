@@ -294,3 +294,16 @@ def test_uploads_stream_without_the_private_hooks_too(server_dir):
 
 def document_block(file_id):
     return {"type": "document", "source": {"type": "file", "file_id": file_id}}
+
+
+def test_a_scripted_rule_matches_on_a_text_files_contents(server_dir):
+    script = server_dir / "script.yaml"
+    script.write_text(
+        "rules:\n  - name: knows-the-word\n    match: {user_text: {contains: swordfish}}\n    reply: {text: Come in.}\n"
+    )
+    settings = {"backend": "scripted", "script": str(script), "files_dir": str(server_dir / "scripted")}
+    with create_app({**settings, "state_file": str(server_dir / "scripted.sqlite3")}).test_client() as client:
+        file_id = upload(client, b"The password is swordfish.")["id"]
+        reply = client.post("/v1/messages", json=message_body([document_block(file_id)]), headers=HEADERS)
+        assert reply.json()["content"] == [{"type": "text", "text": "Come in."}]
+        assert reply.headers["x-understudy-rule"] == "knows-the-word"
