@@ -72,11 +72,18 @@ class SpooledFile:
 
 
 class MultipartBodyValidator(AbstractRequestBodyValidator):
-    """Connexion's body validator interface for multipart/form-data, streaming (module docstring)."""
+    """Connexion's body validator interface for multipart/form-data, streaming (module docstring).
+
+    It overrides `wrap_receive`, the method Connexion's request validation calls, rather than the
+    `_parse` and `_validate` a validator usually overrides: Connexion's `wrap_receive` keeps every
+    message of the body to hand it on, which is what must not happen here. The schema is kept here,
+    as Connexion's own copy is private.
+    """
 
     def __init__(self, *, schema: dict, spool_directory: Path, max_file_bytes: int, **options: Any) -> None:
         options.pop("uri_parser", None)  # text parts are typed from the schema here
         super().__init__(schema=schema, **options)
+        self.schema = schema
         self.spool_directory = spool_directory
         self.max_file_bytes = max_file_bytes
         properties = schema.get("properties", {})
@@ -98,14 +105,14 @@ class MultipartBodyValidator(AbstractRequestBodyValidator):
 
     def _validated(self, fields: list[tuple[str, str | SpooledFile]]) -> dict[str, Any]:
         """The form, checked against the schema: one value per field, or a list for a field given more than once."""
-        properties = self._schema.get("properties", {})
+        properties = self.schema.get("properties", {})
         given: dict[str, list[Any]] = {}
         for name, value in fields:
             typed = value if isinstance(value, SpooledFile) else _typed(value, properties.get(name, {}))
             given.setdefault(name, []).append(typed)
         form = {name: values[0] if len(values) == 1 else values for name, values in given.items()}
         checked = {name: _stand_in(value) for name, value in form.items()}
-        message = first_error(schema_validator(self._schema), checked)
+        message = first_error(schema_validator(self.schema), checked)
         if message is not None:
             raise BadRequestProblem(detail=message)
         return form
