@@ -118,7 +118,11 @@ class FileStore:
         ids: Sequence[str] | None = None,
         scope_id: str | None = None,
     ) -> JSON:
-        """One page of files, newest first, in both paging styles (module docstring of app/api/files.py)."""
+        """One page of files, newest first, as a FileListResponse (both paging styles' fields).
+
+        `ids` picks files (unknown ones left out); else the page starts after a cursor (`page`, the 2.x
+        SDKs'), or after or before a file (`after_id`, `before_id`, the 0.x SDKs'; an unknown id is a 400).
+        """
         if ids:
             return _page([metadata for _, metadata in self.state.files_by_id(list(dict.fromkeys(ids)))], None)
         if scope_id is not None:
