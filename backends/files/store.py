@@ -36,8 +36,8 @@ ABANDONED_SPOOL_SECONDS = 3600.0
 
 
 def default_files_dir(state_file: Path) -> Path:
-    """Where files live when no directory is configured: beside the state file, named after it."""
-    return state_file.with_name(f"{state_file.name}.files")
+    """Where files live when no directory is configured: beside the state file, named after it (state-files/)."""
+    return state_file.with_name(f"{state_file.stem}-files")
 
 
 class FileStore:

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from backends.files import FileStore, resolve_file_sources
+from backends.files import FileStore, default_files_dir, resolve_file_sources
 from backends.files.naming import filename, mime_type
 from backends.files.store import ABANDONED_SPOOL_SECONDS
 from backends.state import SQLiteStore
@@ -258,3 +258,8 @@ def test_an_expired_file_named_in_a_message_is_a_404(files, clock):
     with pytest.raises(ApiError) as error:
         resolve_file_sources(message_body({"type": "container_upload", "file_id": file_id}), files)
     assert (error.value.status, error.value.error_code) == (404, "file_expired")
+
+
+def test_files_live_beside_the_state_file_by_default(tmp_path):
+    # Not state.sqlite3.files: a glob of the state file's own files (state.sqlite3*) must not take it in.
+    assert default_files_dir(tmp_path / "state.sqlite3") == tmp_path / "state-files"
