@@ -1,4 +1,4 @@
-"""The benchmarks' smokes: `python bench/run.py --quick` prints its table, bench/hostile_upstream.py its cases.
+"""The benchmarks' smokes: `python bench/run.py --quick` prints its table; the other benchmarks, their cases.
 
 They check that the benchmarks work, never how fast anything is: the goals
 they report are not asserted (and the benchmark's load client copes with the
@@ -100,3 +100,19 @@ def test_the_load_client_sends_again_on_a_kept_alive_connection_the_server_close
         return [first.status, second.status]
 
     assert asyncio.run(exchange_twice()) == [200, 200]
+
+
+def test_the_uploads_benchmark_runs_and_prints_each_case() -> None:
+    run = subprocess.run(
+        [sys.executable, "bench/uploads.py", "--megabytes", "3", "--rounds", "1"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    cases = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    expected = ["content-length", "download", "chunked", "content-length, internals off"]
+    assert [case["case"] for case in cases] == expected
+    assert all(case["statuses"] == [200] and "worker_rss_growth_mb_max" in case for case in cases)
