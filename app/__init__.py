@@ -14,11 +14,12 @@ The request path, outermost first (README, "How a request travels"):
    backend (`backends/`) and answers with JSON (`api/responses.py`) or
    server-sent events (`api/streaming.py`).
 
-Here, and only here, settings become objects: one state store, the model
-catalogue, the backend (each given its constructor arguments explicitly),
-whoever runs Message Batches (the server's own, with a processor thread
-per worker that the app's lifespan starts and stops, or the backend's), the
-file store (the Files API's, whatever the backend) and the app.
+Here, and only here, settings become objects: one state store (every part's,
+with every backend), the model catalogue, the backend (each given its
+constructor arguments explicitly), whoever runs Message Batches (the server's
+own, with a processor thread per worker that the app's lifespan starts and
+stops, or the backend's), the file store (the Files API's, whatever the
+backend) and the app.
 `internals.install` adds the private Connexion and Flask hooks that make it
 fast, unless UNDERSTUDY_INTERNALS is off.
 """
@@ -102,21 +103,20 @@ def check_configuration() -> None:
     """Build the app once and let go of it: what gunicorn's master does before it forks (gunicorn.conf.py).
 
     Everything a worker builds is built, so a bad setting or a script that will not load stops start-up
-    with one line (ConfigError); then the backend and the state store are closed, so that no SQLite
-    connection is carried across fork() into the workers.
+    with one line (ConfigError); then the backend, the file store and the state store are closed, so that
+    no SQLite connection is carried across fork() into the workers.
     """
     app = create_app()
     app.app.extensions[BACKEND_KEY].close()
-    files: FileStore = app.app.extensions[FILES_KEY]
-    files.close()
-    files.state.close()  # the shared store, or the one opened for the files alone (closing twice does nothing)
+    app.app.extensions[FILES_KEY].close()
+    app.app.extensions[STORE_KEY].close()
 
 
-def _middlewares(settings: Settings, store: StateStore | None, spec: Mapping[str, Any]) -> list[Any]:
+def _middlewares(settings: Settings, store: StateStore, spec: Mapping[str, Any]) -> list[Any]:
     """Ours, outermost first, then Connexion's own stack (its ServerErrorMiddleware given our error handler)."""
     journal = (
         [functools.partial(JournalMiddleware, store=store, max_body_bytes=settings.journal_max_body_bytes)]
-        if store and settings.journal_on
+        if settings.journal_on
         else []
     )
     return [
@@ -138,20 +138,11 @@ def _middlewares(settings: Settings, store: StateStore | None, spec: Mapping[str
     ]
 
 
-def _store(settings: Settings) -> SQLiteStore | None:
-    """The one state store every part shares, when any part needs one: the journal, the admin routes, scripts,
-    the echo backend's prompt cache, and Message Batches, which the server runs for every backend but the proxy
-    (whose upstream runs them).
-
-    (The Files API always needs one: without a shared store, `_files` opens one for the files alone.)
-    """
-    if not (settings.journal_on or settings.admin_key or settings.backend != "proxy"):
-        return None
-    return _open_store(settings)
-
-
-def _open_store(settings: Settings) -> SQLiteStore:
-    """The state store in the file the settings name (UNDERSTUDY_STATE_FILE), or in one of this process's own."""
+def _store(settings: Settings) -> SQLiteStore:
+    """The one state store every part shares, in the file UNDERSTUDY_STATE_FILE names or one of this process's
+    own: the journal, the admin routes, scripts, the echo backend's prompt cache, Message Batches (which the
+    server runs for every backend but the proxy, whose upstream runs them) and the files' metadata (kept with
+    every backend, so the store is always opened)."""
     return SQLiteStore(
         default_state_file() if settings.state_file is None else settings.state_file,
         max_journal_bytes=settings.journal_max_mb * 1024 * 1024,
@@ -160,15 +151,12 @@ def _open_store(settings: Settings) -> SQLiteStore:
     )
 
 
-def _files(settings: Settings, store: StateStore | None) -> FileStore:
+def _files(settings: Settings, store: SQLiteStore) -> FileStore:
     """The Files API's store: files in UNDERSTUDY_FILES_DIR, else beside the state file (and then, like a state
-    file of this process's own, removed with the store); their metadata in the shared state store, or in one
-    opened for the files alone when no other part needs one."""
-    state = store if store is not None else _open_store(settings)
+    file of this process's own, removed with the store); their metadata in the shared state store."""
     if settings.files_dir is not None:
-        return FileStore(settings.files_dir, state)
-    directory = default_files_dir(settings.state_file or default_state_file())
-    return FileStore(directory, state, temporary=settings.state_file is None)
+        return FileStore(settings.files_dir, store)
+    return FileStore(default_files_dir(store.path), store, temporary=settings.state_file is None)
 
 
 def _validators(settings: Settings, files: FileStore) -> dict[str, Any]:
@@ -189,7 +177,7 @@ def _catalogue(settings: Settings) -> ModelCatalogue:
         raise ConfigError(f"UNDERSTUDY_MODELS_FILE: {error}") from None
 
 
-def _backend(settings: Settings, catalogue: ModelCatalogue, store: StateStore | None) -> Backend:
+def _backend(settings: Settings, catalogue: ModelCatalogue, store: StateStore) -> Backend:
     """The backend `settings.backend` names, built with what it needs; its mistakes as one-line ConfigErrors."""
     try:
         backend = backend_class(settings.backend)
@@ -201,7 +189,7 @@ def _backend(settings: Settings, catalogue: ModelCatalogue, store: StateStore | 
         raise ConfigError(f"UNDERSTUDY_BACKEND={settings.backend}: {error}") from None
 
 
-def _backend_arguments(settings: Settings, store: StateStore | None) -> dict[str, Any]:
+def _backend_arguments(settings: Settings, store: StateStore) -> dict[str, Any]:
     """What each backend's constructor takes besides the catalogue, from the settings."""
     if settings.backend == "scripted":
         if settings.script is None:
@@ -228,14 +216,12 @@ def _backend_arguments(settings: Settings, store: StateStore | None) -> dict[str
 
 
 def _batches(
-    settings: Settings, backend: Backend, store: SQLiteStore | None, spec: Mapping[str, Any]
+    settings: Settings, backend: Backend, store: SQLiteStore, spec: Mapping[str, Any]
 ) -> tuple[Batches, BatchProcessor | None]:
     """Who runs Message Batches: the backend, if it runs them itself; else the server, with a processor per worker."""
     own = backend.own_batches()
     if own is not None:
         return own, None
-    if store is None:
-        raise ConfigError(f"UNDERSTUDY_BACKEND={settings.backend}: Message Batches need the state store")
     batch_store = BatchStore(store)
     processor = BatchProcessor(
         batch_store,

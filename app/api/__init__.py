@@ -34,7 +34,7 @@ def backend() -> Backend:
 
 
 def store() -> StateStore:
-    """The state store this app was built with (the admin routes exist only when there is one)."""
+    """The state store this app was built with (every app has one)."""
     shared: StateStore = current_app.extensions[STORE_KEY]
     return shared
 
@@ -44,12 +44,6 @@ def client_gone() -> threading.Event:
     gone = threading.Event()
     request.environ.setdefault(ON_DISCONNECT_KEY, []).append(gone.set)
     return gone
-
-
-def optional_store() -> StateStore | None:
-    """The state store this app was built with, if it needs one (not echo without a journal)."""
-    shared: StateStore | None = current_app.extensions[STORE_KEY]
-    return shared
 
 
 def batches() -> Batches:

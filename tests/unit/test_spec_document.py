@@ -35,7 +35,7 @@ def served(app: Any, path: str = "/openapi.json", **client: Any) -> Any:
 def test_without_the_admin_routes_nothing_of_them_is_shown(app: Any) -> None:
     document = served(app)
     assert not [route for route in document["paths"] if route.startswith("/_understudy")]
-    assert [tag["name"] for tag in document["tags"]] == ["Messages", "Message Batches", "Models", "Operations"]
+    assert [tag["name"] for tag in document["tags"]] == ["Messages", "Message Batches", "Models", "Files", "Operations"]
     assert set(document["components"]["securitySchemes"]) == {"ApiKeyAuth", "BearerAuth"}
     assert not {"JournalPage", "JournalEntry"} & set(document["components"]["schemas"])
     # what the admin routes share with the others stays
