@@ -8,10 +8,13 @@ parser, which Connexion's own form parsing uses too):
 - a part the schema declares a file (`type: string, format: binary`) goes to
   a new file in the spool directory a batch of chunks at a time, written on a
   thread, whether or not the part has a filename (the SDK sends bare bytes
-  without one); it may hold at most `max_file_bytes` (else a 413, once the
-  body has been read to its end, so the client is still listening);
+  without one); it may hold at most `max_file_bytes` (else a 413);
 - any other part is text: at most 64 KiB, kept in memory;
 - at most 100 parts, each with python-multipart's bounds on its headers.
+A disk with no room for the file is a 503 api_error, as a full state store is.
+A file refused, too large or for want of room, is removed at once, and the
+rest of the body read to its end (no more than the route's body limit), so
+that the client, still sending, hears the answer.
 The fields are then checked against the schema as a JSON body is
 (`spec/validators.py`, the same messages: `file: Field required`), text
 parsed as the schema's type says, and the form is left in the ASGI scope
@@ -24,6 +27,7 @@ behind; the handler removes the spool it does not keep (`SpooledFile.discard`).
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import re
 import tempfile
@@ -55,6 +59,17 @@ class FileTooLarge(ApiError):
 
     def __init__(self, limit: int) -> None:
         super().__init__(413, f"File exceeds the {limit / 2**20:g} MB limit")  # the body was read: no need to close
+
+
+class NoRoomForFile(ApiError):
+    """The disk under the files has no room for this one: a 503 api_error, as for a full state store."""
+
+    def __init__(self) -> None:
+        super().__init__(503, "There is no room on disk for the file; it was not kept. Retry when there is room")
+
+
+#: The errors of a write that found no room.
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass
@@ -120,10 +135,12 @@ class MultipartBodyValidator(AbstractRequestBodyValidator):
 
 @dataclass
 class _Part:
-    """The part being read: its name and, for a file part, where its bytes go."""
+    """The part being read: its name and its text, or for a file part where its bytes go (none once refused)."""
 
     name: str = ""
     text: bytearray = field(default_factory=bytearray)
+    is_file: bool = False
+    size: int = 0
     spooled: SpooledFile | None = None
     sink: IO[bytes] | None = None
 
@@ -141,7 +158,9 @@ class _FormReader:
         self.spooled: list[SpooledFile] = []
         self.parts = 0
         self.ended = False
-        self.too_large = False
+        #: Why the upload's file is refused, once it is (too large, no room): the body is read on to its end, so
+        #: that the client hears the answer, but nothing more is written and every spool file is gone.
+        self.refusal: ApiError | None = None
         self._part = _Part()
         self._header_name = bytearray()
         self._header_value = bytearray()
@@ -183,8 +202,8 @@ class _FormReader:
                 await asyncio.to_thread(self._write)
         if received and not self.ended:
             raise BadRequestProblem(detail="Invalid multipart/form-data body: it ends before its closing boundary")
-        if self.too_large:
-            raise FileTooLarge(self.max_file_bytes)
+        if self.refusal is not None:
+            raise self.refusal
 
     def discard(self) -> None:
         """Close and remove every spool file this body made."""
@@ -195,11 +214,22 @@ class _FormReader:
 
     def _write(self) -> None:
         """Write the gathered file bytes and close the finished files (on a thread: disk time is not the loop's)."""
-        for sink, data in self._writes:
-            sink.write(data)
-        for sink in self._closes:
-            sink.close()
+        try:
+            for sink, data in self._writes:
+                sink.write(data)
+            for sink in self._closes:
+                sink.close()
+        except OSError as error:
+            if error.errno not in NO_ROOM:
+                raise
+            self._refuse(NoRoomForFile())
         self._writes, self._write_bytes, self._closes = [], 0, []
+
+    def _refuse(self, reason: ApiError) -> None:
+        """Refuse the upload's file (the first reason stands) and give its disk space back at once."""
+        self.refusal = self.refusal or reason
+        self._writes, self._write_bytes = [], 0  # bytes gathered for the files being removed
+        self.discard()
 
     def _on_part_begin(self) -> None:
         self.parts += 1
@@ -223,11 +253,18 @@ class _FormReader:
         if b"name" not in options:
             raise BadRequestProblem(detail='Invalid multipart/form-data body: a part has no Content-Disposition "name"')
         self._part.name = options[b"name"].decode("utf-8", "replace")
-        if self._part.name not in self.file_fields:
+        self._part.is_file = self._part.name in self.file_fields
+        if not self._part.is_file or self.refusal is not None:
             return
         filename = options[b"filename"].decode("utf-8", "replace") if b"filename" in options else None
         content_type = self._headers[b"content-type"].decode("latin-1") if b"content-type" in self._headers else None
-        sink = tempfile.NamedTemporaryFile(dir=self.spool_directory, prefix="upload-", delete=False)  # noqa: SIM115
+        try:
+            sink = tempfile.NamedTemporaryFile(dir=self.spool_directory, prefix="upload-", delete=False)  # noqa: SIM115
+        except OSError as error:
+            if error.errno not in NO_ROOM:
+                raise
+            self._refuse(NoRoomForFile())
+            return
         self._sinks.append(sink)
         self._part.sink = sink
         self._part.spooled = SpooledFile(Path(sink.name), filename, content_type)
@@ -235,15 +272,15 @@ class _FormReader:
 
     def _on_part_data(self, data: bytes, start: int, end: int) -> None:
         part = self._part
-        if part.spooled is None:
+        if not part.is_file:
             if len(part.text) + end - start > MAX_TEXT_PART_BYTES:
                 raise BadRequestProblem(detail=f"{part.name}: Part exceeds the maximum size of 64 KiB")
             part.text += data[start:end]
             return
-        part.spooled.size += end - start
-        if part.spooled.size > self.max_file_bytes:
-            self.too_large = True  # read on to the end of the body, writing nothing more
-        elif not self.too_large and part.sink is not None:
+        part.size += end - start
+        if part.size > self.max_file_bytes:
+            self._refuse(FileTooLarge(self.max_file_bytes))
+        elif self.refusal is None and part.sink is not None:
             # A view of the chunk as it came (never changed); a copy of the parser's own look-behind buffer (reused).
             piece = memoryview(data)[start:end] if isinstance(data, bytes) else bytes(data[start:end])
             self._writes.append((part.sink, piece))
@@ -251,13 +288,14 @@ class _FormReader:
 
     def _on_part_end(self) -> None:
         part = self._part
-        if part.spooled is None:
+        if not part.is_file:
             self.fields.append((part.name, part.text.decode("utf-8", "replace")))
             return
         if part.sink is not None:
             self._closes.append(part.sink)
-            part.sink = None
-        self.fields.append((part.name, part.spooled))
+        if part.spooled is not None:
+            part.spooled.size = part.size
+            self.fields.append((part.name, part.spooled))
 
     def _on_end(self) -> None:
         self.ended = True

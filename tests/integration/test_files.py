@@ -327,3 +327,21 @@ def test_the_proxy_keeps_files_itself_and_forwards_a_text_document_inline(tmp_pa
         )["data"]
     (forwarded,) = [block for entry in entries for block in entry["body"]["messages"][0]["content"]]
     assert forwarded["source"] == {"type": "text", "media_type": "text/plain", "data": "Keep it short."}
+
+
+# ------------------------------------------------------------------------------------------------ a full disk
+
+
+def test_a_disk_with_no_room_for_the_file_is_a_503_and_keeps_nothing(small_disk):
+    env = {"UNDERSTUDY_API_KEYS": API_KEY, "UNDERSTUDY_FILES_DIR": str(small_disk / "files")}
+    with ServerProcess(env) as server:
+        sdk = anthropic.Anthropic(base_url=server.base_url, api_key=API_KEY, max_retries=0, timeout=30)
+        kept = sdk.files.upload(file=("kept.txt", b"already here", "text/plain"))
+        body = upload_part_head("big.bin") + b"b" * 3 * 2**20 + b"\r\n--xyz--\r\n"  # the disk holds 2 MB
+        answer = raw(server, upload_head(len(body)) + body)
+        assert answer["status"] == 503 and answer["body"]["error"]["type"] == "api_error"
+        assert answer["body"]["error"]["message"].startswith("There is no room on disk for the file")
+        assert spooled(small_disk / "files") == []
+        assert [item.id for item in sdk.files.list().data] == [kept.id]
+        assert sdk.files.upload(file=("small.txt", b"fits", "text/plain")).size_bytes == 4  # room again: it serves
+    assert "Traceback" not in server.output, server.output

@@ -9,8 +9,9 @@ import pytest
 from backends.files import FileStore, default_files_dir, resolve_file_sources
 from backends.files.naming import filename, mime_type
 from backends.files.store import ABANDONED_SPOOL_SECONDS
-from backends.state import SQLiteStore
 from backends.wire import ApiError
+
+from builders import state_store
 
 
 class Clock:
@@ -28,7 +29,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def files(tmp_path, clock) -> FileStore:
-    return FileStore(tmp_path / "files", SQLiteStore(tmp_path / "state.sqlite3"), clock=clock)
+    return FileStore(tmp_path / "files", state_store(tmp_path / "state.sqlite3"), clock=clock)
 
 
 def add(files: FileStore, data: bytes = b"hello", name: str | None = "a.txt", kind: str | None = "text/plain", **how):
@@ -52,7 +53,7 @@ def test_an_added_file_is_moved_into_place_and_described(files):
 
 def test_a_second_store_on_the_same_directory_and_state_sees_the_file(files, tmp_path):
     metadata = add(files)
-    other_worker = FileStore(tmp_path / "files", SQLiteStore(tmp_path / "state.sqlite3"))
+    other_worker = FileStore(tmp_path / "files", state_store(tmp_path / "state.sqlite3"))
     assert other_worker.get(metadata["id"]) == metadata
 
 
@@ -136,7 +137,7 @@ def test_a_cursor_not_made_here_is_the_first_page(files):
 
 
 def test_a_spool_abandoned_long_ago_is_removed_when_a_worker_starts(tmp_path, clock):
-    state = SQLiteStore(tmp_path / "state.sqlite3")
+    state = state_store(tmp_path / "state.sqlite3")
     files = FileStore(tmp_path / "files", state, clock=clock)
     abandoned, current = files.spool_directory / "upload-old", files.spool_directory / "upload-now"
     abandoned.write_bytes(b"x")

@@ -13,7 +13,7 @@ import pytest
 
 from app import create_app
 from app.http.body_limit import BodyLimitMiddleware, RequestTooLarge
-from app.spec.multipart import MAX_PARTS
+from app.spec.multipart import MAX_PARTS, FileTooLarge, MultipartBodyValidator
 from backends.files.naming import INVALID_FILENAME
 
 from builders import HEADERS, message_body
@@ -182,6 +182,27 @@ def test_a_file_over_the_file_limit_is_a_413_and_is_not_kept(client):
     assert_error(response, 413, "request_too_large", "File exceeds the 2 MB limit")
     assert upload(client, b"x" * MAX_FILE_BYTES)["size_bytes"] == MAX_FILE_BYTES  # exactly the limit is fine
     assert len(client.get("/v1/files", headers=HEADERS).json()["data"]) == 1
+
+
+def test_a_file_refused_part_way_is_removed_and_the_body_read_to_its_end(tmp_path):
+    # The validator itself, fed the body in pieces as a server does (the test client hands it over whole).
+    schema = {"type": "object", "required": ["file"], "properties": {"file": {"type": "string", "format": "binary"}}}
+    validator = MultipartBodyValidator(
+        schema=schema, spool_directory=tmp_path, max_file_bytes=100_000, encoding="utf-8", strict_validation=False
+    )
+    body = multipart(("file", "big.bin", None, b"x" * 300_000))
+    pieces = [body[start : start + 65536] for start in range(0, len(body), 65536)]
+    messages = [{"type": "http.request", "body": piece, "more_body": piece is not pieces[-1]} for piece in pieces]
+    sent = iter(messages)
+
+    async def receive():
+        return next(sent)
+
+    scope = {"type": "http", "headers": [(b"content-type", f"multipart/form-data; boundary={BOUNDARY}".encode())]}
+    with pytest.raises(FileTooLarge):
+        asyncio.run(validator.wrap_receive(receive, scope=scope))
+    assert next(sent, None) is None  # every piece was read
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_uploads_have_a_body_limit_of_their_own(client):
