@@ -285,7 +285,7 @@ def test_a_text_file_is_quoted_and_counted_like_an_inline_document(client):
         **client.post("/v1/messages", json=message_body(inline), headers=HEADERS).json(),
         "id": reply["id"],
     }
-    count = {"model": "m", "messages": [{"role": "user", "content": from_file}]}
+    count = {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": from_file}]}
     assert client.post("/v1/messages/count_tokens", json=count, headers=HEADERS).json() == {"input_tokens": 10}
 
 
@@ -294,7 +294,7 @@ def test_a_message_naming_an_unknown_or_deleted_file_is_a_404(client):
     client.delete(f"/v1/files/{file_id}", headers=HEADERS)
     for named in ("file_nope", file_id):
         blocks = [{"type": "container_upload", "file_id": named}, {"type": "text", "text": "go"}]
-        count = {"model": "m", "messages": [{"role": "user", "content": blocks}]}
+        count = {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": blocks}]}
         for path, body in (("/v1/messages", message_body(blocks)), ("/v1/messages/count_tokens", count)):
             assert_error(
                 client.post(path, json=body, headers=HEADERS), 404, "not_found_error", f"File not found: {named}"
