@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
@@ -55,10 +56,10 @@ from app.spec.multipart import MultipartBodyValidator
 from app.spec.problems import render_error
 from app.spec.validators import RequestBodyValidator, RequestParameterValidator
 from backends import backend_class
-from backends.base import Backend
+from backends.base import Backend, MessageRequest, Reply
 from backends.batches import Batches, BatchProcessor, BatchStore, LocalBatches
 from backends.catalogue import DEFAULT_FILE, ModelCatalogue
-from backends.files import FileStore, default_files_dir
+from backends.files import FileStore, default_files_dir, resolve_file_sources
 from backends.state import SQLiteStore, StateStore, default_state_file
 
 __all__ = ["ConfigError", "check_configuration", "create_app"]
@@ -75,8 +76,8 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> connexion.FlaskApp
     store = _store(settings)
     backend = _backend(settings, _catalogue(settings), store)
     spec = load_spec(allow_unknown_fields=settings.allow_unknown_fields, admin=bool(settings.admin_key))
-    batches, processor = _batches(settings, backend, store, spec)
     files = _files(settings, store)
+    batches, processor = _batches(settings, backend, store, files, spec)
 
     app = connexion.FlaskApp(
         __name__,
@@ -216,7 +217,7 @@ def _backend_arguments(settings: Settings, store: StateStore) -> dict[str, Any]:
 
 
 def _batches(
-    settings: Settings, backend: Backend, store: SQLiteStore, spec: Mapping[str, Any]
+    settings: Settings, backend: Backend, store: SQLiteStore, files: FileStore, spec: Mapping[str, Any]
 ) -> tuple[Batches, BatchProcessor | None]:
     """Who runs Message Batches: the backend, if it runs them itself; else the server, with a processor per worker."""
     own = backend.own_batches()
@@ -225,7 +226,7 @@ def _batches(
     batch_store = BatchStore(store)
     processor = BatchProcessor(
         batch_store,
-        backend.create_message,
+        _answering_with_files(backend, files),
         params_check(spec),
         lease_seconds=settings.batch_lease_seconds,
         journal=store if settings.journal_on else None,
@@ -237,6 +238,16 @@ def _batches(
         wake=processor.wake,
     )
     return batches, processor
+
+
+def _answering_with_files(backend: Backend, files: FileStore) -> Callable[[MessageRequest], Reply]:
+    """The backend's create_message for a batch's requests, the files each names resolved first, as
+    POST /v1/messages resolves them (app/api/messages.py): a text file quoted, an unknown one an errored result."""
+
+    def answer(request: MessageRequest) -> Reply:
+        return backend.create_message(dataclasses.replace(request, body=resolve_file_sources(request.body, files)))
+
+    return answer
 
 
 def _lifespan(

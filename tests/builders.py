@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 API_KEY = "test-key"
 #: The headers a 0.x SDK sends.
 HEADERS = {"x-api-key": API_KEY, "anthropic-version": "2023-06-01"}
+#: How long a test waits for a batch to end before it gives up (a hang guard, not a timing check).
+PATIENCE_SECONDS = 120
 
 
 def message_body(text: str = "Hello, Claude", **fields: Any) -> dict[str, Any]:
@@ -41,3 +44,14 @@ def state_store(path: str | Path, **options: Any) -> SQLiteStore:
     """A SQLite state store whose journal limits are out of the way, unless `options` set them."""
     limits = {"max_journal_bytes": 1 << 40, "max_journal_entries": 1 << 40, "reserve_bytes": 64 * 1024}
     return SQLiteStore(Path(path), **{**limits, **options})
+
+
+def ended(client: Any, batch_id: str) -> Any:
+    """Poll until the Message Batch has ended (`client` an official SDK client); the batch then."""
+    deadline = time.monotonic() + PATIENCE_SECONDS
+    while time.monotonic() < deadline:
+        batch = client.messages.batches.retrieve(batch_id)
+        if batch.processing_status == "ended":
+            return batch
+        time.sleep(0.1)
+    raise AssertionError(f"batch {batch_id} did not end within {PATIENCE_SECONDS} s")

@@ -26,13 +26,11 @@ import pytest
 from app.launcher.server_process import ServerProcess
 
 from answers import Answer
-from builders import API_KEY, message_body
+from builders import API_KEY, PATIENCE_SECONDS, ended, message_body
 
 ADMIN_KEY = "admin-key-for-batch-tests"
 MODEL = "claude-sonnet-4-5"
 HEADERS = {"x-api-key": API_KEY, "anthropic-version": "2023-06-01", "content-type": "application/json"}
-#: How long a test waits for a batch to end before it gives up (a hang guard, not a timing check).
-PATIENCE_SECONDS = 120
 
 
 def params(text: str, **fields: Any) -> dict[str, Any]:
@@ -41,17 +39,6 @@ def params(text: str, **fields: Any) -> dict[str, Any]:
 
 def batch_requests(count: int, prefix: str = "request") -> list[dict[str, Any]]:
     return [{"custom_id": f"{prefix}-{n}", "params": params(f"Hello {n}")} for n in range(count)]
-
-
-def ended(client: anthropic.Anthropic, batch_id: str) -> Any:
-    """Poll until the batch has ended; the batch then."""
-    deadline = time.monotonic() + PATIENCE_SECONDS
-    while time.monotonic() < deadline:
-        batch = client.messages.batches.retrieve(batch_id)
-        if batch.processing_status == "ended":
-            return batch
-        time.sleep(0.1)
-    raise AssertionError(f"batch {batch_id} did not end within {PATIENCE_SECONDS} s")
 
 
 def by_custom_id(results: Iterator[Any]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import pytest
 
 from app.launcher.server_process import ServerProcess
 
-from builders import API_KEY
+from builders import API_KEY, ended
 
 ADMIN_KEY = "files-admin-key"
 #: Small, so that a test can pass it; the route's body limit is this plus 1 MiB.
@@ -174,6 +174,32 @@ def test_a_file_of_the_wrong_type_for_its_block_is_a_400(sdk):
     with pytest.raises(anthropic.BadRequestError) as error:
         ask(sdk, {"type": "image", "source": {"type": "file", "file_id": uploaded.id}})
     assert error.value.body["error"]["message"].startswith(f"Invalid file type: file {uploaded.id} is text/plain")
+    sdk.files.delete(uploaded.id)
+
+
+def test_a_batch_request_names_files_as_a_message_does(sdk):
+    # Each request of a batch is answered as POST /v1/messages would answer it: its text file quoted, an unknown
+    # file an errored result (the real API checks a batch's params as it answers them, not when it is created).
+    uploaded = sdk.files.upload(file=("notes.txt", b"Batch me.", "text/plain"))
+    requests = [
+        {
+            "custom_id": named,
+            "params": {
+                "model": MODEL,
+                "max_tokens": 100,
+                "messages": [{"role": "user", "content": [document(file_id), {"type": "text", "text": "Go"}]}],
+            },
+        }
+        for named, file_id in (("known", uploaded.id), ("unknown", "file_nope"))
+    ]
+    batch = ended(sdk, sdk.messages.batches.create(requests=requests).id)
+    results = {line.custom_id: line.result for line in sdk.messages.batches.results(batch.id)}
+    assert (
+        results["known"].type == "succeeded" and results["known"].message.content[0].text == "[document: Batch me.]\nGo"
+    )
+    assert results["unknown"].type == "errored"
+    assert results["unknown"].error.error.type == "not_found_error"
+    assert results["unknown"].error.error.message == "File not found: file_nope"
     sdk.files.delete(uploaded.id)
 
 
