@@ -17,6 +17,16 @@ HEADERS = {"x-api-key": API_KEY, "anthropic-version": "2023-06-01"}
 PATIENCE_SECONDS = 120
 
 
+class Clock:
+    """A clock (Unix seconds) that stands still until a test moves it: `clock.now += 60`."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def message_body(text: str = "Hello, Claude", **fields: Any) -> dict[str, Any]:
     """A small valid create-message body; keyword arguments add or replace fields."""
     return {"model": "claude-sonnet-4-5", "max_tokens": 100, "messages": [{"role": "user", "content": text}], **fields}

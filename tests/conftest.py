@@ -13,7 +13,7 @@ from _pytest.mark.expression import Expression
 
 from app import create_app
 
-from builders import API_KEY
+from builders import API_KEY, Clock
 from small_disk import mounted_tmpfs
 
 INTEGRATION = Path(__file__).parent / "integration"
@@ -57,6 +57,12 @@ def client(app: Any) -> Iterator[Any]:
     """Connexion's test client: drives every middleware, validation included."""
     with app.test_client() as test_client:
         yield test_client
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """A clock that stands still until the test moves it (builders.Clock)."""
+    return Clock()
 
 
 @pytest.fixture

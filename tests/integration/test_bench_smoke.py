@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -59,18 +60,18 @@ def test_the_quick_benchmark_runs_and_prints_its_table() -> None:
 
 
 def test_the_hostile_upstream_benchmark_runs_and_prints_each_case() -> None:
-    run = subprocess.run(
-        [sys.executable, "bench/hostile_upstream.py", "--seconds", "10"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
-    cases = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    cases = _cases_of("bench/hostile_upstream.py", "--seconds", "10")
     assert [case["case"] for case in cases] == ["huge-body", "endless-event"]
     assert all("rss_mb_peak" in case and "client" in case for case in cases)
+
+
+def _cases_of(script: str, *arguments: str) -> list[dict[str, Any]]:
+    """Run a benchmark that prints one JSON line per case (it must succeed); its cases."""
+    run = subprocess.run(
+        [sys.executable, script, *arguments], cwd=REPO, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    return [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
 
 
 def _bench_module(name: str) -> ModuleType:
@@ -103,16 +104,7 @@ def test_the_load_client_sends_again_on_a_kept_alive_connection_the_server_close
 
 
 def test_the_uploads_benchmark_runs_and_prints_each_case() -> None:
-    run = subprocess.run(
-        [sys.executable, "bench/uploads.py", "--megabytes", "3", "--rounds", "1"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
-    cases = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    cases = _cases_of("bench/uploads.py", "--megabytes", "3", "--rounds", "1")
     expected = ["content-length", "download", "chunked", "content-length, internals off"]
     assert [case["case"] for case in cases] == expected
     assert all(case["statuses"] == [200] and "worker_rss_growth_mb_max" in case for case in cases)

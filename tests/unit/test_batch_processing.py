@@ -23,23 +23,10 @@ from backends.echo import EchoBackend
 from backends.state import SQLiteStore
 from backends.wire import ApiError
 
-from builders import message_body, state_store
+from builders import Clock, message_body, state_store
 
 CHECK = params_check(load_spec())
 ECHO = EchoBackend(ModelCatalogue.from_file(DEFAULT_FILE))
-
-
-class Clock:
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from backends.echo.caching import PromptCache
 from backends.state import SQLiteStore
 from backends.wire import ApiError
 
-from builders import message_body
+from builders import Clock, message_body
 
 CATALOGUE = ModelCatalogue.from_file(DEFAULT_FILE)
 
@@ -57,14 +57,6 @@ def store_in(folder) -> SQLiteStore:
     return SQLiteStore(folder / "state.sqlite3", max_journal_bytes=1 << 20, max_journal_entries=100)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def cached_body(ttl: str | None = None, question: str = "What is it about?") -> dict:
     control = {"type": "ephemeral", **({"ttl": ttl} if ttl else {})}
     return message_body(question, system=[{"type": "text", "text": "word " * 1500, "cache_control": control}])
@@ -72,7 +64,7 @@ def cached_body(ttl: str | None = None, question: str = "What is it about?") -> 
 
 @pytest.fixture
 def cache(tmp_path) -> tuple[PromptCache, Clock]:
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     return PromptCache(store_in(tmp_path), clock), clock
 
 

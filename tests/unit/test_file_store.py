@@ -14,19 +14,6 @@ from backends.wire import ApiError
 from builders import state_store
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
 @pytest.fixture
 def files(tmp_path, clock) -> FileStore:
     return FileStore(tmp_path / "files", state_store(tmp_path / "state.sqlite3"), clock=clock)
