@@ -41,6 +41,7 @@ def server(files_dir: Path) -> Iterator[ServerProcess]:
         "UNDERSTUDY_API_KEYS": API_KEY,
         "UNDERSTUDY_VALIDATE_RESPONSES": "true",
         "UNDERSTUDY_ADMIN_KEY": ADMIN_KEY,
+        "UNDERSTUDY_JOURNAL": "true",  # how a test learns that the server has answered a client already gone
         "UNDERSTUDY_FILES_DIR": str(files_dir),
         "UNDERSTUDY_MAX_FILE_BYTES": str(MAX_FILE_BYTES),
     }
@@ -51,8 +52,8 @@ def server(files_dir: Path) -> Iterator[ServerProcess]:
 
 @pytest.fixture
 def sdk(server: ServerProcess, files_dir: Path) -> Iterator[anthropic.Anthropic]:
-    client = anthropic.Anthropic(base_url=server.base_url, api_key=API_KEY, max_retries=0, timeout=30)
-    yield client
+    with anthropic.Anthropic(base_url=server.base_url, api_key=API_KEY, max_retries=0, timeout=30) as client:
+        yield client
     assert spooled(files_dir) == [], "a request left a spooled upload behind"
 
 
@@ -244,11 +245,15 @@ def test_a_broken_or_fileless_multipart_body_is_a_400(server, files_dir, body, m
 def test_a_client_that_stops_mid_upload_leaves_nothing_behind(sdk, server, files_dir):
     kept = sdk.files.upload(file=("kept.txt", b"already here", "text/plain"))
     head = upload_part_head("cut.bin")
+    refused_before = len(journaled(server, "path=/v1/files&status=400"))
     for _ in range(5):
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
             sock.sendall(upload_head(len(head) + 1_000_000) + head + b"y" * 300_000)  # then the client is gone
-    deadline = time.monotonic() + 10
-    while spooled(files_dir) and time.monotonic() < deadline:
+    # Each cut upload is answered (a 400 nobody hears, journaled) only once its spool is removed: wait for the five
+    # answers, not for a moment the spool directory happens to be empty (a later upload's spool may not exist yet).
+    deadline = time.monotonic() + 60  # a hang guard, not a timing check
+    while len(journaled(server, "path=/v1/files&status=400")) < refused_before + 5:
+        assert time.monotonic() < deadline, "the server did not answer the five cut uploads"
         time.sleep(0.05)
     assert spooled(files_dir) == []
     assert [item.id for item in sdk.files.list(ids=[kept.id]).data] == [kept.id]
@@ -269,15 +274,21 @@ def test_a_chunked_upload_is_streamed(sdk, server):
 # ------------------------------------------------------------------------------------------------ helpers
 
 
-def get_json(server: ServerProcess, path: str, status: int = 200) -> dict:
+def get_json(server: ServerProcess, path: str, status: int = 200, key: dict | None = None) -> dict:
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=20)
     try:
-        connection.request("GET", path, headers={"x-api-key": API_KEY, "anthropic-version": "2023-06-01"})
+        connection.request("GET", path, headers={**(key or {"x-api-key": API_KEY}), "anthropic-version": "2023-06-01"})
         response = connection.getresponse()
         assert response.status == status
         return json.loads(response.read())
     finally:
         connection.close()
+
+
+def journaled(server: ServerProcess, filters: str) -> list[dict]:
+    """The journal's entries that match `filters` (a query string; the test's requests are far fewer than 1,000)."""
+    page = get_json(server, f"/_understudy/requests?limit=1000&{filters}", key={"x-understudy-admin-key": ADMIN_KEY})
+    return list(page["data"])
 
 
 def admin_upload(server: ServerProcess, filename: str, data: bytes) -> dict:
