@@ -47,8 +47,9 @@ and 5,000 generated cases per operation:
     UNDERSTUDY_FUZZ_EXAMPLES=5000 UNDERSTUDY_FUZZ_COVERAGE_SAMPLE=1 python -m pytest tests/integration/test_fuzz.py -s
 
 UNDERSTUDY_FUZZ_EXAMPLES is the fuzzing phase's cases per operation (50 in
-CI: with 150 the file took 2.5 times as long, 5 minutes of a 10-minute suite). UNDERSTUDY_FUZZ_SEED=N makes the run random, seeded with N, instead of
-derandomized, to look somewhere new. `-s` prints the cases sent per operation
+CI: with 150 the file took 2.5 times as long, 5 minutes of a 10-minute
+suite). UNDERSTUDY_FUZZ_SEED=N makes the run random, seeded with N, instead
+of derandomized, to look somewhere new. `-s` prints the cases sent per operation
 and the answers per status.
 """
 
