@@ -36,6 +36,4 @@ def _checked(body: dict[str, Any]) -> MessageRequest:
     """The request for the backend, once it keeps the rules between its fields (and its betas), its files resolved."""
     headers = request_headers()
     cross_field.check(body, cross_field.betas_of(headers.get("anthropic-beta")))
-    return MessageRequest(
-        body=resolve_file_sources(body, file_store()), headers=headers, client_gone=client_gone()
-    )
+    return MessageRequest(body=resolve_file_sources(body, file_store()), headers=headers, client_gone=client_gone())
