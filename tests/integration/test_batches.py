@@ -450,8 +450,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_answers_nothing_twice(tmp_p
         "UNDERSTUDY_ADMIN_KEY": ADMIN_KEY,
         "UNDERSTUDY_BATCH_LEASE_SECONDS": "1",
     }
-    with server_with(**env) as server:
-        client = sdk_for(server)
+    with server_with(**env) as server, sdk_for(server) as client:
         # 1,200 requests of 10 ms each: each worker claims a run of 200 (CLAIM_SIZE) at once, and is busy with it
         # for 2 s; so a second in, whichever worker is killed dies holding a run, half of it answered.
         batch = client.messages.batches.create(requests=batch_requests(1200))

@@ -83,13 +83,6 @@ from backends.wire import ApiError
 
 from builders import state_store
 
-# A named exception to "every warning is an error": now and then (once in a run of the whole suite, not
-# reproduced under tracemalloc) schemathesis's requests transport leaves a client socket to the garbage
-# collector. It is the fuzzer's socket, not the server's, which is what is under test here.
-pytestmark = pytest.mark.filterwarnings(
-    r"ignore:Exception ignored in. <socket\.socket:pytest.PytestUnraisableExceptionWarning"
-)
-
 EXAMPLES = int(os.environ.get("UNDERSTUDY_FUZZ_EXAMPLES", "50"))
 COVERAGE_SAMPLE = int(os.environ.get("UNDERSTUDY_FUZZ_COVERAGE_SAMPLE", "16"))
 SEED = os.environ.get("UNDERSTUDY_FUZZ_SEED")
