@@ -79,6 +79,11 @@ def upstream_errors(secrets: Secrets) -> Iterator[None]:
         raise ApiError(502, f"The upstream could not be reached ({reason})") from None
 
 
+def query_string(**parameters: Any) -> str:
+    """The query of a forwarded GET: the parameters given (not None), a list as one parameter per item."""
+    return urlencode({name: value for name, value in parameters.items() if value is not None}, doseq=True)
+
+
 def upstream_fault(message: str) -> ApiError:
     """A 502 for an answer the gateway will not pass on, logged in one line (it quotes nothing of the answer)."""
     logger.warning("%s", message)
@@ -167,9 +172,8 @@ class ProxyBackend(Backend):
         lifecycle: Sequence[str] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> Reply:
-        query = {"limit": limit, "after_id": after_id, "before_id": before_id, "lifecycle[]": lifecycle}
-        params = urlencode({name: value for name, value in query.items() if value is not None}, doseq=True)
-        return self._call("GET", f"/v1/models?{params}", headers or {})
+        query = query_string(limit=limit, after_id=after_id, before_id=before_id, **{"lifecycle[]": lifecycle})
+        return self._call("GET", f"/v1/models?{query}", headers or {})
 
     def get_model(self, model_id: str, headers: Mapping[str, str] | None = None) -> Reply:
         return self._call("GET", f"/v1/models/{quote(model_id, safe='')}", headers or {})

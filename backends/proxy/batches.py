@@ -14,13 +14,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 import httpcore
 
 from backends.base import ByteStream, Reply
 from backends.batches.base import Batches, Headers
-from backends.proxy.backend import upstream_errors, upstream_fault
+from backends.proxy.backend import query_string, upstream_errors, upstream_fault
 
 if TYPE_CHECKING:
     from backends.proxy.backend import ProxyBackend
@@ -41,9 +41,8 @@ class UpstreamBatches(Batches):
         return self.proxy._call("GET", _batch_path(batch_id), headers)
 
     def page(self, *, after_id: str | None, before_id: str | None, limit: int, headers: Headers) -> Reply:
-        query = {"limit": limit, "after_id": after_id, "before_id": before_id}
-        params = urlencode({name: value for name, value in query.items() if value is not None})
-        return self.proxy._call("GET", f"{ROUTE}?{params}", headers)
+        query = query_string(limit=limit, after_id=after_id, before_id=before_id)
+        return self.proxy._call("GET", f"{ROUTE}?{query}", headers)
 
     def cancel(self, batch_id: str, headers: Headers) -> Reply:
         return self.proxy._call("POST", f"{_batch_path(batch_id)}/cancel", headers)
