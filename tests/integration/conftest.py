@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 
 import anthropic
@@ -23,6 +24,14 @@ SERVER_ENV = {"UNDERSTUDY_API_KEYS": f"{API_KEY},second-key", "UNDERSTUDY_VALIDA
 CLIENT_SOCKETS_LEFT_TO_GC = pytest.mark.filterwarnings(
     r"ignore:Exception ignored in. <socket\.socket:pytest.PytestUnraisableExceptionWarning"
 )
+
+
+@pytest.fixture(autouse=True)
+def garbage_collected_at_teardown() -> Iterator[None]:
+    """Collect what each integration test left, at its own teardown: a socket a client library left is then
+    reported (and forgiven) against the test that left it, not against a later unit test that happens to collect."""
+    yield
+    gc.collect()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
