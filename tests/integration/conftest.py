@@ -26,10 +26,11 @@ CLIENT_SOCKETS_LEFT_TO_GC = pytest.mark.filterwarnings(
 )
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def garbage_collected_at_teardown() -> Iterator[None]:
-    """Collect what each integration test left, at its own teardown: a socket a client library left is then
-    reported (and forgiven) against the test that left it, not against a later unit test that happens to collect."""
+    """Collect what each integration module left, at its teardown: a socket a client library left is then reported
+    (and forgiven) against an integration test, not against a later unit test that happens to collect. Once a
+    module, not once a test: a collection over the suite's heap (600 MB by the fuzz) costs up to a second."""
     yield
     gc.collect()
 
