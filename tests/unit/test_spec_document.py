@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import yaml
 
 from app import create_app
 from app.spec.loading import load_spec
 from app.spec.references import lookup, references
+from backends.safe_yaml import safe_load
 
 ADMIN_KEY = "spec-document-admin-key"
 SERVER = {"url": "/", "description": load_spec()["servers"][0]["description"]}
@@ -29,7 +29,7 @@ def with_admin() -> Any:
 def served(app: Any, path: str = "/openapi.json", **client: Any) -> Any:
     response = app.test_client(**client).get(path)
     assert response.status_code == 200, response.text
-    return response.json() if path.endswith(".json") else yaml.safe_load(response.text)
+    return response.json() if path.endswith(".json") else safe_load(response.text)
 
 
 def test_without_the_admin_routes_nothing_of_them_is_shown(app: Any) -> None:

@@ -12,10 +12,11 @@ from typing import Any
 import yaml
 
 from app.spec.loading import SPEC_FILE
+from backends.safe_yaml import SafeLoader
 
 
-class UniqueKeyLoader(yaml.SafeLoader):
-    """YAML's safe loader, refusing a mapping that holds a key twice."""
+class UniqueKeyLoader(SafeLoader):  # type: ignore[misc,valid-type]  # libyaml's, where PyYAML has it
+    """YAML's safe loader (libyaml's parser, where PyYAML has it), refusing a mapping that holds a key twice."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
