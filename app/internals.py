@@ -51,19 +51,34 @@ connections that arrive together may pile onto one worker.
    then it stops as gunicorn's does.
    It stops accepting by removing the listening sockets' readers, and closes
    its servers a turn later: closing them at once loses a connection
-   accepted in the same turn.
+   accepted in the same turn. Once stopped, it does not wait out its
+   heartbeat (gunicorn's loop sleeps a second between looks at `alive`): the
+   sleep is cancelled, which gunicorn's loop takes as its cue to shut down.
+   An idle server stopped in 0.6 s instead of 1.5.
+6. The spec checked once per process. Connexion checks the whole spec
+   against the OpenAPI schema (and every default against its own schema)
+   each time an API is added: 0.2 s, two thirds of building the app, in every
+   gunicorn worker and every app a test builds. Here a spec that passed is
+   remembered by a digest of its JSON (3 ms), and the same spec is not
+   checked again in this process, nor in gunicorn's workers, which fork from
+   the master that checked it when it checked the configuration. Any other
+   spec is checked as Connexion checks it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
+import inspect
+import json
 import signal
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import connexion
+import connexion.spec
 import flask
 from connexion import decorators, lifecycle, security, utils
 from connexion.apps import flask as flask_apps
@@ -312,8 +327,26 @@ class ViewFunctions(dict[str, Callable[..., Any]]):
         super().__setitem__(endpoint, view)
 
 
+#: Connexion's check of a whole spec against the OpenAPI schema (the one every Specification inherits).
+_connexions_check = inspect.getattr_static(connexion.spec.Specification, "_validate_spec").__func__
+#: Digests of the specs that passed it in this process (gunicorn's workers inherit the master's).
+_checked_specs: set[bytes] = set()
+
+
+def _check_spec_once(cls: type[connexion.spec.Specification], spec: dict[str, Any]) -> None:
+    """Connexion's `_validate_spec`, skipped for a spec that has passed it in this process."""
+    digest = hashlib.blake2b(json.dumps(spec, sort_keys=True, default=str).encode(), digest_size=16).digest()
+    if digest not in _checked_specs:
+        _connexions_check(cls, spec)  # raises InvalidSpecification for a spec that breaks the schema
+        _checked_specs.add(digest)
+
+
 def install(app: connexion.FlaskApp, *, threads: int) -> None:
-    """Put every hook above into `app`, before its API is added: one call, in the composition root."""
+    """Put every hook above into `app`, before its API is added: one call, in the composition root.
+
+    The spec check, a class's, holds for the process from the first call (a spec passes or not whoever adds it).
+    """
+    connexion.spec.OpenAPISpecification._validate_spec = classmethod(_check_spec_once)  # type: ignore[assignment]
     middleware = app.middleware
     middleware.middlewares = [REPLACEMENTS.get(layer, layer) for layer in middleware.middlewares]
     middleware.options.security_map = SECURITY_MAP
@@ -340,6 +373,7 @@ async def _served_our_way(
     **kwargs: Any,
 ) -> asyncio.Server:
     """The loop's create_server as gunicorn's `_serve` calls it, with `Protocol` in place of gunicorn's own."""
+    worker.serving_task = asyncio.current_task()  # type: ignore[attr-defined]  # `_serve`'s, for _stop
     return await _one_per_wake_up(create_server, worker.cfg.backlog, lambda: Protocol(worker, header_timeout), **kwargs)
 
 
@@ -446,4 +480,17 @@ DRAIN_MARGIN_SECONDS = 0.5
 
 
 def _stop(worker: ASGIWorker) -> None:
-    worker.alive = False  # what gunicorn's own SIGTERM handler does: its loop then shuts down gracefully
+    """What gunicorn's own SIGTERM handler does (`alive` false: its loop then shuts down gracefully), at once."""
+    worker.alive = False
+    serving = getattr(worker, "serving_task", None)
+    if serving is not None and _at_heartbeat(serving):
+        serving.cancel()  # gunicorn's loop catches the CancelledError and shuts down
+
+
+def _at_heartbeat(task: asyncio.Task[Any]) -> bool:
+    """Whether `task` waits in an asyncio.sleep, as gunicorn's serving loop does between its heartbeats.
+
+    Anywhere else (its lifespan's start-up, creating its servers, its shutdown) a cancel would break it.
+    """
+    awaiting = getattr(task.get_coro(), "cr_await", None)
+    return getattr(awaiting, "cr_code", None) is asyncio.sleep.__code__

@@ -10,6 +10,8 @@ public `add_wsgi_middleware` included.
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import functools
 import hashlib
 import importlib
@@ -24,11 +26,14 @@ import pytest
 from connexion import lifecycle, security
 from connexion.apps import flask as flask_apps
 from connexion.context import operation
+from connexion.exceptions import InvalidSpecification
 from connexion.middleware import ConnexionMiddleware, request_validation, swagger_ui
 from connexion.middleware.security import SecurityMiddleware
+from connexion.spec import Specification
 
 from app import create_app, internals
 from app.http.bridge import FlaskBridge
+from app.spec.loading import load_spec
 
 from builders import API_KEY, HEADERS, message_body, weather_tool
 
@@ -125,6 +130,18 @@ UPSTREAM = {
         "8e3be2495ffd3522",
         "install(): the API must still take its options (security_map) from `options` when added",
     ),
+    "connexion.spec:Specification.__init__": (
+        "4db416e79b8b3f11",
+        "_check_spec_once: every Specification made must still be checked through `_validate_spec(spec)`",
+    ),
+    "connexion.spec:Specification._validate_spec": (
+        "8164a6ab6b95deb9",
+        "_check_spec_once, which calls this for a spec it has not seen pass, and takes a pass for good",
+    ),
+    "connexion.spec:Specification.from_dict": (
+        "60906b64ff65ea6b",
+        "install(), which sets _check_spec_once on OpenAPISpecification: still the class this makes for 3.0",
+    ),
     "flask.sansio.app:App.add_url_rule": (
         "08284d4ff8b41578",
         "ViewFunctions: Flask must still store each view with view_functions[endpoint] = view",
@@ -143,7 +160,8 @@ UPSTREAM = {
     ),
     "gunicorn.workers.gasgi:ASGIWorker._serve": (
         "986a7a4ab51cb4a7",
-        "install_worker: the server must still come from loop.create_server(protocol factory, sock=…) with no backlog",
+        "install_worker: the server must still come from loop.create_server(protocol factory, sock=…) with no backlog;"
+        " and _stop: between heartbeats it must still sleep, and take a CancelledError there as the cue to shut down",
     ),
     "gunicorn.workers.gasgi:ASGIWorker.init_signals": (
         "3ffb903a13e4cebb",
@@ -194,6 +212,9 @@ UPSTREAM = {
         "the drain: a connection must still go on to its next request while `alive` is true",
     ),
 }
+
+
+CONNEXIONS_CHECK = internals._connexions_check
 
 
 def _upstream(name: str) -> Any:
@@ -286,6 +307,68 @@ def test_every_hook_takes_effect():
     assert handlers["bearer"] is internals.BearerSecurityHandler
     assert type(app._middleware_app.asgi_app) is FlaskBridge
     assert {type(view) for view in _views(app)} == {internals.FlaskOperation}
+
+
+def test_a_spec_is_checked_once_and_any_other_spec_as_connexion_checks_it(monkeypatch):
+    checked: list[Any] = []
+
+    def connexions_check(cls: Any, spec: Any) -> None:
+        checked.append(spec)
+        CONNEXIONS_CHECK(cls, spec)
+
+    monkeypatch.setattr(internals, "_checked_specs", set())
+    monkeypatch.setattr(internals, "_connexions_check", connexions_check)
+    create_app({"internals": True})
+    create_app({"internals": True})
+    assert len(checked) == 1  # the second app's spec is the first's
+    create_app({"internals": True, "allow_unknown_fields": True})
+    assert len(checked) == 2  # another spec
+    broken = load_spec()
+    broken["paths"]["/v1/messages"]["post"]["responses"] = "none"
+    for _ in range(2):  # a spec that fails is not taken for checked
+        with pytest.raises(InvalidSpecification):
+            Specification.from_dict(copy.deepcopy(broken))
+    assert len(checked) == 4
+
+
+def test_a_stopped_worker_does_not_wait_out_its_heartbeat():
+    """_stop cancels gunicorn's serving loop where it sleeps between heartbeats, and nowhere else."""
+
+    class Worker:
+        alive = True
+
+    async def main() -> tuple[bool, bool]:
+        worker = Worker()
+        started = asyncio.Event()
+
+        async def serving_loop() -> str:  # gunicorn's ASGIWorker._serve, in outline
+            started.set()
+            try:
+                while worker.alive:
+                    await asyncio.sleep(1.0)
+            except asyncio.CancelledError:
+                pass
+            return "shut down"
+
+        worker.serving_task = asyncio.create_task(serving_loop())  # type: ignore[attr-defined]
+        await started.wait()
+        internals._stop(worker)  # type: ignore[arg-type]
+        await asyncio.sleep(0)
+        sleeping_stopped = worker.serving_task.done()  # type: ignore[attr-defined]
+        assert await worker.serving_task == "shut down"  # type: ignore[attr-defined]
+
+        busy = Worker()
+        starting_up = asyncio.Event()
+        busy.serving_task = asyncio.create_task(starting_up.wait())  # type: ignore[attr-defined]  # e.g. its lifespan
+        await asyncio.sleep(0)
+        internals._stop(busy)  # type: ignore[arg-type]
+        await asyncio.sleep(0)
+        left_alone = not busy.serving_task.cancelled()  # type: ignore[attr-defined]
+        starting_up.set()
+        await busy.serving_task  # type: ignore[attr-defined]
+        return sleeping_stopped, left_alone and not busy.alive
+
+    assert asyncio.run(main()) == (True, True)
 
 
 JSON = {**HEADERS, "content-type": "application/json"}
