@@ -30,7 +30,8 @@ CLIENT_SOCKETS_LEFT_TO_GC = pytest.mark.filterwarnings(
 def garbage_collected_at_teardown() -> Iterator[None]:
     """Collect what each integration module left, at its teardown: a socket a client library left is then reported
     (and forgiven) against an integration test, not against a later unit test that happens to collect. Once a
-    module, not once a test: a collection over the suite's heap (600 MB by the fuzz) costs up to a second."""
+    module, not once a test: a full collection walks every object made since collecting (tests/conftest.py
+    freezes the rest)."""
     yield
     gc.collect()
 
