@@ -135,8 +135,10 @@ def test_bad_request_error(sdk):
 
 
 def test_authentication_error(server):
-    sdk = anthropic.Anthropic(base_url=server.base_url, api_key="wrong", max_retries=0)
-    with pytest.raises(anthropic.AuthenticationError) as error:
+    with (
+        anthropic.Anthropic(base_url=server.base_url, api_key="wrong", max_retries=0) as sdk,
+        pytest.raises(anthropic.AuthenticationError) as error,
+    ):
         ask(sdk, "hi")
     assert error.value.status_code == 401 and error.value.request_id.startswith("req_")
 

@@ -253,7 +253,7 @@ def any_model_server() -> Iterator[ServerProcess]:
 
 
 def test_any_model_serves_any_name(any_model_server):
-    sdk = anthropic.Anthropic(base_url=any_model_server.base_url, api_key=API_KEY, max_retries=0, timeout=20)
-    message = ask(sdk, "hi", model="my-fine-tuned-model", max_tokens=10**9)
-    assert message.model == "my-fine-tuned-model" and message.content[0].text == "hi"
-    assert ask(sdk, "hi", model="claude-3-haiku-20240307").content[0].text == "hi"
+    with anthropic.Anthropic(base_url=any_model_server.base_url, api_key=API_KEY, max_retries=0, timeout=20) as sdk:
+        message = ask(sdk, "hi", model="my-fine-tuned-model", max_tokens=10**9)
+        assert message.model == "my-fine-tuned-model" and message.content[0].text == "hi"
+        assert ask(sdk, "hi", model="claude-3-haiku-20240307").content[0].text == "hi"

@@ -77,8 +77,8 @@ def test_keys_never_reach_the_log_or_the_journal(journaled):
             request(server.port, "POST", "/v1/messages/count_tokens", message_body("hello"), headers)
             request(server.port, "GET", "/v1/models/claude-nothing", None, headers)
             request(server.port, "GET", "/v1/models?limit=2", None, headers)
-    sdk = anthropic.Anthropic(base_url=server.base_url, api_key=SECRET, max_retries=0)
-    sdk.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=[{"role": "user", "content": "sdk"}])
+    with anthropic.Anthropic(base_url=server.base_url, api_key=SECRET, max_retries=0) as sdk:
+        sdk.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=[{"role": "user", "content": "sdk"}])
     for admin in (ADMIN, WRONG_ADMIN):
         request(server.port, "GET", "/_understudy/requests", None, {"x-understudy-admin-key": admin})
 
