@@ -51,9 +51,9 @@ def upstream():
 
 
 def journal(server):
-    client = anthropic.Anthropic(base_url=server.base_url, api_key="unused")
     options = {"headers": {"x-understudy-admin-key": ADMIN_KEY}}
-    return client.get("/_understudy/requests?limit=1000", cast_to=object, options=options)["data"]
+    with anthropic.Anthropic(base_url=server.base_url, api_key="unused") as client:
+        return client.get("/_understudy/requests?limit=1000", cast_to=object, options=options)["data"]
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,8 @@ def gateway(upstream, tmp_path_factory):
 
 @pytest.fixture
 def sdk(gateway):
-    return anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0, timeout=20)
+    with anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0, timeout=20) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")
@@ -155,8 +156,10 @@ def test_header_bytes_beyond_ascii_pass_through(upstream, gateway):
 
 
 def test_clients_need_a_gateway_key(gateway):
-    stranger = anthropic.Anthropic(base_url=gateway.base_url, api_key=UPSTREAM_KEY, max_retries=0)
-    with pytest.raises(anthropic.AuthenticationError):
+    with (
+        anthropic.Anthropic(base_url=gateway.base_url, api_key=UPSTREAM_KEY, max_retries=0) as stranger,
+        pytest.raises(anthropic.AuthenticationError),
+    ):
         ask(stranger)  # the upstream key is not a key of the gateway
 
 
@@ -172,10 +175,12 @@ def test_the_upstream_key_never_leaks(gateway, sdk):
 
 def test_client_keys_can_pass_through(upstream):
     env = {"UNDERSTUDY_BACKEND": "proxy", "UNDERSTUDY_UPSTREAM_URL": upstream.base_url}
-    with ServerProcess(env) as passing:
-        good = anthropic.Anthropic(base_url=passing.base_url, api_key=UPSTREAM_KEY, max_retries=0)
+    with (
+        ServerProcess(env) as passing,
+        anthropic.Anthropic(base_url=passing.base_url, api_key=UPSTREAM_KEY, max_retries=0) as good,
+        anthropic.Anthropic(base_url=passing.base_url, api_key="not-the-upstream-key", max_retries=0) as wrong,
+    ):
         assert ask(good, "mine").content[0].text == "mine"
-        wrong = anthropic.Anthropic(base_url=passing.base_url, api_key="not-the-upstream-key", max_retries=0)
         with pytest.raises(anthropic.AuthenticationError) as error:
             ask(wrong)
         assert error.value.api_message == "invalid x-api-key"  # the upstream's refusal, passed on
@@ -187,8 +192,10 @@ def test_client_keys_can_pass_through(upstream):
 )
 def test_upstream_faults_become_api_errors(faulty, model, status, error_type):
     env = proxy_env(faulty.url, UNDERSTUDY_UPSTREAM_READ_TIMEOUT="1")
-    with ServerProcess(env) as gateway:
-        client = anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0)
+    with (
+        ServerProcess(env) as gateway,
+        anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0) as client,
+    ):
         with pytest.raises(anthropic.APIStatusError) as error:
             client.messages.create(model=model, max_tokens=10, messages=[{"role": "user", "content": "x"}])
         assert error.value.status_code == status and error.value.type == error_type
@@ -201,8 +208,10 @@ def test_an_upstream_that_does_not_accept_in_time_is_a_504():
     filler = socket.create_connection(listener.getsockname())
     env = proxy_env(f"http://127.0.0.1:{listener.getsockname()[1]}", UNDERSTUDY_UPSTREAM_CONNECT_TIMEOUT="0.5")
     try:
-        with ServerProcess(env) as gateway:
-            client = anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0, timeout=10)
+        with (
+            ServerProcess(env) as gateway,
+            anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0, timeout=10) as client,
+        ):
             started = time.monotonic()
             with pytest.raises(anthropic.APIStatusError) as error:
                 ask(client)
@@ -214,10 +223,12 @@ def test_an_upstream_that_does_not_accept_in_time_is_a_504():
 
 
 def test_upstream_errors_keep_their_body_and_retry_headers_and_lose_hop_by_hop_ones(faulty):
-    with ServerProcess(proxy_env(faulty.url)) as gateway:
-        client = anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0)
-        with pytest.raises(anthropic.RateLimitError) as error:
-            client.messages.create(model="rate-limited", max_tokens=1, messages=[{"role": "user", "content": "x"}])
+    with (
+        ServerProcess(proxy_env(faulty.url)) as gateway,
+        anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0) as client,
+        pytest.raises(anthropic.RateLimitError) as error,
+    ):
+        client.messages.create(model="rate-limited", max_tokens=1, messages=[{"role": "user", "content": "x"}])
     headers = error.value.response.headers
     assert error.value.response.json() == RATE_LIMITED
     assert headers["retry-after"] == "7" and headers["anthropic-ratelimit-requests-remaining"] == "0"
@@ -231,8 +242,10 @@ def test_unknown_fields_pass_through_only_when_allowed(upstream):
     with ServerProcess(lenient_upstream) as newer:
         for allowed in (False, True):
             env = proxy_env(newer.base_url, UNDERSTUDY_ALLOW_UNKNOWN_FIELDS=str(allowed).lower())
-            with ServerProcess(env) as gateway:
-                client = anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0)
+            with (
+                ServerProcess(env) as gateway,
+                anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0) as client,
+            ):
                 if allowed:
                     assert ask(client, "newer", extra_body={"feature_from_2027": {"on": True}}).content
                 else:
@@ -263,8 +276,10 @@ def test_the_pool_keeps_connections_alive_and_bounded(tmp_path):
     with ServerProcess(upstream_env) as upstream:
         port = int(upstream.base_url.rsplit(":", 1)[1])
         env = proxy_env(upstream.base_url, UNDERSTUDY_UPSTREAM_CONNECTIONS="2")
-        with ServerProcess(env, workers=1) as gateway:
-            client = anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0, timeout=20)
+        with (
+            ServerProcess(env, workers=1) as gateway,
+            anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0, timeout=20) as client,
+        ):
             assert [ask(client, f"{n}").content[0].text for n in range(10)] == ["quick"] * 10
             assert upstream_connections(port) == 1  # ten calls, one kept-alive connection
             with ThreadPoolExecutor(max_workers=6) as pool:
@@ -275,16 +290,20 @@ def test_the_pool_keeps_connections_alive_and_bounded(tmp_path):
 
 
 def test_unreachable_upstream_is_a_502():
-    with ServerProcess(proxy_env(f"http://127.0.0.1:{free_port()}")) as gateway:
-        client = anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0)
+    with (
+        ServerProcess(proxy_env(f"http://127.0.0.1:{free_port()}")) as gateway,
+        anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0) as client,
+    ):
         with pytest.raises(anthropic.APIStatusError) as error:
             ask(client)
         assert error.value.status_code == 502 and error.value.type == "api_error"
 
 
 def test_a_stream_the_upstream_cuts_ends_with_an_error_event(faulty):
-    with ServerProcess(proxy_env(faulty.url)) as gateway:
-        client = anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0)
+    with (
+        ServerProcess(proxy_env(faulty.url)) as gateway,
+        anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0) as client,
+    ):
         with (
             pytest.raises(anthropic.APIStatusError) as error,
             client.messages.stream(
@@ -296,8 +315,10 @@ def test_a_stream_the_upstream_cuts_ends_with_an_error_event(faulty):
 
 
 def test_events_arrive_as_the_upstream_sends_them_and_a_leaving_client_closes_the_upstream(faulty):
-    with ServerProcess(proxy_env(faulty.url)) as gateway:
-        client = anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0)
+    with (
+        ServerProcess(proxy_env(faulty.url)) as gateway,
+        anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0) as client,
+    ):
         arrivals = []
         started = time.monotonic()
         with client.messages.stream(
@@ -316,8 +337,10 @@ def test_events_arrive_as_the_upstream_sends_them_and_a_leaving_client_closes_th
 
 
 def test_a_client_leaving_a_stalled_stream_closes_the_upstream_at_once(faulty):
-    with ServerProcess(proxy_env(faulty.url)) as gateway:
-        client = anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0)
+    with (
+        ServerProcess(proxy_env(faulty.url)) as gateway,
+        anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0) as client,
+    ):
         messages = [{"role": "user", "content": "x"}]
         with client.messages.create(model="stalled-stream", max_tokens=10, messages=messages, stream=True) as events:
             assert next(iter(events)).type == "message_start"
@@ -329,18 +352,20 @@ def test_a_client_leaving_a_stalled_stream_closes_the_upstream_at_once(faulty):
 
 def test_a_slow_upstream_call_does_not_hold_up_the_others(faulty):
     env = proxy_env(faulty.url, UNDERSTUDY_UPSTREAM_READ_TIMEOUT="5")
-    with ServerProcess(env) as gateway:
-        client = anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0)
-        with ThreadPoolExecutor(max_workers=12) as pool:
-            stalled = pool.submit(
-                lambda: client.messages.create(model="stall", max_tokens=1, messages=[{"role": "user", "content": "x"}])
-            )
-            started = time.monotonic()
-            quick = list(pool.map(lambda n: ask(client, f"{n}").content[0].text, range(10)))
-            took = time.monotonic() - started
-            assert quick == ["ok"] * 10 and took < 4 and not stalled.done()
-            with pytest.raises(anthropic.APIStatusError):
-                stalled.result()
+    with (
+        ServerProcess(env) as gateway,
+        anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0) as client,
+        ThreadPoolExecutor(max_workers=12) as pool,
+    ):
+        stalled = pool.submit(
+            lambda: client.messages.create(model="stall", max_tokens=1, messages=[{"role": "user", "content": "x"}])
+        )
+        started = time.monotonic()
+        quick = list(pool.map(lambda n: ask(client, f"{n}").content[0].text, range(10)))
+        took = time.monotonic() - started
+        assert quick == ["ok"] * 10 and took < 4 and not stalled.done()
+        with pytest.raises(anthropic.APIStatusError):
+            stalled.result()
 
 
 def test_record_then_replay_gives_the_sdk_the_same_messages(tmp_path):
@@ -364,8 +389,7 @@ def test_record_then_replay_gives_the_sdk_the_same_messages(tmp_path):
         "UNDERSTUDY_API_KEYS": UPSTREAM_KEY,
     }
 
-    def session(base_url):
-        client = anthropic.Anthropic(base_url=base_url, api_key=CLIENT_KEY, max_retries=0)
+    def session(client):
         seen = [ask(client, "first"), ask(client, "first")]
         with client.messages.stream(model=MODEL, max_tokens=100, messages=[{"role": "user", "content": "stream"}]) as s:
             seen.append(s.get_final_message())
@@ -393,16 +417,20 @@ def test_record_then_replay_gives_the_sdk_the_same_messages(tmp_path):
     with (
         ServerProcess(upstream_env) as upstream,
         ServerProcess(proxy_env(upstream.base_url, UNDERSTUDY_RECORD=str(recording)), workers=2) as gateway,
+        anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0) as client,
     ):
-        recorded = session(gateway.base_url)
+        recorded = session(client)
     assert UPSTREAM_KEY not in recording.read_text()
     replay_env = {
         "UNDERSTUDY_BACKEND": "scripted",
         "UNDERSTUDY_SCRIPT": str(recording),
         "UNDERSTUDY_API_KEYS": CLIENT_KEY,
     }
-    with ServerProcess(replay_env) as replay:
-        replayed = session(replay.base_url)
+    with (
+        ServerProcess(replay_env) as replay,
+        anthropic.Anthropic(base_url=replay.base_url, api_key=CLIENT_KEY, max_retries=0) as client,
+    ):
+        replayed = session(client)
     assert [comparable(m) for m in replayed] == [comparable(m) for m in recorded]
     assert recorded[0].content[0].text == "Recorded answer 1" and recorded[1].content[0].text == "Recorded answer 2"
 
@@ -428,8 +456,10 @@ def hostile(faulty, tmp_path_factory):
         yield running
 
 
-def hostile_client(gateway):
-    return anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0, timeout=20)
+@pytest.fixture
+def hostile_sdk(hostile):
+    with anthropic.Anthropic(base_url=hostile.base_url, api_key=CLIENT_KEY, max_retries=0, timeout=20) as client:
+        yield client
 
 
 def bytes_sent_before_the_gateway_left(faulty) -> int:
@@ -440,9 +470,9 @@ def bytes_sent_before_the_gateway_left(faulty) -> int:
 
 
 @pytest.mark.parametrize("model", ["huge-body", "endless-body"])
-def test_an_upstream_body_over_the_limit_is_a_502_and_the_upstream_is_left(faulty, hostile, model):
+def test_an_upstream_body_over_the_limit_is_a_502_and_the_upstream_is_left(faulty, hostile, hostile_sdk, model):
     with pytest.raises(anthropic.APIStatusError) as error:
-        hostile_client(hostile).messages.create(model=model, max_tokens=1, messages=[{"role": "user", "content": "x"}])
+        hostile_sdk.messages.create(model=model, max_tokens=1, messages=[{"role": "user", "content": "x"}])
     assert error.value.status_code == 502 and error.value.type == "api_error"
     assert f"limit of {BODY_LIMIT} bytes" in error.value.body["error"]["message"]
     # 2 GB on offer: the gateway hung up after its limit (and what the sockets' buffers hold), not at the end
@@ -467,11 +497,9 @@ def test_a_client_that_leaves_a_whole_message_call_stops_the_upstream_read(fault
     assert sent < 1024**3, sent  # of 2 GB on offer (before: all of it was read, for nobody)
 
 
-def test_an_event_that_never_ends_becomes_an_error_event(faulty, hostile):
+def test_an_event_that_never_ends_becomes_an_error_event(faulty, hostile, hostile_sdk):
     messages = [{"role": "user", "content": "x"}]
-    with hostile_client(hostile).messages.create(
-        model="endless-event", max_tokens=1, messages=messages, stream=True
-    ) as events:
+    with hostile_sdk.messages.create(model="endless-event", max_tokens=1, messages=messages, stream=True) as events:
         iterator = iter(events)
         assert next(iterator).type == "message_start"
         with pytest.raises(anthropic.APIStatusError) as error:
@@ -483,9 +511,9 @@ def test_an_event_that_never_ends_becomes_an_error_event(faulty, hostile):
 
 
 @pytest.mark.parametrize("model", ["bad-utf8-event", "not-json-event", "untyped-event"])
-def test_a_malformed_event_is_an_upstream_error_not_a_crash(hostile, model):
+def test_a_malformed_event_is_an_upstream_error_not_a_crash(hostile, hostile_sdk, model):
     messages = [{"role": "user", "content": "x"}]
-    with hostile_client(hostile).messages.create(model=model, max_tokens=1, messages=messages, stream=True) as events:
+    with hostile_sdk.messages.create(model=model, max_tokens=1, messages=messages, stream=True) as events:
         iterator = iter(events)
         assert next(iterator).type == "message_start"
         with pytest.raises(anthropic.APIStatusError) as error:
@@ -495,10 +523,10 @@ def test_a_malformed_event_is_an_upstream_error_not_a_crash(hostile, model):
     assert "Traceback" not in hostile.output and "Internal server error" not in hostile.output
 
 
-def test_a_malformed_first_event_is_a_502(hostile):
+def test_a_malformed_first_event_is_a_502(hostile, hostile_sdk):
     messages = [{"role": "user", "content": "x"}]
     with pytest.raises(anthropic.APIStatusError) as error:
-        hostile_client(hostile).messages.create(model="not-json-first", max_tokens=1, messages=messages, stream=True)
+        hostile_sdk.messages.create(model="not-json-first", max_tokens=1, messages=messages, stream=True)
     assert error.value.status_code == 502 and error.value.type == "api_error"
     assert error.value.body["error"]["message"].startswith("The upstream sent a malformed event")
     assert "Traceback" not in hostile.output
