@@ -226,25 +226,25 @@ def scripted_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server
 
 
 def test_a_batch_is_answered_by_the_scripts_rules(scripted_server):
-    client = sdk_for(scripted_server)
-    requests = [
-        {"custom_id": "vip-1", "params": params("Hi")},
-        {"custom_id": "vip-2", "params": params("Hi")},
-        {"custom_id": "refuse-me", "params": params("Hi")},
-        *({"custom_id": f"count-{n}", "params": params("count")} for n in range(3)),
-        {"custom_id": "anyone", "params": params("echo me")},
-    ]
-    batch = client.messages.batches.create(requests=requests, extra_headers={"x-test-id": "batch-42"})
-    counts = ended(client, batch.id).request_counts
-    assert (counts.succeeded, counts.errored) == (6, 1)
+    with sdk_for(scripted_server) as client:
+        requests = [
+            {"custom_id": "vip-1", "params": params("Hi")},
+            {"custom_id": "vip-2", "params": params("Hi")},
+            {"custom_id": "refuse-me", "params": params("Hi")},
+            *({"custom_id": f"count-{n}", "params": params("count")} for n in range(3)),
+            {"custom_id": "anyone", "params": params("echo me")},
+        ]
+        batch = client.messages.batches.create(requests=requests, extra_headers={"x-test-id": "batch-42"})
+        counts = ended(client, batch.id).request_counts
+        assert (counts.succeeded, counts.errored) == (6, 1)
 
-    results = by_custom_id(client.messages.batches.results(batch.id))
-    assert results["vip-1"].message.content[0].text == "VIP answer for vip-1"  # a rule matched on the custom_id
-    assert results["vip-2"].message.content[0].text == "VIP answer for vip-2"
-    refused = results["refuse-me"].error  # an error reply is an errored result, with the error body the API sends
-    assert (refused.error.type, refused.error.message) == ("rate_limit_error", "Slow down")
-    assert sorted(results[f"count-{n}"].message.content[0].text for n in range(3)) == ["one", "three", "two"]
-    assert results["anyone"].message.content[0].text == "echo me"  # the fallback
+        results = by_custom_id(client.messages.batches.results(batch.id))
+        assert results["vip-1"].message.content[0].text == "VIP answer for vip-1"  # a rule matched on the custom_id
+        assert results["vip-2"].message.content[0].text == "VIP answer for vip-2"
+        refused = results["refuse-me"].error  # an error reply is an errored result, with the error body the API sends
+        assert (refused.error.type, refused.error.message) == ("rate_limit_error", "Slow down")
+        assert sorted(results[f"count-{n}"].message.content[0].text for n in range(3)) == ["one", "three", "two"]
+        assert results["anyone"].message.content[0].text == "echo me"  # the fallback
 
     entries = journal(scripted_server, method="POST")
     items = {
@@ -261,9 +261,8 @@ def test_a_batch_is_answered_by_the_scripts_rules(scripted_server):
 
 
 def test_a_custom_id_rule_never_matches_a_request_of_its_own(scripted_server):
-    reply = sdk_for(scripted_server).messages.create(
-        model=MODEL, max_tokens=100, messages=[{"role": "user", "content": "vip-"}]
-    )
+    with sdk_for(scripted_server) as client:
+        reply = client.messages.create(model=MODEL, max_tokens=100, messages=[{"role": "user", "content": "vip-"}])
     assert reply.content[0].text == "vip-"  # the echo fallback, not the vip rule
 
 
@@ -278,43 +277,43 @@ def wait_for_journal(server: ServerProcess, path: str) -> None:
 
 
 def test_a_batch_canceled_mid_way_ends_with_its_unanswered_requests_canceled(slow_server):
-    client = sdk_for(slow_server)
-    batch = client.messages.batches.create(requests=batch_requests(10))
-    wait_for_journal(slow_server, f"/v1/messages/batches/{batch.id}/requests/request-0")  # the first is answered
+    with sdk_for(slow_server) as client:
+        batch = client.messages.batches.create(requests=batch_requests(10))
+        wait_for_journal(slow_server, f"/v1/messages/batches/{batch.id}/requests/request-0")  # the first is answered
 
-    canceling = client.messages.batches.cancel(batch.id)
-    assert canceling.processing_status == "canceling" and canceling.cancel_initiated_at is not None
-    assert canceling.request_counts.processing == 10  # counts move only when the batch ends
+        canceling = client.messages.batches.cancel(batch.id)
+        assert canceling.processing_status == "canceling" and canceling.cancel_initiated_at is not None
+        assert canceling.request_counts.processing == 10  # counts move only when the batch ends
 
-    done = ended(client, batch.id)
-    counts = done.request_counts
-    assert counts.succeeded >= 1 and counts.canceled >= 1 and counts.succeeded + counts.canceled == 10
-    results = by_custom_id(client.messages.batches.results(batch.id))
-    assert results["request-0"].type == "succeeded" and results["request-9"].type == "canceled"
-    assert sum(result.type == "canceled" for result in results.values()) == counts.canceled
+        done = ended(client, batch.id)
+        counts = done.request_counts
+        assert counts.succeeded >= 1 and counts.canceled >= 1 and counts.succeeded + counts.canceled == 10
+        results = by_custom_id(client.messages.batches.results(batch.id))
+        assert results["request-0"].type == "succeeded" and results["request-9"].type == "canceled"
+        assert sum(result.type == "canceled" for result in results.values()) == counts.canceled
 
-    with pytest.raises(anthropic.BadRequestError, match="has already ended and cannot be canceled"):
-        client.messages.batches.cancel(batch.id)
-    assert client.messages.batches.delete(batch.id).id == batch.id
-    for gone in (client.messages.batches.retrieve, client.messages.batches.cancel, client.messages.batches.delete):
-        with pytest.raises(anthropic.NotFoundError, match=f"Message Batch not found: {batch.id}"):
-            gone(batch.id)
+        with pytest.raises(anthropic.BadRequestError, match="has already ended and cannot be canceled"):
+            client.messages.batches.cancel(batch.id)
+        assert client.messages.batches.delete(batch.id).id == batch.id
+        for gone in (client.messages.batches.retrieve, client.messages.batches.cancel, client.messages.batches.delete):
+            with pytest.raises(anthropic.NotFoundError, match=f"Message Batch not found: {batch.id}"):
+                gone(batch.id)
 
 
 def test_a_running_batch_has_no_results_and_cannot_be_deleted(slow_server):
-    client = sdk_for(slow_server)
-    batch = client.messages.batches.create(requests=batch_requests(3))
-    with pytest.raises(anthropic.BadRequestError, match="is still processing; cancel it"):
-        client.messages.batches.delete(batch.id)
-    with pytest.raises(anthropic.AnthropicError, match="No `results_url`"):  # the SDK does not even ask
-        client.messages.batches.results(batch.id)
-    message = error_message(
-        call(slow_server, "GET", f"/v1/messages/batches/{batch.id}/results"), 400, "invalid_request_error"
-    )
-    assert message.startswith(f"Message Batch {batch.id} has not finished processing")
-    assert client.messages.batches.retrieve(batch.id).processing_status == "in_progress"  # nothing changed
-    client.messages.batches.cancel(batch.id)
-    assert ended(client, batch.id).request_counts.canceled >= 1
+    with sdk_for(slow_server) as client:
+        batch = client.messages.batches.create(requests=batch_requests(3))
+        with pytest.raises(anthropic.BadRequestError, match="is still processing; cancel it"):
+            client.messages.batches.delete(batch.id)
+        with pytest.raises(anthropic.AnthropicError, match="No `results_url`"):  # the SDK does not even ask
+            client.messages.batches.results(batch.id)
+        message = error_message(
+            call(slow_server, "GET", f"/v1/messages/batches/{batch.id}/results"), 400, "invalid_request_error"
+        )
+        assert message.startswith(f"Message Batch {batch.id} has not finished processing")
+        assert client.messages.batches.retrieve(batch.id).processing_status == "in_progress"  # nothing changed
+        client.messages.batches.cancel(batch.id)
+        assert ended(client, batch.id).request_counts.canceled >= 1
 
 
 @pytest.fixture(scope="module")
@@ -325,16 +324,16 @@ def expiring_server() -> Iterator[ServerProcess]:
 
 
 def test_requests_not_answered_by_expires_at_are_expired(expiring_server):
-    client = sdk_for(expiring_server)
-    batch = client.messages.batches.create(requests=batch_requests(10))
-    assert (batch.expires_at - batch.created_at).total_seconds() == 2
-    done = ended(client, batch.id)
-    counts = done.request_counts
-    assert counts.expired >= 1 and counts.succeeded + counts.expired == 10
-    assert done.ended_at >= done.expires_at and done.cancel_initiated_at is None
-    results = by_custom_id(client.messages.batches.results(batch.id))
-    assert results["request-9"].type == "expired"
-    assert sum(result.type == "expired" for result in results.values()) == counts.expired
+    with sdk_for(expiring_server) as client:
+        batch = client.messages.batches.create(requests=batch_requests(10))
+        assert (batch.expires_at - batch.created_at).total_seconds() == 2
+        done = ended(client, batch.id)
+        counts = done.request_counts
+        assert counts.expired >= 1 and counts.succeeded + counts.expired == 10
+        assert done.ended_at >= done.expires_at and done.cancel_initiated_at is None
+        results = by_custom_id(client.messages.batches.results(batch.id))
+        assert results["request-9"].type == "expired"
+        assert sum(result.type == "expired" for result in results.values()) == counts.expired
 
 
 # ------------------------------------------------------------------------------------------ bad input
@@ -498,15 +497,15 @@ def gateway(upstream: ServerProcess) -> Iterator[ServerProcess]:
 
 
 def test_a_batch_through_the_proxy_runs_upstream_and_comes_back_through_the_gateway(upstream, gateway):
-    client = sdk_for(gateway, CLIENT_KEY)
-    batch = client.messages.batches.create(requests=batch_requests(5, "proxied"))
-    done = ended(client, batch.id)
-    assert done.request_counts.succeeded == 5
-    assert done.results_url == f"{gateway.base_url}/v1/messages/batches/{batch.id}/results"  # not the upstream's
-    lines = list(client.messages.batches.results(batch.id))
-    assert [line.custom_id for line in lines] == [f"proxied-{n}" for n in range(5)]
-    assert lines[0].result.message.content[0].text == "Hello 0"  # the upstream's echo answered
-    assert batch.id in [listed.id for listed in client.messages.batches.list(limit=10)]
+    with sdk_for(gateway, CLIENT_KEY) as client:
+        batch = client.messages.batches.create(requests=batch_requests(5, "proxied"))
+        done = ended(client, batch.id)
+        assert done.request_counts.succeeded == 5
+        assert done.results_url == f"{gateway.base_url}/v1/messages/batches/{batch.id}/results"  # not the upstream's
+        lines = list(client.messages.batches.results(batch.id))
+        assert [line.custom_id for line in lines] == [f"proxied-{n}" for n in range(5)]
+        assert lines[0].result.message.content[0].text == "Hello 0"  # the upstream's echo answered
+        assert batch.id in [listed.id for listed in client.messages.batches.list(limit=10)]
 
     entries = journal(upstream)
     received = [
@@ -527,13 +526,13 @@ def test_a_batch_through_the_proxy_runs_upstream_and_comes_back_through_the_gate
 
 
 def test_the_upstreams_batch_errors_pass_through(gateway):
-    client = sdk_for(gateway, CLIENT_KEY)
-    with pytest.raises(anthropic.NotFoundError, match="Message Batch not found: msgbatch_nope"):
-        client.messages.batches.retrieve("msgbatch_nope")
-    batch = ended(client, client.messages.batches.create(requests=batch_requests(1)).id)
-    with pytest.raises(anthropic.BadRequestError, match="has already ended"):
-        client.messages.batches.cancel(batch.id)
-    assert client.messages.batches.delete(batch.id).type == "message_batch_deleted"
+    with sdk_for(gateway, CLIENT_KEY) as client:
+        with pytest.raises(anthropic.NotFoundError, match="Message Batch not found: msgbatch_nope"):
+            client.messages.batches.retrieve("msgbatch_nope")
+        batch = ended(client, client.messages.batches.create(requests=batch_requests(1)).id)
+        with pytest.raises(anthropic.BadRequestError, match="has already ended"):
+            client.messages.batches.cancel(batch.id)
+        assert client.messages.batches.delete(batch.id).type == "message_batch_deleted"
     answer = call(
         gateway, "GET", f"/v1/messages/batches/{batch.id}/results", headers={**HEADERS, "x-api-key": CLIENT_KEY}
     )
@@ -541,9 +540,9 @@ def test_the_upstreams_batch_errors_pass_through(gateway):
 
 
 def test_the_gateways_secrets_are_masked_in_the_results_it_passes_on(gateway):
-    client = sdk_for(gateway, CLIENT_KEY)
-    requests = [{"custom_id": "leaky", "params": params(f"my key is {CLIENT_KEY}")}, *batch_requests(2)]
-    batch = ended(client, client.messages.batches.create(requests=requests).id)
-    results = by_custom_id(client.messages.batches.results(batch.id))  # the upstream echoed the key: not passed on
-    assert results["leaky"].message.content[0].text == "my key is [masked]"
-    assert results["request-1"].message.content[0].text == "Hello 1"
+    with sdk_for(gateway, CLIENT_KEY) as client:
+        requests = [{"custom_id": "leaky", "params": params(f"my key is {CLIENT_KEY}")}, *batch_requests(2)]
+        batch = ended(client, client.messages.batches.create(requests=requests).id)
+        results = by_custom_id(client.messages.batches.results(batch.id))  # the upstream echoed the key: not passed on
+        assert results["leaky"].message.content[0].text == "my key is [masked]"
+        assert results["request-1"].message.content[0].text == "Hello 1"

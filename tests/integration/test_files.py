@@ -354,15 +354,16 @@ def test_the_proxy_keeps_files_itself_and_forwards_a_text_document_inline(tmp_pa
             "UNDERSTUDY_API_KEYS": API_KEY,
             "UNDERSTUDY_FILES_DIR": str(tmp_path / "gateway-files"),
         }
-        with ServerProcess(gateway_env) as gateway:
-            sdk = anthropic.Anthropic(base_url=gateway.base_url, api_key=API_KEY, max_retries=0, timeout=30)
+        with (
+            ServerProcess(gateway_env) as gateway,
+            anthropic.Anthropic(base_url=gateway.base_url, api_key=API_KEY, max_retries=0, timeout=30) as sdk,
+        ):
             uploaded = sdk.files.upload(file=("brief.txt", b"Keep it short.", "text/plain"))
             assert ask(sdk, document(uploaded.id)).content[0].text == "[document: Keep it short.]"
         admin = {"x-understudy-admin-key": ADMIN_KEY}
-        entries = anthropic.Anthropic(base_url=upstream.base_url, api_key="unused").get(
-            "/_understudy/requests?path=/v1/messages", cast_to=object, options={"headers": admin}
-        )["data"]
-    (forwarded,) = [block for entry in entries for block in entry["body"]["messages"][0]["content"]]
+        with anthropic.Anthropic(base_url=upstream.base_url, api_key="unused") as client:
+            page = client.get("/_understudy/requests?path=/v1/messages", cast_to=object, options={"headers": admin})
+    (forwarded,) = [block for entry in page["data"] for block in entry["body"]["messages"][0]["content"]]
     assert forwarded["source"] == {"type": "text", "media_type": "text/plain", "data": "Keep it short."}
 
 
@@ -371,8 +372,10 @@ def test_the_proxy_keeps_files_itself_and_forwards_a_text_document_inline(tmp_pa
 
 def test_a_disk_with_no_room_for_the_file_is_a_503_and_keeps_nothing(small_disk):
     env = {"UNDERSTUDY_API_KEYS": API_KEY, "UNDERSTUDY_FILES_DIR": str(small_disk / "files")}
-    with ServerProcess(env) as server:
-        sdk = anthropic.Anthropic(base_url=server.base_url, api_key=API_KEY, max_retries=0, timeout=30)
+    with (
+        ServerProcess(env) as server,
+        anthropic.Anthropic(base_url=server.base_url, api_key=API_KEY, max_retries=0, timeout=30) as sdk,
+    ):
         kept = sdk.files.upload(file=("kept.txt", b"already here", "text/plain"))
         body = upload_part_head("big.bin") + b"b" * 3 * 2**20 + b"\r\n--xyz--\r\n"  # the disk holds 2 MB
         answer = raw(server, upload_head(len(body)) + body)

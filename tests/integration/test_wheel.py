@@ -44,10 +44,10 @@ import understudy
 
 def test_the_fixture_serves_a_scripted_reply(understudy):
     server = understudy([{"name": "greet", "match": {"user_text": "Hi"}, "reply": {"text": "Hello from the script"}}])
-    client = anthropic.Anthropic(base_url=server.base_url, api_key=server.api_key, max_retries=0)
-    reply = client.messages.create(
-        model="claude-sonnet-4-5", max_tokens=50, messages=[{"role": "user", "content": "Hi"}]
-    )
+    with anthropic.Anthropic(base_url=server.base_url, api_key=server.api_key, max_retries=0) as client:
+        reply = client.messages.create(
+            model="claude-sonnet-4-5", max_tokens=50, messages=[{"role": "user", "content": "Hi"}]
+        )
     assert reply.content[0].text == "Hello from the script"
     assert [entry["rule"] for entry in server.journal()] == ["greet"]
 
@@ -147,8 +147,7 @@ def test_serve_answers_the_sdk(installed):
     server = ServerProcess(workers=1, cwd=installed.project)
     # ServerProcess's start-up wait and stop, for the venv's command instead of the checkout's gunicorn.
     server.command = [str(installed.bin / "understudy"), "serve", "--port", str(server.port), "--workers", "1"]
-    with server:
-        client = anthropic.Anthropic(base_url=server.base_url, api_key="any-key", max_retries=0, timeout=20)
+    with server, anthropic.Anthropic(base_url=server.base_url, api_key="any-key", max_retries=0, timeout=20) as client:
         reply = client.messages.create(
             model="claude-sonnet-4-5", max_tokens=50, messages=[{"role": "user", "content": "Hello, wheel"}]
         )
