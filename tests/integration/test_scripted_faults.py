@@ -13,12 +13,12 @@ MODEL = "claude-sonnet-4-5"
 
 
 def ask(server, *, stream=False, **options):
-    client = anthropic.Anthropic(base_url=server.base_url, api_key=server.api_key, max_retries=0, **options)
     messages = [{"role": "user", "content": "hi"}]
-    if not stream:
-        return client.messages.create(model=MODEL, max_tokens=100, messages=messages)
-    with client.messages.stream(model=MODEL, max_tokens=100, messages=messages) as events:
-        return events.get_final_message()
+    with anthropic.Anthropic(base_url=server.base_url, api_key=server.api_key, max_retries=0, **options) as client:
+        if not stream:
+            return client.messages.create(model=MODEL, max_tokens=100, messages=messages)
+        with client.messages.stream(model=MODEL, max_tokens=100, messages=messages) as events:
+            return events.get_final_message()
 
 
 def test_stall_longer_than_the_client_timeout(understudy):
