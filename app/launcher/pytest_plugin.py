@@ -2,16 +2,18 @@
 
     def test_my_agent_retries(understudy):
         server = understudy("examples/retry_on_529.yaml")      # or a list of rules, or YAML text
-        client = anthropic.Anthropic(base_url=server.base_url, api_key=server.api_key)
-        ...
+        with anthropic.Anthropic(base_url=server.base_url, api_key=server.api_key) as client:
+            ...
         assert [entry["status"] for entry in server.journal()] == [529, 200]
 
 Each call of the `understudy` fixture starts a real server (gunicorn, the
-scripted backend, on a free loopback port) and stops it after the test. The
-server is a process of its own, whose sys.path starts with the server tree, so
-a project with packages of its own named `app` or `backends` keeps importing
-those; it runs in the test's working directory, so relative paths in `env`
-mean what they mean to the test.
+scripted backend, on a free loopback port) and stops it after the test,
+gracefully: a client left open keeps it draining until the client's
+connection has been idle for gunicorn's keep-alive. The server is a process
+of its own, whose sys.path starts with the server tree, so a project with
+packages of its own named `app` or `backends` keeps importing those; it runs
+in the test's working directory, so relative paths in `env` mean what they
+mean to the test.
 """
 
 from __future__ import annotations
