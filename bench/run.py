@@ -60,6 +60,8 @@ GOAL_P99_VS_FLASK = 3.0
 GOAL_FIRST_EVENT_VS_RESPONSE = 2.0
 GOAL_STREAMS_PER_WORKER = 100
 GOAL_RSS_CHANGE = 0.10
+#: The name of the other checkout's target, with --compare-with.
+COMPARED = "compared"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         servers.start_all([understudy])
         workers = len(understudy.worker_pids())
         targets.append(servers.flask_baseline(workers))
+        if options.compare_with is not None:
+            targets.append(servers.understudy(options.compare_with, name=COMPARED))
         servers.start_all(targets[1:])
         if prism_bin is not None:
             prism_absent = _start_prism(prism_bin, targets)
@@ -100,7 +104,10 @@ def main(argv: list[str] | None = None) -> int:
         for target in targets:
             target.stop()
 
-    print(_report(machine, workers, settings, results, streams, memory, elapsed, prism_absent))
+    report = _report(machine, workers, settings, results, streams, memory, elapsed, prism_absent)
+    if options.compare_with is not None:
+        report += "\n" + _comparison(results["understudy"], results[COMPARED], options.compare_with)
+    print(report)
     saved = _save(options.quick, machine, workers, settings, results, streams, memory)
     print(f"\nnumbers saved in {saved.relative_to(Path.cwd()) if saved.is_relative_to(Path.cwd()) else saved}")
     return 0
@@ -129,6 +136,12 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--no-install", action="store_true", help="install nothing: a missing tool stops the run with exit code 3"
+    )
+    parser.add_argument(
+        "--compare-with",
+        type=lambda path: Path(path).resolve(),
+        metavar="TREE",
+        help="another checkout of Understudy (an earlier commit, say), measured in the same interleaved rounds",
     )
     return parser.parse_args(argv)
 
@@ -166,6 +179,7 @@ def _report(
         "understudy": f"understudy (asgi, {workers} workers)",
         "flask": f"bare Flask (gthread, {workers} workers)",
         "prism": f"prism {machine['prism']} mock",
+        COMPARED: f"understudy, compared (asgi, {workers} w.)",
     }
     lines = [
         "",
@@ -214,6 +228,13 @@ def _report(
         lines.append(f"  (a quick run holds {streams.target_per_worker} streams per worker; the goal is 100)")
     lines += _stream_lines(streams) + _memory_lines(memory)
     return "\n".join(lines)
+
+
+def _comparison(this: TargetResult, compared: TargetResult, tree: Path) -> str:
+    """This checkout's medians as multiples of the compared checkout's, measured in the same rounds."""
+    measures = (("req/s", "rates"), ("p50", "p50s"), ("p99", "p99s"), ("CPU per request", "cpu_per_request"))
+    ratios = [f"{label} {this.median(name) / compared.median(name):.2f}×" for label, name in measures]
+    return f"This checkout against {tree} ({COMPARED!r} above), same rounds: {', '.join(ratios)}."
 
 
 def _stream_lines(streams: StreamResult) -> list[str]:

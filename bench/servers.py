@@ -139,10 +139,11 @@ def thread_count(pid: int) -> int:
     return len(list(Path(f"/proc/{pid}/task").iterdir()))
 
 
-def understudy() -> Server:
+def understudy(tree: Path = REPO, name: str = "understudy") -> Server:
+    """Understudy as `gunicorn wsgi:app` runs it in `tree`: this checkout, or another (an earlier commit, say)."""
     port = free_port()
     command = [sys.executable, "-m", "gunicorn", "wsgi:app", "--bind", f"127.0.0.1:{port}"]
-    return Server("understudy", command, cwd=REPO, port=port, health="/health", asgi_workers=default_workers())
+    return Server(name, command, cwd=tree, port=port, health="/health", asgi_workers=default_workers())
 
 
 def flask_baseline(workers: int) -> Server:

@@ -33,7 +33,8 @@ TIMEOUT = 300
 
 def test_the_quick_benchmark_runs_and_prints_its_table() -> None:
     run = subprocess.run(
-        [sys.executable, "bench/run.py", "--quick", "--no-install", "--without-prism"],
+        # --compare-with this very checkout: a second Understudy in the same rounds, and the ratios to it
+        [sys.executable, "bench/run.py", "--quick", "--no-install", "--without-prism", "--compare-with", "."],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -55,6 +56,8 @@ def test_the_quick_benchmark_runs_and_prints_its_table() -> None:
         "stream: first event / whole reply",
         "open streams per worker",
         "worker RSS change",
+        "understudy, compared (asgi",
+        "This checkout against",
     ):
         assert expected in run.stdout, output
 
