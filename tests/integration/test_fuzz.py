@@ -58,10 +58,12 @@ and the answers per status.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
 import secrets
+import shutil
 import tempfile
 import zlib
 from collections import Counter
@@ -377,9 +379,12 @@ def _rule_refusal(case: Any) -> ApiError | None:
 
 
 CATALOGUE = ModelCatalogue.from_file(DEFAULT_FILE)
-EMPTY_STATE = state_store(Path(tempfile.mkdtemp()) / "empty.sqlite3")
+#: The empty stores' folder, removed when the test run ends (it was left in /tmp, two folders a run).
+SCRATCH = Path(tempfile.mkdtemp(prefix="understudy-fuzz-"))
+atexit.register(shutil.rmtree, SCRATCH, ignore_errors=True)
+EMPTY_STATE = state_store(SCRATCH / "empty.sqlite3")
 NO_BATCHES = LocalBatches(BatchStore(EMPTY_STATE))
-NO_FILES = FileStore(Path(tempfile.mkdtemp()) / "no-files", EMPTY_STATE)
+NO_FILES = FileStore(SCRATCH / "no-files", EMPTY_STATE)
 
 
 @schemathesis.check
