@@ -42,10 +42,6 @@ errorlog = "-"
 control_socket_disable = True
 
 
-# The state files this master made for its workers, removed when it exits.
-made_state_files = []
-
-
 def on_starting(server):
     """Give the workers one shared state file, and check the configuration once, in the master."""
     from app import ConfigError, check_configuration
@@ -54,7 +50,8 @@ def on_starting(server):
     if "UNDERSTUDY_STATE_FILE" not in os.environ:
         # Set before the workers fork, so all of them (and their replacements) share sequences and the journal.
         os.environ["UNDERSTUDY_STATE_FILE"] = str(default_state_file())
-        made_state_files.append(os.environ["UNDERSTUDY_STATE_FILE"])
+        # Noted on the master (gunicorn's arbiter), not in this module: a SIGHUP reads this file again.
+        server.made_state_file = os.environ["UNDERSTUDY_STATE_FILE"]
     try:
         check_configuration()
     except ConfigError as error:
@@ -70,6 +67,7 @@ def on_exit(server):
     from backends.files import default_files_dir
     from backends.state import remove_state_file
 
-    for made in made_state_files:
+    made = getattr(server, "made_state_file", None)
+    if made is not None:
         remove_state_file(made)
         shutil.rmtree(default_files_dir(Path(made)), ignore_errors=True)  # used when no directory was configured

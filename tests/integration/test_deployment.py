@@ -5,15 +5,31 @@ from __future__ import annotations
 import http.client
 import json
 import select
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
 from app.launcher.server_process import ServerProcess
 
 from builders import API_KEY, REPO_ROOT, message_body
+
+
+def test_the_state_file_the_master_made_goes_when_it_stops_after_a_reload(tmp_path):
+    """gunicorn reads its config file again on SIGHUP: the master must still know the state file it made."""
+    with ServerProcess({"TMPDIR": str(tmp_path)}) as server:
+        assert [path.name for path in tmp_path.iterdir() if path.suffix == ".sqlite3"] != []
+        before = set(server.worker_pids())
+        assert server.process is not None
+        server.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not set(server.worker_pids()).isdisjoint(before):
+            time.sleep(0.1)
+        assert set(server.worker_pids()).isdisjoint(before), "the workers were not replaced"
+    assert list(tmp_path.iterdir()) == []
 
 
 def raw_request(port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
