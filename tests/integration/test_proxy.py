@@ -66,7 +66,7 @@ def gateway(upstream, tmp_path_factory):
 
 @pytest.fixture
 def sdk(gateway):
-    with anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0, timeout=20) as client:
+    with client_of(gateway, timeout=20) as client:
         yield client
 
 
@@ -85,6 +85,11 @@ def faulty():
     process.kill()
     process.wait()
     process.stdout.close()
+
+
+def client_of(server, **options):
+    """The SDK on `server` with a client's gateway key and no retries, so each call is one request (close it)."""
+    return anthropic.Anthropic(base_url=server.base_url, api_key=CLIENT_KEY, max_retries=0, **options)
 
 
 def ask(client, text="Hello through the gateway", **fields):
@@ -194,7 +199,7 @@ def test_upstream_faults_become_api_errors(faulty, model, status, error_type):
     env = proxy_env(faulty.url, UNDERSTUDY_UPSTREAM_READ_TIMEOUT="1")
     with (
         ServerProcess(env) as gateway,
-        anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0) as client,
+        client_of(gateway) as client,
     ):
         with pytest.raises(anthropic.APIStatusError) as error:
             client.messages.create(model=model, max_tokens=10, messages=[{"role": "user", "content": "x"}])
@@ -210,7 +215,7 @@ def test_an_upstream_that_does_not_accept_in_time_is_a_504():
     try:
         with (
             ServerProcess(env) as gateway,
-            anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0, timeout=10) as client,
+            client_of(gateway, timeout=10) as client,
         ):
             started = time.monotonic()
             with pytest.raises(anthropic.APIStatusError) as error:
@@ -225,7 +230,7 @@ def test_an_upstream_that_does_not_accept_in_time_is_a_504():
 def test_upstream_errors_keep_their_body_and_retry_headers_and_lose_hop_by_hop_ones(faulty):
     with (
         ServerProcess(proxy_env(faulty.url)) as gateway,
-        anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0) as client,
+        client_of(gateway) as client,
         pytest.raises(anthropic.RateLimitError) as error,
     ):
         client.messages.create(model="rate-limited", max_tokens=1, messages=[{"role": "user", "content": "x"}])
@@ -244,7 +249,7 @@ def test_unknown_fields_pass_through_only_when_allowed(upstream):
             env = proxy_env(newer.base_url, UNDERSTUDY_ALLOW_UNKNOWN_FIELDS=str(allowed).lower())
             with (
                 ServerProcess(env) as gateway,
-                anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0) as client,
+                client_of(gateway) as client,
             ):
                 if allowed:
                     assert ask(client, "newer", extra_body={"feature_from_2027": {"on": True}}).content
@@ -278,7 +283,7 @@ def test_the_pool_keeps_connections_alive_and_bounded(tmp_path):
         env = proxy_env(upstream.base_url, UNDERSTUDY_UPSTREAM_CONNECTIONS="2")
         with (
             ServerProcess(env, workers=1) as gateway,
-            anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0, timeout=20) as client,
+            client_of(gateway, timeout=20) as client,
         ):
             assert [ask(client, f"{n}").content[0].text for n in range(10)] == ["quick"] * 10
             assert upstream_connections(port) == 1  # ten calls, one kept-alive connection
@@ -292,7 +297,7 @@ def test_the_pool_keeps_connections_alive_and_bounded(tmp_path):
 def test_unreachable_upstream_is_a_502():
     with (
         ServerProcess(proxy_env(f"http://127.0.0.1:{free_port()}")) as gateway,
-        anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0) as client,
+        client_of(gateway) as client,
     ):
         with pytest.raises(anthropic.APIStatusError) as error:
             ask(client)
@@ -302,7 +307,7 @@ def test_unreachable_upstream_is_a_502():
 def test_a_stream_the_upstream_cuts_ends_with_an_error_event(faulty):
     with (
         ServerProcess(proxy_env(faulty.url)) as gateway,
-        anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0) as client,
+        client_of(gateway) as client,
     ):
         with (
             pytest.raises(anthropic.APIStatusError) as error,
@@ -317,7 +322,7 @@ def test_a_stream_the_upstream_cuts_ends_with_an_error_event(faulty):
 def test_events_arrive_as_the_upstream_sends_them_and_a_leaving_client_closes_the_upstream(faulty):
     with (
         ServerProcess(proxy_env(faulty.url)) as gateway,
-        anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0) as client,
+        client_of(gateway) as client,
     ):
         arrivals = []
         started = time.monotonic()
@@ -339,7 +344,7 @@ def test_events_arrive_as_the_upstream_sends_them_and_a_leaving_client_closes_th
 def test_a_client_leaving_a_stalled_stream_closes_the_upstream_at_once(faulty):
     with (
         ServerProcess(proxy_env(faulty.url)) as gateway,
-        anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0) as client,
+        client_of(gateway) as client,
     ):
         messages = [{"role": "user", "content": "x"}]
         with client.messages.create(model="stalled-stream", max_tokens=10, messages=messages, stream=True) as events:
@@ -354,7 +359,7 @@ def test_a_slow_upstream_call_does_not_hold_up_the_others(faulty):
     env = proxy_env(faulty.url, UNDERSTUDY_UPSTREAM_READ_TIMEOUT="5")
     with (
         ServerProcess(env) as gateway,
-        anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0) as client,
+        client_of(gateway) as client,
         ThreadPoolExecutor(max_workers=12) as pool,
     ):
         stalled = pool.submit(
@@ -417,7 +422,7 @@ def test_record_then_replay_gives_the_sdk_the_same_messages(tmp_path):
     with (
         ServerProcess(upstream_env) as upstream,
         ServerProcess(proxy_env(upstream.base_url, UNDERSTUDY_RECORD=str(recording)), workers=2) as gateway,
-        anthropic.Anthropic(base_url=gateway.base_url, api_key=CLIENT_KEY, max_retries=0) as client,
+        client_of(gateway) as client,
     ):
         recorded = session(client)
     assert UPSTREAM_KEY not in recording.read_text()
@@ -428,7 +433,7 @@ def test_record_then_replay_gives_the_sdk_the_same_messages(tmp_path):
     }
     with (
         ServerProcess(replay_env) as replay,
-        anthropic.Anthropic(base_url=replay.base_url, api_key=CLIENT_KEY, max_retries=0) as client,
+        client_of(replay) as client,
     ):
         replayed = session(client)
     assert [comparable(m) for m in replayed] == [comparable(m) for m in recorded]
@@ -458,7 +463,7 @@ def hostile(faulty, tmp_path_factory):
 
 @pytest.fixture
 def hostile_sdk(hostile):
-    with anthropic.Anthropic(base_url=hostile.base_url, api_key=CLIENT_KEY, max_retries=0, timeout=20) as client:
+    with client_of(hostile, timeout=20) as client:
         yield client
 
 
