@@ -10,7 +10,9 @@ compute, never to wait on a client:
   thread — waits while the client reads, so open streams cost no threads;
 - when the client disconnects, the body's iterator is closed (a generator's
   `finally` runs, so a backend releases what it holds), and any callbacks a
-  handler registered under `understudy.on_disconnect` run at once.
+  handler registered under `understudy.on_disconnect` run at once: during a
+  stream, or while a view that has worked for `WATCH_AFTER_SECONDS` still
+  works (a proxied call waiting on its upstream).
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ from backends.wire import ON_DISCONNECT_KEY, ConnectionAbort
 logger = logging.getLogger("understudy")
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-#: environ key: a list a handler may append callables to, run when the client disconnects.
 _DONE = object()
+#: A view still working after this long is watched for its client leaving, and its disconnect callbacks run the
+#: moment it leaves; a quicker one is not watched: a listener costs a task and a wait, some 4% of an echo reply.
+WATCH_AFTER_SECONDS = 0.02
 
 
 class FlaskBridge:
@@ -48,27 +52,25 @@ class FlaskBridge:
             return
         environ = build_environ(scope, await _read_body(receive))
         context = contextvars.copy_context()
-        # One listener for the client leaving, from the end of the body to the end of the response: the view's
-        # disconnect callbacks run the moment it leaves, whether the view is still working or streaming.
-        disconnected = asyncio.get_running_loop().create_task(_wait_for_disconnect(receive))
+        started = self._in_thread(context, self._start, environ)
+        listener = _DisconnectListener(receive, environ, started)
+        watch = asyncio.get_running_loop().call_later(WATCH_AFTER_SECONDS, listener.start)
         try:
-            started = self._in_thread(context, self._start, environ)
-            await asyncio.wait({started, disconnected}, return_when=asyncio.FIRST_COMPLETED)
-            if not started.done():
-                _run_disconnect_callbacks(environ)
             try:
                 status, headers, body, rest = await started
             except ConnectionAbort:
                 # Promise a body and send none: the server closes the connection mid-response.
                 await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1")]})
                 return
+            finally:
+                watch.cancel()
             await send({"type": "http.response.start", "status": status, "headers": headers})
             if rest is None:
                 await send({"type": "http.response.body", "body": body})
             else:
-                await self._stream(rest, body, environ, context, disconnected, send)
+                await self._stream(rest, body, environ, context, listener.start(), send)
         finally:
-            disconnected.cancel()
+            listener.stop()
 
     def _in_thread(self, context: contextvars.Context, function: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
         """Run `function(*args)` in `context` on a pool thread; a future of its result, on this loop.
@@ -155,6 +157,34 @@ class FlaskBridge:
             self.executor.submit(context.run, _close, rest)
         else:
             pending.add_done_callback(lambda _: self.executor.submit(context.run, _close, rest))
+
+
+class _DisconnectListener:
+    """Listens for the client leaving, once started: from a slow view's first moments, or a stream's start.
+
+    If the client leaves while the view is still working, the view's disconnect callbacks run at once.
+    """
+
+    def __init__(self, receive: Receive, environ: dict[str, Any], view: asyncio.Future[Any]) -> None:
+        self.receive = receive
+        self.environ = environ
+        self.view = view
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> asyncio.Task[None]:
+        """The listening task (done when the client has left), started on the first call."""
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(_wait_for_disconnect(self.receive))
+            self.task.add_done_callback(self._left)
+        return self.task
+
+    def _left(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and not self.view.done():
+            _run_disconnect_callbacks(self.environ)
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
 
 
 class _Closing:
