@@ -37,9 +37,10 @@ no part at all, so that a violation generated that way never reaches the
 server (it accepted an upload whose `expires_in_seconds` was "an empty list").
 
 CI runs a bounded, derandomized run: the same cases every time, about a
-minute on two cores (some 4,000 cases: 2,270 on echo, 1,727 on scripted). On the two message routes the coverage phase (every boundary of a
-large schema: ~26,000 cases each since the spec holds the beta client's
-surface) is sampled, one case in UNDERSTUDY_FUZZ_COVERAGE_SAMPLE (32), and
+minute on two cores (some 4,000 cases: 2,270 on echo, 1,727 on scripted).
+On the two message routes the coverage phase (every boundary of a large
+schema: ~26,000 cases each since the spec holds the beta client's surface)
+is sampled, one case in UNDERSTUDY_FUZZ_COVERAGE_SAMPLE (32), and
 runs on the echo server only: it tests the validation both servers share.
 It runs on POST /v1/messages alone: count_tokens's body is create's but for
 a few top-level fields, so its boundaries are nearly all create's, and

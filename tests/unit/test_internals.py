@@ -85,6 +85,27 @@ UPSTREAM = {
         "FlaskDecorator.__call__, this one with the decoration and URI parser moved out of the request",
     ),
     "connexion.decorators.main:FlaskDecorator": ("d44366b274f335ae", "FlaskDecorator, which subclasses this"),
+    "connexion.decorators.main:WSGIDecorator._parameter_decorator_cls": (
+        "d05e93c4ba2b3479",
+        "FlaskDecorator._parameter_decorator_cls, which returns internals.ParameterDecorator in its place",
+    ),
+    "connexion.decorators.parameter:BaseParameterDecorator.__init__": (
+        "a2ab5462f60aa23a",
+        "ParameterDecorator, which remembers sanitize_fn's answers: it must still be a function of the name alone",
+    ),
+    "connexion.decorators.parameter:sanitized": (
+        "8ee876388896618b",
+        "that sanitizing a name still depends on nothing else",
+    ),
+    "connexion.validators.parameter:ParameterValidator.validate_request": (
+        "e3d4a4e16aaee99e",
+        "spec/validators.py RequestParameterValidator.validate, which checks only the headers when no query, path or"
+        " cookie parameter can fail",
+    ),
+    "connexion.validators.parameter:ParameterValidator.validate_header_parameter": (
+        "b99bd3b5f592e6da",
+        "RequestParameterValidator.validate, which looks a header up as this does (the first value, any case)",
+    ),
     "connexion.frameworks.flask:Flask.get_request": (
         "d5c85860933c81f7",
         "FlaskDecorator.__call__, which builds the request this builds, with internals.WSGIRequest",
