@@ -27,7 +27,8 @@ connections that arrive together may pile onto one worker.
      request, then has Flask parse the JSON body that request validation
      already parsed, and werkzeug set up a form parser to find that a JSON
      body holds no files (8%), and turns each parameter name into a Python
-     name with three regular-expression substitutions;
+     name with three regular-expression substitutions, and looks the
+     operation's body definition up again, two or three times;
    - its Swagger UI middleware routes every request through two Starlette
      routers before passing on one that is not for the UI (4%).
    The classes here are Connexion's own with that work done once per function
@@ -87,6 +88,7 @@ from connexion.context import operation
 from connexion.datastructures import MediaTypeDict
 from connexion.decorators.parameter import SyncParameterDecorator
 from connexion.middleware import request_validation, swagger_ui
+from connexion.operations import OpenAPIOperation
 from connexion.utils import inspect_function_arguments
 from gunicorn.asgi.protocol import ASGIProtocol
 from gunicorn.workers.gasgi import ASGIWorker
@@ -317,7 +319,16 @@ class ParameterDecorator(SyncParameterDecorator):
 
 
 class WSGIRequest(lifecycle.WSGIRequest):
-    """Connexion's request for a Flask view, which knows that only a multipart body holds files."""
+    """Connexion's request for a Flask view, which knows that only a multipart body holds files, and that a
+    request without a query string has no query parameters."""
+
+    @property
+    def query_params(self) -> dict[str, Any]:
+        # Connexion's has werkzeug parse the query string and resolves what it finds by the operation's
+        # parameters, on every request: with nothing to parse, that is always {}.
+        if self._query_params is None and not self.environ.get("QUERY_STRING"):  # type: ignore[has-type]
+            self._query_params: dict[str, Any] = {}
+        return super().query_params  # type: ignore[no-any-return]
 
     def files(self) -> dict[str, Any]:
         # werkzeug finds files in multipart/form-data bodies alone; for any other it still builds a form
@@ -348,6 +359,25 @@ class ViewFunctions(dict[str, Callable[..., Any]]):
         super().__setitem__(endpoint, view)
 
 
+#: Connexion's lookup of an operation's request body definition for a media type.
+_connexions_body_definition = OpenAPIOperation.body_definition
+
+
+def _body_definition_once(self: OpenAPIOperation, content_type: str | None = None) -> dict[str, Any]:
+    """Connexion's `body_definition`, remembered per operation and media type (for a few media types each).
+
+    Connexion's builds a media-type dictionary of the body's content and looks the type up in it, two or
+    three times a request, to find the same definition of the spec each time (it returns the spec's own dict).
+    """
+    remembered: dict[str | None, dict[str, Any]] = self.__dict__.setdefault("_understudy_body_definitions", {})
+    found = remembered.get(content_type)
+    if found is None:
+        found = _connexions_body_definition(self, content_type)
+        if len(remembered) < BODY_VALIDATORS_PER_OPERATION:  # a client chooses the media type: keep few
+            remembered[content_type] = found
+    return found
+
+
 #: Connexion's check of a whole spec against the OpenAPI schema (the one every Specification inherits).
 _connexions_check = inspect.getattr_static(connexion.spec.Specification, "_validate_spec").__func__
 #: Digests of the specs that passed it in this process (gunicorn's workers inherit the master's).
@@ -365,9 +395,11 @@ def _check_spec_once(cls: type[connexion.spec.Specification], spec: dict[str, An
 def install(app: connexion.FlaskApp, *, threads: int) -> None:
     """Put every hook above into `app`, before its API is added: one call, in the composition root.
 
-    The spec check, a class's, holds for the process from the first call (a spec passes or not whoever adds it).
+    The spec check and the body definitions, a class's, hold for the process from the first call (a spec passes
+    or not whoever adds it; an operation's body is defined by its spec alone).
     """
     connexion.spec.OpenAPISpecification._validate_spec = classmethod(_check_spec_once)  # type: ignore[assignment]
+    OpenAPIOperation.body_definition = _body_definition_once  # type: ignore[method-assign]
     middleware = app.middleware
     middleware.middlewares = [REPLACEMENTS.get(layer, layer) for layer in middleware.middlewares]
     middleware.options.security_map = SECURITY_MAP

@@ -29,6 +29,7 @@ from connexion.context import operation
 from connexion.exceptions import InvalidSpecification
 from connexion.middleware import ConnexionMiddleware, request_validation, swagger_ui
 from connexion.middleware.security import SecurityMiddleware
+from connexion.operations import OpenAPIOperation
 from connexion.spec import Specification
 
 from app import create_app, internals
@@ -119,6 +120,24 @@ UPSTREAM = {
         "that get_body still returns _body once set (FlaskDecorator sets it to the body validation parsed)",
     ),
     "connexion.lifecycle:WSGIRequest.files": ("539dc3523313ffef", "internals.WSGIRequest.files, which short-cuts this"),
+    "connexion.lifecycle:WSGIRequest.query_params": (
+        "5fe222978de0e7b2",
+        "internals.WSGIRequest.query_params, which sets _query_params to {} for a request without a query string",
+    ),
+    "connexion.uri_parsing:OpenAPIURIParser.resolve_query": (
+        "446701f944d63e58",
+        "WSGIRequest.query_params: an empty query must still resolve to {}",
+    ),
+    # Read from where internals keeps Connexion's own: once installed, the class's is _body_definition_once.
+    "app.internals:_connexions_body_definition": (
+        "753de45b5bf4ed73",
+        "_body_definition_once, around Connexion's OpenAPIOperation.body_definition: the definition must still"
+        " depend on the operation and the media type alone",
+    ),
+    "connexion.operations.openapi:OpenAPIOperation.with_definitions": (
+        "c411229a492be2ea",
+        "_body_definition_once, which hands out the one dict this returns (the spec's own) again",
+    ),
     "connexion.apps.flask:FlaskOperation": (
         "404b7a0280d66a1e",
         "internals.FlaskOperation (fn built once) and ViewFunctions, which rebuilds one from _fn and the rest",
@@ -308,6 +327,7 @@ def test_the_private_attributes_internals_uses_exist():
         (_layer(app, swagger_ui.SwaggerUIMiddleware), "router"),
         (_views(app)[0], "_fn"),
         (request, "_body"),
+        (request, "_query_params"),
         (operation, "_get_current_object"),
     ]
     missing = [f"{type(owner).__qualname__}.{attribute}" for owner, attribute in uses if not hasattr(owner, attribute)]
@@ -328,6 +348,7 @@ def test_every_hook_takes_effect():
     assert handlers["bearer"] is internals.BearerSecurityHandler
     assert type(app._middleware_app.asgi_app) is FlaskBridge
     assert {type(view) for view in _views(app)} == {internals.FlaskOperation}
+    assert OpenAPIOperation.body_definition is internals._body_definition_once
 
 
 def test_a_spec_is_checked_once_and_any_other_spec_as_connexion_checks_it(monkeypatch):
@@ -350,6 +371,29 @@ def test_a_spec_is_checked_once_and_any_other_spec_as_connexion_checks_it(monkey
         with pytest.raises(InvalidSpecification):
             Specification.from_dict(copy.deepcopy(broken))
     assert len(checked) == 4
+
+
+def test_a_body_definition_is_looked_up_once_per_media_type_and_for_a_few_media_types():
+    validation = _layer(_served(internals_on=True), request_validation.RequestValidationMiddleware)
+    operations = [each._operation for each in _operations(validation)]
+    found = next(each for each in operations if each.operation_id.endswith(".create"))
+    definition = found.body_definition("application/json")
+    assert definition is found.body_definition("application/json")
+    assert definition == internals._connexions_body_definition(found, "application/json")
+    assert "schema" in definition
+    for number in range(2 * internals.BODY_VALIDATORS_PER_OPERATION):  # media types a client makes up
+        found.body_definition(f"application/x-{number}")
+    assert len(found._understudy_body_definitions) == internals.BODY_VALIDATORS_PER_OPERATION
+
+
+def test_a_request_without_a_query_string_has_no_query_parameters_and_one_with_it_has_them():
+    app = create_app({"internals": True})
+    with app.test_client() as client:
+        listed = client.get("/v1/models?limit=2", headers=HEADERS)
+        unlimited = client.get("/v1/models", headers=HEADERS)
+    assert listed.status_code == unlimited.status_code == 200
+    assert len(listed.json()["data"]) == 2  # the query reached the handler
+    assert len(unlimited.json()["data"]) > 2  # and without one, the spec's default did
 
 
 def test_a_stopped_worker_does_not_wait_out_its_heartbeat():
