@@ -100,7 +100,8 @@ from backends.wire import VALIDATED_BODY_KEY, ApiError, error_json, new_id
 
 #: How many media types (with charsets) of one operation keep their verdict and body validator; others are redone.
 BODY_VALIDATORS_PER_OPERATION = 8
-#: How many parameter and body names the sanitizer remembers (openapi.yaml has some sixty).
+#: How many names the sanitizer remembers: openapi.yaml has some sixty; a bound all the same, as a handler taking
+#: **kwargs would be handed a client's own query names.
 SANITIZED_NAMES = 512
 
 

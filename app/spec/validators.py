@@ -20,7 +20,7 @@ import contextlib
 import gc
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from connexion.exceptions import BadRequestProblem
@@ -28,6 +28,8 @@ from connexion.json_schema import Draft4RequestValidator
 from connexion.validators import JSONRequestBodyValidator, ParameterValidator
 from jsonschema import Draft4Validator, ValidationError
 from jsonschema.exceptions import best_match, relevance
+from starlette.datastructures import Headers
+from starlette.types import Scope
 
 from app.spec.fastcheck import passes
 from app.spec.references import lookup
@@ -319,13 +321,13 @@ class RequestParameterValidator(ParameterValidator):
             or any(param.get("required") for param in self.parameters.get("query", []))
         )
 
-    def validate(self, scope: Mapping[str, Any]) -> None:
+    def validate(self, scope: Scope) -> None:
         if scope.get("query_string") or not self._headers_only:
             super().validate(scope)
             return
-        headers = _first_values(scope["headers"])
+        headers = Headers(scope=scope)  # what Connexion's request object would look each header up in
         for param in self.parameters.get("header", []):
-            error = self.validate_parameter("header", headers.get(param["name"].lower()), param)
+            error = self.validate_parameter("header", headers.get(param["name"]), param)
             if error:
                 raise BadRequestProblem(detail=error)
 
@@ -341,8 +343,3 @@ class RequestParameterValidator(ParameterValidator):
             return None
         error = best_match(schema_validator(schema).iter_errors(value))
         return None if error is None else f"{name}: {_message(error)}"
-
-
-def _first_values(headers: Sequence[tuple[bytes, bytes]]) -> dict[str, str]:
-    """An ASGI scope's headers by lower-case name, each the first value sent, as Starlette's `Headers.get` reads it."""
-    return {name.decode("latin-1"): value.decode("latin-1") for name, value in reversed(headers)}

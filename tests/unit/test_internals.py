@@ -105,7 +105,7 @@ UPSTREAM = {
     ),
     "connexion.validators.parameter:ParameterValidator.validate_header_parameter": (
         "b99bd3b5f592e6da",
-        "RequestParameterValidator.validate, which looks a header up as this does (the first value, any case)",
+        "RequestParameterValidator.validate, which looks a header up as this does (in Starlette's Headers)",
     ),
     "connexion.frameworks.flask:Flask.get_request": (
         "d5c85860933c81f7",
