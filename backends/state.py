@@ -126,6 +126,9 @@ WAL_LIMIT_BYTES = 4 * 1024 * 1024
 #: The reserve file's size: room for a checkpoint of a WAL past its limit, and the clear after it; on a file
 #: system under 32 MB, a quarter of it.
 RESERVE_BYTES = 2 * WAL_LIMIT_BYTES
+#: A writer whose checkpoint of a long WAL is kept back tries again this often, for this long, before it writes on.
+CHECKPOINT_RETRY_SECONDS = 0.001
+CHECKPOINT_PATIENCE_SECONDS = 5.0
 
 T = TypeVar("T")
 
@@ -502,7 +505,11 @@ class SQLiteStore:
         except FileNotFoundError:
             return
         if wal_bytes > WAL_LIMIT_BYTES:
-            _checkpoint(connection, "RESTART")
+            # Kept back: another worker's checkpoint holds the lock while it polls for the writer lock. Writing on
+            # would take that from it between its polls (100 ms apart once it has waited), for thousands of writes.
+            patience = time.monotonic() + CHECKPOINT_PATIENCE_SECONDS
+            while _checkpoint(connection, "RESTART") and time.monotonic() < patience:
+                time.sleep(CHECKPOINT_RETRY_SECONDS)
             self._make_reserve()
 
     def _mark_full(self, full: bool) -> None:
@@ -578,10 +585,17 @@ def _schema_version(connection: sqlite3.Connection) -> int:
     return int(connection.execute("PRAGMA user_version").fetchone()[0])
 
 
-def _checkpoint(connection: sqlite3.Connection, mode: str) -> None:
-    """Copy the WAL into the database (when there is room to) and start it over: RESTART, or TRUNCATE to empty it."""
-    with contextlib.suppress(sqlite3.OperationalError):
-        connection.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+def _checkpoint(connection: sqlite3.Connection, mode: str) -> bool:
+    """Copy the WAL into the database (when there is room to) and start it over: RESTART, or TRUNCATE to empty it.
+
+    Whether other connections kept it from being done, so that it may be done later: another's checkpoint held the
+    lock, or readers held on to the WAL past the lock's timeout. (Not for want of room: that is no later.)
+    """
+    try:
+        busy, _, _ = connection.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+    except sqlite3.OperationalError:
+        return False
+    return bool(busy)
 
 
 def _release(connections: list[sqlite3.Connection], temporary: Path | None, made_in: int) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import sqlite3
+import threading
+import time
 
 import pytest
 
@@ -146,6 +148,33 @@ def test_the_wal_stays_bounded_while_two_processes_write(tmp_path):
     wal_sizes = in_processes(2, write_entries, path, 6_000)
     assert max(wal_sizes) <= 3 * WAL_LIMIT_BYTES  # some 4.2 MB; 44 MB before the store's own checkpoints
     assert stored(path)[0] == 12_000
+
+
+def test_a_writer_waits_for_another_workers_checkpoint_rather_than_writing_on(tmp_path):
+    # A checkpoint holds SQLite's checkpoint lock while it polls for the writer lock, 100 ms apart once it has
+    # waited a while. A worker that wrote on between those polls (its own checkpoint kept back: the lock is taken)
+    # could keep the writer lock from it for a thousand writes; the WAL grew to 27 MB so in a CI run.
+    path = tmp_path / "state.sqlite3"
+    store = state_store(path)
+    with (
+        contextlib.closing(sqlite3.connect(path, isolation_level=None)) as other_worker,
+        contextlib.closing(
+            sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        ) as checkpointer,
+    ):
+        other_worker.execute("PRAGMA wal_autocheckpoint=0")
+        other_worker.execute("BEGIN IMMEDIATE")
+        other_worker.execute("INSERT INTO counters VALUES (?, 1)", ("x" * WAL_LIMIT_BYTES,))  # the WAL past its limit
+        waiting = threading.Thread(target=lambda: checkpointer.execute("PRAGMA wal_checkpoint(RESTART)").fetchone())
+        waiting.start()
+        time.sleep(0.5)  # its polls for the writer lock are far apart by now
+        other_worker.execute("COMMIT")
+        store.add_entry(ENTRY)
+        # The checkpoint has ended, and done its work: a passive one finds the lock free and nothing left to copy.
+        with contextlib.closing(sqlite3.connect(path)) as reader:
+            busy, frames, copied = reader.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        waiting.join()
+    assert busy == 0 and frames == copied
 
 
 def test_a_page_stops_before_its_byte_budget_and_says_there_is_more(tmp_path):
