@@ -57,23 +57,22 @@ connections that arrive together may pile onto one worker.
    heartbeat (gunicorn's loop sleeps a second between looks at `alive`): the
    sleep is cancelled, which gunicorn's loop takes as its cue to shut down.
    An idle server stopped in 0.6 s instead of 1.5.
-6. The spec checked once per process. Connexion checks the whole spec
-   against the OpenAPI schema (and every default against its own schema)
-   each time an API is added: 0.2 s, two thirds of building the app, in every
+6. The spec checked once. Connexion checks the whole spec against the
+   OpenAPI schema (and every default against its own schema) each time an
+   API is added: 0.2 to 0.5 s, two thirds of building the app, in every
    gunicorn worker and every app a test builds. Here a spec that passed is
    remembered by a digest of its JSON (3 ms), and the same spec is not
    checked again in this process, nor in gunicorn's workers, which fork from
-   the master that checked it when it checked the configuration. Any other
-   spec is checked as Connexion checks it.
+   the master that checked it when it checked the configuration, nor by the
+   next server to start (`spec/passed_specs.py` keeps the digests on disk).
+   Any other spec is checked as Connexion checks it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import inspect
-import json
 import signal
 import socket
 from collections.abc import Awaitable, Callable
@@ -96,6 +95,7 @@ from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.http.bridge import FlaskBridge
+from app.spec import passed_specs
 from backends.wire import VALIDATED_BODY_KEY, ApiError, error_json, new_id
 
 #: How many media types (with charsets) of one operation keep their verdict and body validator; others are redone.
@@ -382,15 +382,18 @@ def _body_definition_once(self: OpenAPIOperation, content_type: str | None = Non
 #: Connexion's check of a whole spec against the OpenAPI schema (the one every Specification inherits).
 _connexions_check = inspect.getattr_static(connexion.spec.Specification, "_validate_spec").__func__
 #: Digests of the specs that passed it in this process (gunicorn's workers inherit the master's).
-_checked_specs: set[bytes] = set()
+_checked_specs: set[str] = set()
 
 
 def _check_spec_once(cls: type[connexion.spec.Specification], spec: dict[str, Any]) -> None:
-    """Connexion's `_validate_spec`, skipped for a spec that has passed it in this process."""
-    digest = hashlib.blake2b(json.dumps(spec, sort_keys=True, default=str).encode(), digest_size=16).digest()
-    if digest not in _checked_specs:
+    """Connexion's `_validate_spec`, skipped for a spec that has passed it, in this process or before it."""
+    name = passed_specs.digest(spec)
+    if name in _checked_specs:
+        return
+    if not passed_specs.has_passed(name):
         _connexions_check(cls, spec)  # raises InvalidSpecification for a spec that breaks the schema
-        _checked_specs.add(digest)
+        passed_specs.remember_passed(name)
+    _checked_specs.add(name)
 
 
 def install(app: connexion.FlaskApp, *, threads: int) -> None:

@@ -19,6 +19,7 @@ import inspect
 import json
 import re
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import flask
@@ -34,6 +35,7 @@ from connexion.spec import Specification
 
 from app import create_app, internals
 from app.http.bridge import FlaskBridge
+from app.spec import passed_specs
 from app.spec.loading import load_spec
 
 from builders import API_KEY, HEADERS, message_body, weather_tool
@@ -351,26 +353,55 @@ def test_every_hook_takes_effect():
     assert OpenAPIOperation.body_definition is internals._body_definition_once
 
 
-def test_a_spec_is_checked_once_and_any_other_spec_as_connexion_checks_it(monkeypatch):
+@pytest.fixture
+def checks(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Any]:
+    """The specs Connexion's check is run on from now on, in a process that has checked none, with a cache of
+    passed specs of its own."""
     checked: list[Any] = []
 
     def connexions_check(cls: Any, spec: Any) -> None:
         checked.append(spec)
         CONNEXIONS_CHECK(cls, spec)
 
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setattr(internals, "_checked_specs", set())
     monkeypatch.setattr(internals, "_connexions_check", connexions_check)
+    return checked
+
+
+def test_a_spec_is_checked_once_and_any_other_spec_as_connexion_checks_it(checks):
     create_app({"internals": True})
     create_app({"internals": True})
-    assert len(checked) == 1  # the second app's spec is the first's
+    assert len(checks) == 1  # the second app's spec is the first's
     create_app({"internals": True, "allow_unknown_fields": True})
-    assert len(checked) == 2  # another spec
+    assert len(checks) == 2  # another spec
     broken = load_spec()
     broken["paths"]["/v1/messages"]["post"]["responses"] = "none"
     for _ in range(2):  # a spec that fails is not taken for checked
         with pytest.raises(InvalidSpecification):
             Specification.from_dict(copy.deepcopy(broken))
-    assert len(checked) == 4
+    assert len(checks) == 4
+    assert len(list(passed_specs.cache_directory().iterdir())) == 2  # the two that passed, and only they
+
+
+def test_a_spec_that_passed_in_an_earlier_process_is_not_checked_again_until_connexion_changes(checks, monkeypatch):
+    create_app({"internals": True})
+    monkeypatch.setattr(internals, "_checked_specs", set())  # as a new process finds it
+    create_app({"internals": True})
+    assert len(checks) == 1
+    monkeypatch.setattr(internals, "_checked_specs", set())
+    monkeypatch.setattr(passed_specs, "_checking_versions", lambda: {"connexion": "3.4.0", "jsonschema": "4.0"})
+    create_app({"internals": True})
+    assert len(checks) == 2  # another Connexion may check otherwise
+
+
+def test_a_cache_that_cannot_be_written_means_the_spec_is_checked_in_every_process(checks, monkeypatch, tmp_path):
+    (tmp_path / "a file").write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "a file"))
+    for expected in (1, 2):
+        monkeypatch.setattr(internals, "_checked_specs", set())
+        create_app({"internals": True})
+        assert len(checks) == expected
 
 
 def test_a_body_definition_is_looked_up_once_per_media_type_and_for_a_few_media_types():
