@@ -1,6 +1,6 @@
-"""The benchmark's outside tools, installed when missing: wrk (Debian's package) and Prism (npm, pinned).
+"""The benchmark's outside tools, installed when missing: wrk and valgrind (Debian's packages), Prism (npm, pinned).
 
-wrk comes from `apt-get install -y wrk` (after `apt-get update` if the
+wrk and valgrind come from `apt-get install -y` (after `apt-get update` if the
 package lists are stale); Prism from `npm ci` (or `npm install`) into
 bench/node_modules, at the version pinned in bench/package.json. A tool that
 is missing and cannot be installed raises ToolMissing, saying why.
@@ -25,24 +25,29 @@ class ToolMissing(Exception):
 
 def ensure_wrk(*, install: bool = True) -> str:
     """The path of wrk, installing Debian's package when it is missing (and `install` allows)."""
-    found = shutil.which("wrk")
+    return ensure_debian_tool("wrk", install=install)
+
+
+def ensure_debian_tool(name: str, *, install: bool = True) -> str:
+    """The path of the command `name`, installing Debian's package of that name when it is missing (and allowed)."""
+    found = shutil.which(name)
     if found:
         return found
     if not install:
-        raise ToolMissing("wrk is not installed (and installing was not allowed)")
+        raise ToolMissing(f"{name} is not installed (and installing was not allowed)")
     if shutil.which("apt-get") is None:
-        raise ToolMissing("wrk is not installed and there is no apt-get to install it with")
+        raise ToolMissing(f"{name} is not installed and there is no apt-get to install it with")
     sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
     if sudo and shutil.which("sudo") is None:
-        raise ToolMissing("wrk is not installed, and installing it needs root (apt-get install -y wrk)")
-    print("bench: installing wrk (apt-get install -y wrk)", flush=True)
+        raise ToolMissing(f"{name} is not installed, and installing it needs root (apt-get install -y {name})")
+    print(f"bench: installing {name} (apt-get install -y {name})", flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    if not _run([*sudo, "apt-get", "install", "-y", "-q", "wrk"], env=env):
+    if not _run([*sudo, "apt-get", "install", "-y", "-q", name], env=env):
         _run([*sudo, "apt-get", "update", "-q"], env=env)  # the package lists may be stale or missing
-        _run([*sudo, "apt-get", "install", "-y", "-q", "wrk"], env=env)
-    found = shutil.which("wrk")
+        _run([*sudo, "apt-get", "install", "-y", "-q", name], env=env)
+    found = shutil.which(name)
     if not found:
-        raise ToolMissing("wrk is not installed and `apt-get install -y wrk` did not install it")
+        raise ToolMissing(f"{name} is not installed and `apt-get install -y {name}` did not install it")
     return found
 
 

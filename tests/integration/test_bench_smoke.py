@@ -111,3 +111,17 @@ def test_the_uploads_benchmark_runs_and_prints_each_case() -> None:
     expected = ["content-length", "download", "chunked", "content-length, internals off"]
     assert [case["case"] for case in cases] == expected
     assert all(case["statuses"] == [200] and "worker_rss_growth_mb_max" in case for case in cases)
+
+
+def test_the_instruction_count_drives_the_app_with_the_readme_request() -> None:
+    """bench/instructions.py's measured process, without valgrind: it builds this checkout's app and is
+    answered 200 (it stops with the app's answer otherwise), so a count is never of error replies."""
+    run = subprocess.run(
+        [sys.executable, "bench/instructions.py", "--drive", "3"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
