@@ -115,8 +115,8 @@ class _Reply:
         if self.budget <= 0:
             self.run_out()
             return
-        cut, stop_reason, self.stop_sequence = _stopped_text(reply, stop_sequences, self.budget)
-        self.add({"type": "text", "text": cut}, tokens.count(cut))
+        cut, cost, stop_reason, self.stop_sequence = _stopped_text(reply, stop_sequences, self.budget)
+        self.add({"type": "text", "text": cut}, cost)
         if stop_reason == "max_tokens":
             self.run_out()
         elif stop_reason != "end_turn":
@@ -156,16 +156,17 @@ def _reply_text(body: Mapping[str, Any], user_text: str) -> str:
     return compact_json(schema_example.example(output_format.get("schema") or {}, hint=user_text))
 
 
-def _stopped_text(reply: str, stop_sequences: Sequence[str], budget: int) -> tuple[str, str, str | None]:
-    """The reply cut at the earliest stop sequence or at the token budget, whichever comes first."""
+def _stopped_text(reply: str, stop_sequences: Sequence[str], budget: int) -> tuple[str, int, str, str | None]:
+    """The reply cut at the earliest stop sequence or at the token budget (one or more), whichever comes first;
+    its tokens; why it stopped, and at which sequence."""
     found = [(reply.find(sequence), sequence) for sequence in stop_sequences if sequence and sequence in reply]
     position, sequence = min(found, key=lambda hit: (hit[0], -len(hit[1])), default=(len(reply), None))
     before_stop = reply[:position]
-    if tokens.count(before_stop) > budget:
-        return tokens.cut(reply, budget), "max_tokens", None
+    if tokens.exceeds(before_stop, budget):
+        return tokens.cut(reply, budget), budget, "max_tokens", None
     if sequence is not None:
-        return before_stop, "stop_sequence", sequence
-    return reply, "end_turn", None
+        return before_stop, tokens.count(before_stop), "stop_sequence", sequence
+    return reply, tokens.count(reply), "end_turn", None
 
 
 def _thinking(body: Mapping[str, Any], user_text: str, budget: int) -> tuple[JSON, int] | None:

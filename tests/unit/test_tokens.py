@@ -35,3 +35,20 @@ def test_input_tokens_cover_system_messages_and_tools():
     assert tokens.count_input(body) == 3 + 2 + 3  # "Be brief ." + "Hi there" + "[ image ]"
     with_tool = {**body, "tools": [{"name": "t", "input_schema": {"type": "object"}}]}
     assert tokens.count_input(with_tool) > tokens.count_input(body)
+
+
+def test_cut_and_exceeds_agree_with_count_on_every_text():
+    """Cutting matches the tokens one after another in one expression; it must find what counting finds."""
+    texts = ["", " ", "word", "  two words ", "a,b", "héllo — wörld日本", "snake_case42!? x\n\ty", "..., ..."]
+    for text in texts:
+        every = [match.end() for match in tokens.TOKEN.finditer(text)]
+        for limit in range(-1, len(every) + 3):
+            assert tokens.exceeds(text, limit) == (tokens.count(text) > limit), (text, limit)
+            expected = "" if limit <= 0 else text[: every[limit - 1]] if limit <= len(every) else text
+            assert tokens.cut(text, limit) == expected, (text, limit)
+
+
+def test_a_long_text_is_cut_at_its_limit_without_splitting_a_word():
+    text = "stream " * 150_000
+    assert tokens.cut(text, 128_000) == "stream " * 127_999 + "stream"
+    assert tokens.exceeds(text, 149_999) and not tokens.exceeds(text, 150_000)
