@@ -40,11 +40,16 @@ def ensure_installed() -> None:
 
 
 def offline_env(base_url: str, api_key: str, home: Path) -> dict[str, str]:
-    """The whole environment of a Node client run: the server's URL and key, a home of its own, and nothing else
-    that could reach the network (a proxy on a dead port catches whatever does not go to 127.0.0.1)."""
+    """The whole environment of a Node client run: the server's URL and key, a home of its own (with the temporary
+    directory in it, made here: Claude Code keeps its Bash tool's output and a socket there, and would leave them in
+    /tmp), and nothing else that could reach the network (a proxy on a dead port catches whatever does not go to
+    127.0.0.1)."""
+    temporary = home / "tmp"
+    temporary.mkdir(parents=True, exist_ok=True)
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(home),
+        "TMPDIR": str(temporary),
         "ANTHROPIC_BASE_URL": base_url,
         "ANTHROPIC_API_KEY": api_key,
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
