@@ -381,19 +381,14 @@ def _body_definition_once(self: OpenAPIOperation, content_type: str | None = Non
 
 #: Connexion's check of a whole spec against the OpenAPI schema (the one every Specification inherits).
 _connexions_check = inspect.getattr_static(connexion.spec.Specification, "_validate_spec").__func__
-#: Digests of the specs that passed it in this process (gunicorn's workers inherit the master's).
-_checked_specs: set[str] = set()
 
 
 def _check_spec_once(cls: type[connexion.spec.Specification], spec: dict[str, Any]) -> None:
     """Connexion's `_validate_spec`, skipped for a spec that has passed it, in this process or before it."""
     name = passed_specs.digest(spec)
-    if name in _checked_specs:
-        return
     if not passed_specs.has_passed(name):
         _connexions_check(cls, spec)  # raises InvalidSpecification for a spec that breaks the schema
         passed_specs.remember_passed(name)
-    _checked_specs.add(name)
 
 
 def install(app: connexion.FlaskApp, *, threads: int) -> None:

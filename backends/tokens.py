@@ -47,7 +47,8 @@ def _first_tokens(value: str, limit: int) -> re.Match[str] | None:
 
     One regular expression, `limit` tokens each after its white space, matched in C: for a 1 MB prompt cut at
     128,000 tokens, three times quicker than a loop over finditer's matches. Possessive (`++`, `{n}+`), so that
-    no word is split in two to make up the count, and a text with fewer tokens fails at once.
+    no word is split in two to make up the count, and a text with fewer tokens fails at once. Compiled once per
+    limit (some 0.2 ms; `re` keeps the last 512), and only for a text longer than the limit.
     """
     if limit > len(value):  # a text holds at most one token a character
         return None

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import re
 import subprocess
 import sys
@@ -29,12 +28,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import load
 from tools import ToolMissing, ensure_debian_tool
 
 REPO = Path(__file__).resolve().parents[1]
-#: The README's request, as bench/run.py sends it.
-REQUEST = {"model": "claude-sonnet-4-5", "max_tokens": 100, "messages": [{"role": "user", "content": "Hello, Claude"}]}
-HEADERS = {"content-type": "application/json", "x-api-key": "bench-key", "anthropic-version": "2023-06-01"}
 #: The two runs whose difference is counted: enough requests that caches are warm before the first is done.
 FEW, MANY = 100, 400
 EXIT_TOOL_MISSING = 3
@@ -88,11 +85,14 @@ def drive(requests: int) -> None:
     from app import create_app  # the checkout's own, not necessarily this file's
 
     app = create_app()
-    body = json.dumps(REQUEST).encode()
-    headers = [(name.encode(), value.encode()) for name, value in {**HEADERS, "content-length": str(len(body))}.items()]
+    request = load.message_request()  # the README's request, as bench/run.py sends it
+    body = request.body
+    headers = [
+        (name.encode(), value.encode()) for name, value in (*request.headers, ("content-length", str(len(body))))
+    ]
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-        "path": "/v1/messages", "raw_path": b"/v1/messages", "query_string": b"", "root_path": "",
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": request.method, "scheme": "http",
+        "path": request.path, "raw_path": request.path.encode(), "query_string": b"", "root_path": "",
         "headers": headers, "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000),
     }  # fmt: skip
 

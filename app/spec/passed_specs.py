@@ -1,4 +1,4 @@
-"""Specs that have passed Connexion's check against the OpenAPI schema, remembered on disk between processes.
+"""Specs that have passed Connexion's check against the OpenAPI schema, remembered in the process and on disk.
 
 The check is most of what starting a server costs (0.2 to 0.5 s of a master's start, whose workers inherit
 its verdict), and its verdict on the same spec never changes while Connexion and jsonschema stay the same. So
@@ -28,16 +28,26 @@ def digest(spec: dict[str, Any]) -> str:
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
+#: The digests of the specs known to have passed, in this process (gunicorn's workers inherit the master's).
+_passed_here: set[str] = set()
+
+
 def has_passed(name: str) -> bool:
-    """Whether a spec whose digest is `name` passed the check before, in any process of this user."""
+    """Whether a spec whose digest is `name` passed the check before: in this process, or any of this user's."""
+    if name in _passed_here:
+        return True
     try:
-        return (cache_directory() / name).exists()
+        found = (cache_directory() / name).exists()
     except RuntimeError:  # no home directory to find the cache in
         return False
+    if found:
+        _passed_here.add(name)
+    return found
 
 
 def remember_passed(name: str) -> None:
-    """Record that the spec whose digest is `name` passed; silently not, where the cache cannot be written."""
+    """Record that the spec whose digest is `name` passed: here, and on disk where the cache can be written."""
+    _passed_here.add(name)
     try:
         directory = cache_directory()
         directory.mkdir(parents=True, exist_ok=True)

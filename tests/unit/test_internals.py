@@ -364,7 +364,7 @@ def checks(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Any]:
         CONNEXIONS_CHECK(cls, spec)
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(internals, "_checked_specs", set())
+    monkeypatch.setattr(passed_specs, "_passed_here", set())
     monkeypatch.setattr(internals, "_connexions_check", connexions_check)
     return checked
 
@@ -390,10 +390,10 @@ SMALL_SPEC = {"openapi": "3.0.3", "info": {"title": "small", "version": "1"}, "p
 
 def test_a_spec_that_passed_in_an_earlier_process_is_not_checked_again_until_connexion_changes(checks, monkeypatch):
     Specification.from_dict(copy.deepcopy(SMALL_SPEC))
-    monkeypatch.setattr(internals, "_checked_specs", set())  # as a new process finds it
+    monkeypatch.setattr(passed_specs, "_passed_here", set())  # as a new process finds it
     Specification.from_dict(copy.deepcopy(SMALL_SPEC))
     assert len(checks) == 1
-    monkeypatch.setattr(internals, "_checked_specs", set())
+    monkeypatch.setattr(passed_specs, "_passed_here", set())
     monkeypatch.setattr(passed_specs, "_checking_versions", lambda: {"connexion": "3.4.0", "jsonschema": "4.0"})
     Specification.from_dict(copy.deepcopy(SMALL_SPEC))
     assert len(checks) == 2  # another Connexion may check otherwise
@@ -403,7 +403,7 @@ def test_a_cache_that_cannot_be_written_means_the_spec_is_checked_in_every_proce
     (tmp_path / "a file").write_text("")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "a file"))
     for expected in (1, 2):
-        monkeypatch.setattr(internals, "_checked_specs", set())
+        monkeypatch.setattr(passed_specs, "_passed_here", set())
         Specification.from_dict(copy.deepcopy(SMALL_SPEC))
         assert len(checks) == expected
 
