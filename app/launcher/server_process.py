@@ -7,6 +7,11 @@ stopping sends SIGTERM, waits, then kills. Inherited Anthropic credentials are
 removed from the child's environment so a test can never reach the real API
 by accident. The server runs in the caller's working directory (or `cwd`),
 with the server tree first on its sys.path (`server_tree.py`).
+
+The port is bound here, before gunicorn starts, and gunicorn inherits the
+socket (`--bind fd://N`, a documented bind address): a port that is only free
+when chosen can be taken by another process, a parallel test's client, say,
+before gunicorn binds it.
 """
 
 from __future__ import annotations
@@ -34,8 +39,15 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def bound_loopback_socket() -> socket.socket:
+    """A TCP socket bound to a free port on 127.0.0.1, not yet listening: it holds the port for whoever inherits it."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    return listener
+
+
 class ServerProcess:
-    """One gunicorn server; use as a context manager, or call start() and stop()."""
+    """One gunicorn server; use as a context manager, or call start() and stop(). It starts once."""
 
     def __init__(
         self,
@@ -46,13 +58,14 @@ class ServerProcess:
         extra_args: Sequence[str] = (),
         cwd: Path | None = None,
     ) -> None:
-        self.port = free_port()
+        self._listener: socket.socket | None = bound_loopback_socket()
+        self.port = int(self._listener.getsockname()[1])
         self.cwd = cwd
         self.workers = workers
         self.env = {key: value for key, value in os.environ.items() if key not in SCRUBBED}
         self.env.update(env or {})
         self.command = gunicorn_command(
-            target, "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers), *extra_args
+            target, "--bind", f"fd://{self._listener.fileno()}", "--workers", str(workers), *extra_args
         )
         self.process: subprocess.Popen[str] | None = None
         self.lines: list[str] = []
@@ -69,14 +82,22 @@ class ServerProcess:
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
         """Start the server and wait until /health answers; raise RuntimeError with its output if not."""
-        self.process = subprocess.Popen(
-            self.command,
-            cwd=self.cwd,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        if self._listener is None:
+            raise RuntimeError("a ServerProcess starts once: its port went to the first server")
+        # Only a command that binds the inherited socket gets it: held open in a process that binds the port
+        # itself (a command set by hand, `understudy serve --port`), it would keep that bind from succeeding.
+        inherited = (self._listener.fileno(),) if f"fd://{self._listener.fileno()}" in self.command else ()
+        with self._listener:  # the server's copy is its own: this one must not keep the port open after it
+            self.process = subprocess.Popen(
+                self.command,
+                cwd=self.cwd,
+                env=self.env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                pass_fds=inherited,
+            )
+        self._listener = None
         self._draining = threading.Thread(target=self._drain, daemon=True)
         self._draining.start()
         deadline = time.monotonic() + timeout
@@ -91,6 +112,9 @@ class ServerProcess:
 
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM, wait, then SIGKILL; the exit code. The server's output is read to its end, and the pipe closed."""
+        if self._listener is not None:  # never started
+            self._listener.close()
+            self._listener = None
         if self.process is None:
             return None
         if self.process.poll() is None:

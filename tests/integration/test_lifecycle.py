@@ -12,6 +12,7 @@ survives it: the next requests carry on the sequence where it was.
 
 from __future__ import annotations
 
+import errno
 import http.client
 import json
 import os
@@ -132,6 +133,19 @@ def test_graceful_timeout_is_set_and_explained():
     assert settings["graceful_timeout"] == 30 and settings["keepalive"] == 2
     text = (REPO_ROOT / "gunicorn.conf.py").read_text()
     assert "On SIGTERM" in text and "graceful_timeout = 30" in text
+
+
+def test_the_port_is_held_from_the_start_and_let_go_at_the_end():
+    """A ServerProcess binds its port when it is made, and gunicorn inherits the socket: no other process (a test
+    running beside this one, a client's own port) can take the port before the server listens on it, and once the
+    server has stopped nothing holds it open."""
+    server = ServerProcess()
+    with socket.socket() as rival, pytest.raises(OSError) as taken:
+        rival.bind(("127.0.0.1", server.port))
+    assert taken.value.errno == errno.EADDRINUSE
+    with server:
+        assert send(server, "hello")[0] == 200
+    assert refuses_connections(server.port)
 
 
 def test_sigterm_lets_accepted_requests_finish_and_refuses_new_connections(tmp_path):
