@@ -10,6 +10,7 @@ needs: were the server to import them, it would not start.
 from __future__ import annotations
 
 import configparser
+import fcntl
 import os
 import subprocess
 import sys
@@ -93,8 +94,22 @@ def _run(command: list[str]) -> None:
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
-    root = tmp_path_factory.mktemp("wheel")
+def installed(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Installed:
+    """The venv and project, made once a run: under pytest-xdist, by the first worker to need them (stealing can
+    split this module between workers), in the folder every worker's temporary folders share, under a lock."""
+    if worker_id == "master":  # one process: pytest's fixture cache is enough
+        return _install(tmp_path_factory.mktemp("wheel"))
+    shared = tmp_path_factory.getbasetemp().parent
+    with open(shared / "wheel.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        root = shared / "wheel"
+        if not (root / "installed").exists():
+            _install(root)
+            (root / "installed").touch()
+    return _installed_in(root)
+
+
+def _install(root: Path) -> Installed:
     _run([sys.executable, "-m", "pip", "wheel", str(REPO_ROOT), "--no-deps", "--quiet", "-w", str(root / "dist")])
     [wheel] = (root / "dist").glob("*.whl")
     _run([sys.executable, "-m", "venv", str(root / "venv")])
@@ -109,7 +124,12 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     (project / "test_with_understudy.py").write_text(USER_TEST)
     (project / "good.yaml").write_text(GOOD_SCRIPT)
     (project / "bad.yaml").write_text(BAD_SCRIPT)
-    return Installed(wheel, root / "venv" / "bin", project)
+    return _installed_in(root)
+
+
+def _installed_in(root: Path) -> Installed:
+    [wheel] = (root / "dist").glob("*.whl")
+    return Installed(wheel, root / "venv" / "bin", root / "project")
 
 
 def test_the_wheel_takes_one_top_level_name(installed):

@@ -3,7 +3,6 @@
 from typing import get_args
 
 import pytest
-from anthropic.types.model_param import ModelParam
 
 from backends.catalogue import DEFAULT_FILE, ModelCatalogue
 from backends.wire import ApiError
@@ -85,6 +84,9 @@ def test_the_list_shows_active_and_deprecated_models_unless_asked_for_others():
 
 
 def test_every_model_the_newest_sdk_names_is_in_the_catalogue():
+    # Imported here, not at the top: importing the SDK takes 2 s, and this is the only unit test that needs it.
+    from anthropic.types.model_param import ModelParam
+
     catalogue = ModelCatalogue.from_file(DEFAULT_FILE)
     (named, _) = get_args(ModelParam)
     missing = [name for name in get_args(named) if catalogue.find(name) is None]

@@ -359,6 +359,7 @@ def test_screens_never_mix_fields_or_kinds(first, second, text, headers):
     assert first_match(script.runs, RequestView(message_body(text), headers)).replies[0]["text"] == "second"
 
 
+@pytest.mark.slow  # 1,000 scripts parsed and validated
 @pytest.mark.parametrize("seed", range(4))
 def test_screened_matching_picks_the_same_rule_as_trying_every_rule(seed):
     """Random scripts and requests: the screens never change which rule answers."""

@@ -140,6 +140,7 @@ def write_entries(path: str, times: int, wal_sizes) -> None:
             wal_sizes.append(store.wal_path.stat().st_size)
 
 
+@pytest.mark.slow  # two processes writing for seconds
 def test_the_wal_stays_bounded_while_two_processes_write(tmp_path):
     # SQLite's own checkpoints never let the WAL start over while two processes write in turn: it grew to
     # 133 MB in 100,000 entries.
