@@ -32,18 +32,17 @@ from .server_tree import gunicorn_command
 SCRUBBED = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL")
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def bound_loopback_socket() -> socket.socket:
     """A TCP socket bound to a free port on 127.0.0.1, not yet listening: it holds the port for whoever inherits it."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     return listener
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (free only until another process binds it)."""
+    with bound_loopback_socket() as probe:
+        return int(probe.getsockname()[1])
 
 
 class ServerProcess:

@@ -98,18 +98,21 @@ def installed(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Insta
     """The venv and project, made once a run: under pytest-xdist, by the first worker to need them (stealing can
     split this module between workers), in the folder every worker's temporary folders share, under a lock."""
     if worker_id == "master":  # one process: pytest's fixture cache is enough
-        return _install(tmp_path_factory.mktemp("wheel"))
-    shared = tmp_path_factory.getbasetemp().parent
-    with open(shared / "wheel.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        root = tmp_path_factory.mktemp("wheel")
+        _install(root)
+    else:
+        shared = tmp_path_factory.getbasetemp().parent
         root = shared / "wheel"
-        if not (root / "installed").exists():
-            _install(root)
-            (root / "installed").touch()
-    return _installed_in(root)
+        with open(shared / "wheel.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            if not (root / "installed").exists():
+                _install(root)
+                (root / "installed").touch()
+    [wheel] = (root / "dist").glob("*.whl")
+    return Installed(wheel, root / "venv" / "bin", root / "project")
 
 
-def _install(root: Path) -> Installed:
+def _install(root: Path) -> None:
     _run([sys.executable, "-m", "pip", "wheel", str(REPO_ROOT), "--no-deps", "--quiet", "-w", str(root / "dist")])
     [wheel] = (root / "dist").glob("*.whl")
     _run([sys.executable, "-m", "venv", str(root / "venv")])
@@ -124,12 +127,6 @@ def _install(root: Path) -> Installed:
     (project / "test_with_understudy.py").write_text(USER_TEST)
     (project / "good.yaml").write_text(GOOD_SCRIPT)
     (project / "bad.yaml").write_text(BAD_SCRIPT)
-    return _installed_in(root)
-
-
-def _installed_in(root: Path) -> Installed:
-    [wheel] = (root / "dist").glob("*.whl")
-    return Installed(wheel, root / "venv" / "bin", root / "project")
 
 
 def test_the_wheel_takes_one_top_level_name(installed):
