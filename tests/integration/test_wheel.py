@@ -116,8 +116,14 @@ def _install(root: Path) -> None:
     _run([sys.executable, "-m", "pip", "wheel", str(REPO_ROOT), "--no-deps", "--quiet", "-w", str(root / "dist")])
     [wheel] = (root / "dist").glob("*.whl")
     _run([sys.executable, "-m", "venv", str(root / "venv")])
-    pins = _pinned_in_test_extra("pytest", "anthropic")
-    _run([str(root / "venv" / "bin" / "python"), "-m", "pip", "install", "--quiet", str(wheel), *pins])
+    python = str(root / "venv" / "bin" / "python")
+    _run([python, "-m", "pip", "install", "--quiet", str(wheel)])
+    # The server built with what the wheel alone installs, before the tests' tools come in: what it prints.
+    server_tree = "import sys; from understudy.server_tree import SERVER_TREE; sys.path.insert(0, str(SERVER_TREE)); import wsgi"
+    built = subprocess.run([python, "-c", server_tree], capture_output=True, text=True, timeout=120, cwd=root)
+    assert built.returncode == 0, built.stderr
+    (root / "server-build.stderr").write_text(built.stderr)
+    _run([python, "-m", "pip", "install", "--quiet", *_pinned_in_test_extra("pytest", "anthropic")])
 
     project = root / "project"
     for package in ("app", "backends"):
@@ -141,6 +147,11 @@ def test_the_fixture_works_in_a_project_with_its_own_app_and_backends(installed)
     result = installed.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed" in result.stdout
+
+
+def test_the_server_builds_without_a_warning_with_the_wheels_own_dependencies(installed):
+    # Starlette warns at import unless httpx2 is installed (the SDK brings it, but a server has no SDK).
+    assert (installed.wheel.parent.parent / "server-build.stderr").read_text() == ""
 
 
 def test_version_and_help(installed):
