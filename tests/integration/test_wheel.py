@@ -119,7 +119,9 @@ def _install(root: Path) -> None:
     python = str(root / "venv" / "bin" / "python")
     _run([python, "-m", "pip", "install", "--quiet", str(wheel)])
     # The server built with what the wheel alone installs, before the tests' tools come in: what it prints.
-    server_tree = "import sys; from understudy.server_tree import SERVER_TREE; sys.path.insert(0, str(SERVER_TREE)); import wsgi"
+    server_tree = (
+        "import sys; from understudy.server_tree import SERVER_TREE; sys.path.insert(0, str(SERVER_TREE)); import wsgi"
+    )
     built = subprocess.run([python, "-c", server_tree], capture_output=True, text=True, timeout=120, cwd=root)
     assert built.returncode == 0, built.stderr
     (root / "server-build.stderr").write_text(built.stderr)
