@@ -15,7 +15,8 @@ The request path, outermost first (README, "How a request travels"):
    server-sent events (`api/streaming.py`).
 
 Here, and only here, settings become objects: one state store (every part's,
-with every backend), the model catalogue, the backend (each given its
+with every backend), the model catalogue, the request rules it sets (for the
+handlers and the batch processor alike), the backend (each given its
 constructor arguments explicitly), whoever runs Message Batches (the server's
 own, with a processor thread per worker that the app's lifespan starts and
 stops, or the backend's), the file store (the Files API's, whatever the
@@ -42,7 +43,7 @@ from connexion.options import SwaggerUIOptions
 from starlette.exceptions import HTTPException
 
 from app import internals
-from app.api import BACKEND_KEY, BATCHES_KEY, FILES_KEY, STORE_KEY
+from app.api import BACKEND_KEY, BATCHES_KEY, FILES_KEY, RULES_KEY, STORE_KEY
 from app.http.body_limit import BodyLimitMiddleware
 from app.http.envelope import EnvelopeMiddleware
 from app.http.journal import JournalMiddleware
@@ -54,6 +55,7 @@ from app.spec.batch_params import params_check
 from app.spec.loading import load_spec
 from app.spec.multipart import MultipartBodyValidator
 from app.spec.problems import render_error
+from app.spec.request_rules import RequestRules
 from app.spec.validators import RequestBodyValidator, RequestParameterValidator
 from backends import backend_class
 from backends.base import Backend, MessageRequest, Reply
@@ -74,10 +76,12 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> connexion.FlaskApp
     """The server, configured from the environment (and `overrides`); raises ConfigError on bad settings."""
     settings = load_settings(overrides=overrides)
     store = _store(settings)
-    backend = _backend(settings, _catalogue(settings), store)
+    catalogue = _catalogue(settings)
+    backend = _backend(settings, catalogue, store)
+    rules = RequestRules(catalogue)
     spec = load_spec(allow_unknown_fields=settings.allow_unknown_fields, admin=bool(settings.admin_key))
     files = _files(settings, store)
-    batches, processor = _batches(settings, backend, store, files, spec)
+    batches, processor = _batches(settings, backend, store, files, params_check(spec, rules))
 
     app = connexion.FlaskApp(
         __name__,
@@ -97,6 +101,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> connexion.FlaskApp
     app.app.extensions[STORE_KEY] = store
     app.app.extensions[BATCHES_KEY] = batches
     app.app.extensions[FILES_KEY] = files
+    app.app.extensions[RULES_KEY] = rules
     return app
 
 
@@ -217,7 +222,11 @@ def _backend_arguments(settings: Settings, store: StateStore) -> dict[str, Any]:
 
 
 def _batches(
-    settings: Settings, backend: Backend, store: SQLiteStore, files: FileStore, spec: Mapping[str, Any]
+    settings: Settings,
+    backend: Backend,
+    store: SQLiteStore,
+    files: FileStore,
+    check: Callable[[Mapping[str, Any], Mapping[str, str]], None],
 ) -> tuple[Batches, BatchProcessor | None]:
     """Who runs Message Batches: the backend, if it runs them itself; else the server, with a processor per worker."""
     own = backend.own_batches()
@@ -227,7 +236,7 @@ def _batches(
     processor = BatchProcessor(
         batch_store,
         _answering_with_files(backend, files),
-        params_check(spec),
+        check,
         lease_seconds=settings.batch_lease_seconds,
         journal=store if settings.journal_on else None,
     )

@@ -1,15 +1,20 @@
-"""The model catalogue: a YAML data file served by the models routes, a page at a time.
+"""The model catalogue: a YAML data file served by the models routes, a page at a time, and read by the rules.
 
-Besides the ModelInfo fields it serves, an entry may carry two fields of
-Understudy's own, kept out of what it serves: `aliases` (other names that
-resolve to the model) and `min_cache_tokens` (the shortest prefix prompt
-caching caches for it).
+Each entry is one model as a whole (backends/data/models.yaml says how one is
+written): the ModelInfo it serves, capabilities included (every key, the ones
+an entry leaves out supported), and fields of Understudy's own, kept out of
+what it serves: aliases, the page it was checked against, the shortest
+cacheable prefix, the tokenizer, the rules a request to it must keep beyond
+its capabilities, and what a request that says nothing gets. The request
+rules (app/spec/model_rules.py) and the echo backend read the same `Model`,
+so what the catalogue serves and what the server enforces cannot disagree.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -29,9 +34,66 @@ DEFAULT_LIFECYCLES = ("active", "deprecated")
 DEFAULT_MIN_CACHE_TOKENS = 1024
 
 
+#: Understudy's own fields of an entry, kept out of the ModelInfo it serves.
+OWN_FIELDS = ("aliases", "page", "min_cache_tokens", "tokenizer", "rules", "defaults")
+TOKENIZERS = ("classic", "claude-4-7")
+SAMPLING = ("any", "one", "defaults")
+EFFORTS = ("low", "medium", "high", "xhigh", "max")
+THINKING_TYPES = ("adaptive", "between_tools", "disabled", "enabled")
+SUPPORTED = {"supported": True}
+#: The capabilities of a model whose entry says nothing of them: every one supported, so nothing is refused.
+#: An entry's own `capabilities` are laid over these, key by key.
+ALL_CAPABILITIES: JSON = {
+    "batch": SUPPORTED,
+    "citations": SUPPORTED,
+    "code_execution": SUPPORTED,
+    "context_management": {
+        **SUPPORTED,
+        "clear_thinking_20251015": SUPPORTED,
+        "clear_tool_uses_20250919": SUPPORTED,
+        "compact_20260112": SUPPORTED,
+    },
+    "effort": {**SUPPORTED, **dict.fromkeys(EFFORTS, SUPPORTED)},
+    "image_input": SUPPORTED,
+    "pdf_input": SUPPORTED,
+    "server_tools": {**SUPPORTED, "code_execution": SUPPORTED, "web_search": SUPPORTED},
+    "structured_outputs": SUPPORTED,
+    "thinking": {**SUPPORTED, "types": dict.fromkeys(THINKING_TYPES, SUPPORTED)},
+}
+
+
 @dataclass(frozen=True)
-class ModelLimits:
-    """What the Messages API enforces for one model, from its catalogue entry."""
+class ModelRules:
+    """What a request to the model may say beyond its capabilities; the defaults refuse nothing."""
+
+    #: temperature, top_p and top_k: `any` value the schema allows, `one` (not temperature with top_p), `defaults` only.
+    sampling: str = "any"
+    prefill: bool = True
+    forced_tool_choice: bool = True
+    system_messages: bool = True
+    #: The computer-use tool versions accepted; None for all.
+    computer_use: tuple[str, ...] | None = None
+    #: The `speed` values accepted; None for all.
+    speed: tuple[str, ...] | None = None
+    #: The efforts accepted with thinking `disabled` or `between_tools`; None for all.
+    thinking_off_efforts: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ModelDefaults:
+    """What a request that leaves a setting out gets from the model."""
+
+    #: The thinking config of a request without `thinking` (None: no thinking).
+    thinking: Mapping[str, Any] | None = None
+    #: thinking.display when a thinking config leaves it out.
+    display: str = "summarized"
+    #: output_config.effort when left out (None: the model has no effort setting).
+    effort: str | None = None
+
+
+@dataclass(frozen=True)
+class Model:
+    """One model of the catalogue: its limits, capabilities, rules and defaults."""
 
     id: str
     aliases: tuple[str, ...]
@@ -39,6 +101,17 @@ class ModelLimits:
     max_input_tokens: int | None
     max_tokens: int | None
     min_cache_tokens: int
+    capabilities: Mapping[str, Any] = field(default_factory=lambda: copy.deepcopy(ALL_CAPABILITIES))
+    rules: ModelRules = ModelRules()
+    defaults: ModelDefaults = ModelDefaults()
+    tokenizer: str = "classic"
+
+    def supports(self, *path: str) -> bool:
+        """Whether the capability at `path` (e.g. "thinking", "types", "adaptive") is supported."""
+        capability: Any = self.capabilities
+        for key in path:
+            capability = capability[key]
+        return bool(capability is not None and capability["supported"])
 
 
 class ModelCatalogue:
@@ -48,7 +121,7 @@ class ModelCatalogue:
         entries = [_entry(entry, position) for position, entry in enumerate(models)]
         entries.sort(key=lambda entry: entry[0]["created_at"], reverse=True)
         self.models: list[JSON] = [model for model, _ in entries]
-        self._limits: dict[str, ModelLimits] = {}
+        self._limits: dict[str, Model] = {}
         for _, limits in entries:
             for name in (limits.id, *limits.aliases):
                 if name in self._limits:
@@ -71,14 +144,14 @@ class ModelCatalogue:
         """One model by id or alias, or a 404 not_found_error."""
         return self.models[self._index[self.limits(model_id).id]]
 
-    def limits(self, name: str) -> ModelLimits:
+    def limits(self, name: str) -> Model:
         """The limits of the model `name` is the id or an alias of, or a 404 not_found_error as the API words it."""
         limits = self.find(name)
         if limits is None:
             raise ApiError(404, f"model: {name}")
         return limits
 
-    def find(self, name: str) -> ModelLimits | None:
+    def find(self, name: str) -> Model | None:
         """The limits of the model `name` is the id or an alias of, if the catalogue has it."""
         return self._limits.get(name)
 
@@ -119,27 +192,98 @@ def _position(models: Sequence[Mapping[str, Any]], model_id: str, parameter: str
     raise ApiError(400, f"{parameter}: no model with id '{model_id}'")
 
 
-def _entry(entry: Any, position: int) -> tuple[JSON, ModelLimits]:
-    """A catalogue entry as the ModelInfo it serves and the limits it sets."""
+def _entry(entry: Any, position: int) -> tuple[JSON, Model]:
+    """A catalogue entry as the ModelInfo it serves and the Model the rules read."""
     if not isinstance(entry, Mapping):
         raise ValueError(f"entry {position} is not a mapping")
-    own = {name: entry[name] for name in ("aliases", "min_cache_tokens") if name in entry}
-    model = _model_info({name: value for name, value in entry.items() if name not in own}, position)
+    where = f"entry {position}"
+    own = {name: entry[name] for name in OWN_FIELDS if name in entry}
+    served = {name: value for name, value in entry.items() if name not in own}
+    served["capabilities"] = _capabilities(served.get("capabilities"), where)
+    info = _model_info(served, position)
     aliases = own.get("aliases", [])
     if not isinstance(aliases, list) or not all(isinstance(alias, str) and alias for alias in aliases):
-        raise ValueError(f"entry {position}: aliases must be a list of names")
+        raise ValueError(f"{where}: aliases must be a list of names")
     minimum = own.get("min_cache_tokens", DEFAULT_MIN_CACHE_TOKENS)
     if not isinstance(minimum, int) or isinstance(minimum, bool) or minimum < 1:
-        raise ValueError(f"entry {position}: min_cache_tokens must be a positive integer")
-    limits = ModelLimits(
-        id=model["id"],
+        raise ValueError(f"{where}: min_cache_tokens must be a positive integer")
+    tokenizer = own.get("tokenizer", "classic")
+    if tokenizer not in TOKENIZERS:
+        raise ValueError(f"{where}: tokenizer must be one of {', '.join(TOKENIZERS)}")
+    model = Model(
+        id=info["id"],
         aliases=tuple(aliases),
-        lifecycle=model["lifecycle"],
-        max_input_tokens=model.get("max_input_tokens"),
-        max_tokens=model.get("max_tokens"),
+        lifecycle=info["lifecycle"],
+        max_input_tokens=info.get("max_input_tokens"),
+        max_tokens=info.get("max_tokens"),
         min_cache_tokens=minimum,
+        capabilities=info["capabilities"],
+        rules=_rules(own.get("rules") or {}, f"{where}: rules"),
+        defaults=_defaults(own.get("defaults") or {}, f"{where}: defaults"),
+        tokenizer=tokenizer,
     )
-    return model, limits
+    return info, model
+
+
+def _capabilities(given: Any, where: str) -> JSON:
+    """Every capability key, as ModelCapabilities serves them: the entry's own laid over ALL_CAPABILITIES."""
+    return _laid_over(ALL_CAPABILITIES, given or {}, f"{where}: capabilities")
+
+
+def _laid_over(default: Mapping[str, Any], given: Any, where: str) -> JSON:
+    if not isinstance(given, Mapping):
+        raise ValueError(f"{where} must be a mapping")
+    unknown = sorted(set(given) - set(default))
+    if unknown:
+        raise ValueError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(default))})")
+    merged: JSON = {}
+    for key, value in default.items():
+        if key not in given:
+            merged[key] = copy.deepcopy(value)
+        elif isinstance(value, Mapping):
+            merged[key] = _laid_over(value, given[key], f"{where}.{key}")
+        elif not isinstance(given[key], bool):
+            raise ValueError(f"{where}.{key} must be true or false")
+        else:
+            merged[key] = given[key]
+    return merged
+
+
+def _rules(given: Any, where: str) -> ModelRules:
+    if not isinstance(given, Mapping):
+        raise ValueError(f"{where} must be a mapping")
+    try:
+        values: dict[str, Any] = {name: tuple(it) if isinstance(it, list) else it for name, it in given.items()}
+        rules = ModelRules(**values)
+    except TypeError:
+        raise ValueError(f"{where}: known rules are {', '.join(ModelRules.__dataclass_fields__)}") from None
+    if rules.sampling not in SAMPLING:
+        raise ValueError(f"{where}: sampling must be one of {', '.join(SAMPLING)}")
+    for name in ("prefill", "forced_tool_choice", "system_messages"):
+        if not isinstance(getattr(rules, name), bool):
+            raise ValueError(f"{where}: {name} must be true or false")
+    for name in ("computer_use", "speed", "thinking_off_efforts"):
+        values = getattr(rules, name)
+        if values is not None and not (isinstance(values, tuple) and all(isinstance(v, str) for v in values)):
+            raise ValueError(f"{where}: {name} must be a list of names")
+    return rules
+
+
+def _defaults(given: Any, where: str) -> ModelDefaults:
+    if not isinstance(given, Mapping):
+        raise ValueError(f"{where} must be a mapping")
+    try:
+        defaults = ModelDefaults(**given)
+    except TypeError:
+        raise ValueError(f"{where}: known defaults are {', '.join(ModelDefaults.__dataclass_fields__)}") from None
+    thinking = defaults.thinking
+    if thinking is not None and (not isinstance(thinking, Mapping) or thinking.get("type") not in THINKING_TYPES):
+        raise ValueError(f"{where}: thinking must be a thinking config with a type of {', '.join(THINKING_TYPES)}")
+    if defaults.effort is not None and defaults.effort not in EFFORTS:
+        raise ValueError(f"{where}: effort must be one of {', '.join(EFFORTS)}")
+    if defaults.display not in ("summarized", "omitted"):
+        raise ValueError(f"{where}: display must be summarized or omitted")
+    return defaults
 
 
 def _model_info(entry: Mapping[str, Any], position: int) -> JSON:

@@ -13,24 +13,33 @@ import threading
 
 from flask import current_app, request
 
+from app.spec.request_rules import RequestRules
 from backends.base import Backend
 from backends.batches import Batches
 from backends.files import FileStore
 from backends.state import StateStore
 from backends.wire import ON_DISCONNECT_KEY
 
-#: Where the composition root leaves the backend, the state store, the batches and the file store, in Flask's
+#: Where the composition root leaves the backend, the state store, the batches, the file store and the request rules,
+#: in Flask's
 #: `app.extensions`.
 BACKEND_KEY = "understudy.backend"
 STORE_KEY = "understudy.store"
 BATCHES_KEY = "understudy.batches"
 FILES_KEY = "understudy.files"
+RULES_KEY = "understudy.rules"
 
 
 def backend() -> Backend:
     """The backend this app was built with."""
     chosen: Backend = current_app.extensions[BACKEND_KEY]
     return chosen
+
+
+def rules() -> RequestRules:
+    """The rules every Messages request keeps beyond its schema (its fields', its betas', its model's)."""
+    kept: RequestRules = current_app.extensions[RULES_KEY]
+    return kept
 
 
 def store() -> StateStore:

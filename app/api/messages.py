@@ -11,17 +11,16 @@ from typing import Any
 
 from flask import Response
 
-from app.api import backend, client_gone, file_store, request_headers
+from app.api import backend, client_gone, file_store, request_headers, rules
 from app.api.responses import json_response
 from app.api.streaming import sse_response
-from app.spec import cross_field
 from backends.base import MessageRequest
 from backends.files import resolve_file_sources
 
 
 def create(body: dict[str, Any]) -> Response:
     """Create a message: whole as JSON, or as server-sent events when `stream` is true."""
-    message_request = _checked(body)
+    message_request = _checked(body, counting=False)
     if body.get("stream"):
         return sse_response(backend().stream_message(message_request))
     return json_response(backend().create_message(message_request))
@@ -29,11 +28,11 @@ def create(body: dict[str, Any]) -> Response:
 
 def count_tokens(body: dict[str, Any]) -> Response:
     """Count the input tokens of a would-be message."""
-    return json_response(backend().count_tokens(_checked(body)))
+    return json_response(backend().count_tokens(_checked(body, counting=True)))
 
 
-def _checked(body: dict[str, Any]) -> MessageRequest:
-    """The request for the backend, once it keeps the rules between its fields (and its betas), its files resolved."""
+def _checked(body: dict[str, Any], *, counting: bool) -> MessageRequest:
+    """The request for the backend, once it keeps the rules of its fields, its betas and its model, files resolved."""
     headers = request_headers()
-    cross_field.check(body, cross_field.betas_of(headers.get("anthropic-beta")))
+    rules().check(body, headers, counting=counting)
     return MessageRequest(body=resolve_file_sources(body, file_store()), headers=headers, client_gone=client_gone())

@@ -6,7 +6,7 @@ openapi.yaml has the create route check only that params are objects, and
 names, under `x-checked-when-processed`, the schema each is checked against
 when it is answered: the create-message body, less streaming. The check is
 the one POST /v1/messages makes — that schema with the same validator and
-wording, then the rules between fields (cross_field.py) — so an errored
+wording, then the rules beyond the schema (request_rules.py) — so an errored
 result reads as the 400 the same body would get there.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 
 from connexion.json_schema import resolve_refs
 
-from app.spec import cross_field
+from app.spec.request_rules import RequestRules
 from app.spec.validators import first_error, schema_validator
 from backends.wire import ApiError
 
@@ -26,8 +26,11 @@ PARAMS_SCHEMA = "MessageBatchRequestParams"
 CHECKED_AS = "x-checked-when-processed"
 
 
-def params_check(spec: Mapping[str, Any]) -> Callable[[Mapping[str, Any], Mapping[str, str]], None]:
-    """The check of one request's params, from `spec` (openapi.yaml as loaded): raises the 400 ApiError it earns.
+def params_check(
+    spec: Mapping[str, Any], rules: RequestRules
+) -> Callable[[Mapping[str, Any], Mapping[str, str]], None]:
+    """The check of one request's params, from `spec` (openapi.yaml as loaded) and the request rules: raises the
+    400 ApiError it earns.
 
     It is given the headers of the batch's create request too: the betas its anthropic-beta names are every
     request's, as they would be a POST /v1/messages's.
@@ -45,6 +48,6 @@ def params_check(spec: Mapping[str, Any]) -> Callable[[Mapping[str, Any], Mappin
             message = "body: nested too deeply"
         if message is not None:
             raise ApiError(400, message)
-        cross_field.check(params, cross_field.betas_of(headers.get("anthropic-beta")))
+        rules.check(params, headers)
 
     return check

@@ -122,8 +122,6 @@ def _check_thinking(body: Mapping[str, Any]) -> None:
     # max_tokens 0 generates nothing (it warms the cache), so no budget can exceed it.
     if body.get("max_tokens") and thinking["budget_tokens"] >= body["max_tokens"]:
         _fail("max_tokens: must be greater than thinking.budget_tokens")
-    if (body.get("tool_choice") or {}).get("type") in ("any", "tool"):
-        _fail("Thinking may not be enabled when tool_choice forces tool use.")
 
 
 def _check_betas(body: Mapping[str, Any], betas: frozenset[str]) -> None:

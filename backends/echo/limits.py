@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from backends.catalogue import ModelCatalogue, ModelLimits
+from backends.catalogue import Model, ModelCatalogue
 from backends.wire import ApiError
 
 
@@ -24,12 +24,12 @@ from backends.wire import ApiError
 class Allowance:
     """What a request may use: its model's limits (None for a name only `any_model` lets in) and its output room."""
 
-    model: ModelLimits | None
+    model: Model | None
     #: The tokens the context window leaves for output, when fewer than max_tokens; else None.
     window_room: int | None = None
 
 
-def model_for(catalogue: ModelCatalogue, name: str, *, any_model: bool) -> ModelLimits | None:
+def model_for(catalogue: ModelCatalogue, name: str, *, any_model: bool) -> Model | None:
     """The catalogue's model for `name` (an id or alias); a 404 for a name it lacks or a retired model."""
     model = catalogue.find(name)
     if any_model:

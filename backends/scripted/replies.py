@@ -42,7 +42,8 @@ def api_error(spec: Mapping[str, Any]) -> ApiError:
     except ValueError:
         message = "Overloaded" if status == 529 else "Error"
     headers = {name: str(value) for name, value in (spec.get("headers") or {}).items()}
-    return ApiError(status, str(message), error_type=spec.get("type"), headers=headers)
+    error_code = (spec.get("details") or {}).get("error_code")
+    return ApiError(status, str(message), error_type=spec.get("type"), headers=headers, error_code=error_code)
 
 
 def message(reply: Mapping[str, Any], body: Mapping[str, Any]) -> JSON:

@@ -6,7 +6,6 @@ import signal
 import time
 
 import anthropic
-import httpx2
 import pytest
 
 MODEL = "claude-sonnet-4-5"
@@ -32,13 +31,31 @@ def test_stall_longer_than_the_client_timeout(understudy):
     ("stream", "raised"),
     [
         (False, anthropic.APIConnectionError),  # the SDK wraps a cut response
-        (True, httpx2.RemoteProtocolError),  # a stream cut mid-way reaches the caller as the transport's error
+        (True, anthropic.APIConnectionError),  # a stream cut mid-way too, since anthropic 2.17
     ],
 )
 def test_disconnect_cuts_the_connection(understudy, stream, raised):
     server = understudy([{"reply": {"text": "a b c d e f", "fault": {"kind": "disconnect", "after_events": 4}}}])
-    with pytest.raises(raised, match=r"peer closed connection|Connection error"):
+    with pytest.raises(raised, match=r"peer closed connection|Connection error|disconnected"):
         ask(server, stream=stream)
+
+
+@pytest.mark.parametrize(
+    ("status", "error_code", "raised"),
+    [
+        (400, "organization_url_fetch_disabled", anthropic.OrganizationURLFetchDisabledError),
+        (503, "storage_not_ready", anthropic.StorageNotReadyError),
+        # The SDK picks a code's class by the status and the code together: any other pairing is the status's class.
+        (400, "storage_not_ready", anthropic.BadRequestError),
+    ],
+)
+def test_a_scripted_error_code_raises_the_sdks_own_class(understudy, status, error_code, raised):
+    error = {"status": status, "message": "Not now", "details": {"error_code": error_code}}
+    server = understudy([{"reply": {"error": error}}])
+    with pytest.raises(raised) as caught:
+        ask(server)
+    assert type(caught.value) is raised
+    assert caught.value.error_code == error_code and caught.value.api_message == "Not now"
 
 
 def wait_for(condition, seconds=15.0):

@@ -1,4 +1,4 @@
-"""The newest shapes of the Messages API as the official Python SDK (anthropic 2.15) sends them, against a real server.
+"""The newest shapes of the Messages API as the official Python SDK (anthropic 2.17) sends them, against a real server.
 
 The stable client's `role: "system"` messages and `max_tokens=0`; the beta
 client (`client.beta.messages`: the same routes with `?beta=true`) with its

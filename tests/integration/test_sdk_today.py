@@ -1,4 +1,4 @@
-"""Today's API as today's SDK (anthropic 2.15) uses it, against a real server of two workers.
+"""Today's API as today's SDK (anthropic 2.17) uses it, against a real server of two workers.
 
 Structured outputs, server tools and pause_turn, built-in client tools, prompt caching across workers,
 the models' limits, citations, the usage breakdowns, and the model catalogue.

@@ -13,6 +13,7 @@ import pytest
 
 from app.spec.batch_params import params_check
 from app.spec.loading import load_spec
+from app.spec.request_rules import RequestRules
 from backends.base import MessageRequest, Reply
 from backends.batches import BatchProcessor, BatchStore, LocalBatches
 from backends.batches.local import rfc3339
@@ -25,7 +26,7 @@ from backends.wire import ApiError
 
 from builders import Clock, message_body, state_store
 
-CHECK = params_check(load_spec())
+CHECK = params_check(load_spec(), RequestRules(ModelCatalogue.from_file(DEFAULT_FILE)))
 ECHO = EchoBackend(ModelCatalogue.from_file(DEFAULT_FILE))
 
 

@@ -24,15 +24,6 @@ def conversation(*messages):
         (message_body(tools=[weather_tool(), weather_tool()]), "Tool names must be unique"),
         (message_body(max_tokens=1024, thinking={"type": "enabled", "budget_tokens": 1024}), "greater than thinking"),
         (
-            message_body(
-                max_tokens=4096,
-                tools=[weather_tool()],
-                tool_choice={"type": "any"},
-                thinking={"type": "enabled", "budget_tokens": 1024},
-            ),
-            "Thinking may not be enabled when tool_choice forces tool use",
-        ),
-        (
             conversation(
                 {"role": "user", "content": "weather?"},
                 {"role": "assistant", "content": [TOOL_USE]},
