@@ -26,7 +26,12 @@ from backends.safe_yaml import safe_load
 
 SPEC_FILE = Path(__file__).resolve().parents[2] / "openapi.yaml"
 #: The request bodies whose unknown top-level fields the switch lets through.
-TOP_LEVEL_REQUESTS = ("MessageCreateParams", "MessageCountTokensParams")
+TOP_LEVEL_REQUESTS = (
+    "MessageCreateParams",
+    "MessageCreateParams20230601",
+    "MessageCountTokensParams",
+    "MessageCountTokensParams20230601",
+)
 ADMIN_TAG = "Admin"
 
 

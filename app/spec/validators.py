@@ -11,6 +11,8 @@ only how a failure reads and how the work is done:
 - a few failures read as the API words them, not as the schema would
   (`cache_control cannot be set for empty text blocks`);
 - a body that is not UTF-8, not JSON, or nested too deeply is a 400, never a 500;
+- a body schema that maps API versions to schemas of their own (`x-by-anthropic-version`) is checked
+  as the request's anthropic-version says;
 - each schema's validator is built once, not once per request.
 """
 
@@ -45,6 +47,9 @@ PYTHON_TYPE_NAMES = {
 }
 
 EMPTY_BODY_MESSAGE = "The request body is empty; it must be a JSON object"
+#: A body schema's map from an anthropic-version to that version's own schema (openapi.yaml, MessageCreateParams).
+BY_VERSION = "x-by-anthropic-version"
+VERSION_HEADER = "anthropic-version"
 #: What a request body without a Content-Type, or with one other than JSON, is told.
 CONTENT_TYPE_MESSAGE = "Content-Type must be application/json"
 
@@ -54,6 +59,7 @@ CONTENT_TYPE_MESSAGE = "Content-Type must be application/json"
 GC_PAUSE_CHARACTERS = 1024 * 1024
 
 _validators: dict[int, tuple[Mapping[str, Any], Draft4Validator]] = {}
+_versioned: dict[int, tuple[Mapping[str, Any], Mapping[str, Any]]] = {}
 
 
 def schema_validator(schema: Mapping[str, Any]) -> Draft4Validator:
@@ -292,19 +298,44 @@ class RequestBodyValidator(JSONRequestBodyValidator):
         if not any(name.lower() == b"content-type" for name, _ in scope["headers"]):
             raise BadRequestProblem(detail=CONTENT_TYPE_MESSAGE)
         body = parse_json(b"".join([chunk async for chunk in stream]), self.encoding)
+        if body is not None:
+            # Checked here, not in _validate, because the schema may depend on a header: only here is the scope.
+            check_body(for_version(self.schema, Headers(scope=scope).get(VERSION_HEADER)), body)
         scope[VALIDATED_BODY_KEY] = body  # the scope travels on to the view (internals.FlaskDecorator)
         return body
 
     def _validate(self, body: Any) -> dict | None:
         if body is None:
             raise BadRequestProblem(detail=EMPTY_BODY_MESSAGE)
-        try:
-            message = first_error(schema_validator(self.schema), body)
-        except RecursionError:
-            message = "body: nested too deeply"
-        if message is not None:
-            raise BadRequestProblem(detail=message)
         return None
+
+
+def for_version(schema: Mapping[str, Any], version: str | None) -> Mapping[str, Any]:
+    """The schema a request of API `version` is checked against: the one the schema's `x-by-anthropic-version`
+    names for it, else the schema itself (the newest version's).
+
+    `schema` is a body schema as Connexion hands it over, resolved, with the spec's `components` beside it;
+    so is the one returned (made once per version's schema), for the discriminators' mappings.
+    """
+    versions = schema.get(BY_VERSION)
+    if versions is None or version not in versions:
+        return schema
+    chosen = versions[version]
+    cached = _versioned.get(id(chosen))
+    if cached is None or cached[0] is not chosen:
+        cached = (chosen, {**chosen, "components": schema.get("components", {})})
+        _versioned[id(chosen)] = cached
+    return cached[1]
+
+
+def check_body(schema: Mapping[str, Any], body: Any) -> None:
+    """Raise the BadRequestProblem of the body's most relevant error against `schema`, if it has one."""
+    try:
+        message = first_error(schema_validator(schema), body)
+    except RecursionError:
+        message = "body: nested too deeply"
+    if message is not None:
+        raise BadRequestProblem(detail=message)
 
 
 class RequestParameterValidator(ParameterValidator):

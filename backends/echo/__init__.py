@@ -16,7 +16,7 @@ from backends.base import Backend, MessageRequest, Reply
 from backends.catalogue import DEFAULT_MIN_CACHE_TOKENS, ModelCatalogue
 from backends.echo import limits
 from backends.echo.caching import PromptCache
-from backends.echo.reply import echo_message, signature_for, usage
+from backends.echo.reply import NO_DEFAULTS, echo_message, signature_for, usage
 from backends.state import StateStore
 
 __all__ = ["EchoBackend", "echo_message", "signature_for", "usage"]
@@ -36,9 +36,10 @@ class EchoBackend(Backend):
         body = request.body
         input_tokens = tokens.count_input(body)
         allowance = limits.allowance(self.catalogue, body, input_tokens, any_model=self.any_model)
-        message = echo_message(body, window_room=allowance.window_room, input_tokens=input_tokens)
+        model = allowance.model
+        defaults = model.defaults if model is not None else NO_DEFAULTS
+        message = echo_message(body, window_room=allowance.window_room, input_tokens=input_tokens, defaults=defaults)
         if self.cache is not None:
-            model = allowance.model
             message["usage"] = self.cache.account(
                 body,
                 message["usage"],

@@ -1,10 +1,13 @@
 """The echo backend's reply: the Message it answers a request with, built from the request alone.
 
 In the reply's order:
-- with thinking enabled (or adaptive), a signed thinking block comes first; its tokens are counted in
-  usage.output_tokens_details.thinking_tokens (and in output_tokens), even when display is `omitted`
-  (with max_tokens 0 nothing is output, not even thinking);
-- with tool_choice `any` or `tool`, the tool it picks is called (`tools.py`): a client tool with one
+- with thinking enabled or adaptive (asked for, or the model's default when the request says nothing:
+  the 5.x models think by default), a signed thinking block comes first, its text empty when the display
+  is `omitted` (the request's, else the model's default); `between_tools` thinks only in a turn that
+  answers tool results; its tokens are counted in usage.output_tokens_details.thinking_tokens (and in
+  output_tokens), even when display is `omitted` (with max_tokens 0 nothing is output, not even thinking);
+- with tool_choice `any` or `tool`, or under `auto` one the user's text names, that tool is called
+  (`tools.py`): a client tool with one
   `tool_use` block (stop_reason `tool_use`), a server tool with its call and result (`server_tools.py`),
   after which the turn goes on;
 - then the text: the last user message; or, with a structured output format (`output_config.format`,
@@ -23,25 +26,36 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from backends import schema_example, text, tokens
+from backends.catalogue import ModelDefaults
 from backends.echo import citations, server_tools
-from backends.echo.tools import forced_tool, tool_use_block
+from backends.echo.tools import answers_tools, chosen_tool, tool_use_block
 from backends.wire import JSON, compact_json, new_id, opaque_digest
 
+#: The defaults of a model the catalogue does not know: no thinking unless asked for, display summarized.
+NO_DEFAULTS = ModelDefaults()
 
-def echo_message(body: Mapping[str, Any], *, window_room: int | None = None, input_tokens: int | None = None) -> JSON:
+
+def echo_message(
+    body: Mapping[str, Any],
+    *,
+    window_room: int | None = None,
+    input_tokens: int | None = None,
+    defaults: ModelDefaults = NO_DEFAULTS,
+) -> JSON:
     """The Message the echo backend answers `body` with; `window_room` caps it where the context window ends.
 
-    `input_tokens`, when the caller has counted them already, saves counting them again.
+    `input_tokens`, when the caller has counted them already, saves counting them again; `defaults` are the
+    model's (thinking on by default, its display, its effort), for what the request leaves out.
     """
     user_text = text.last_user_text(body["messages"])
     cap = body["max_tokens"] if window_room is None else min(body["max_tokens"], window_room)
     reply = _Reply(cap, window_bound=cap < body["max_tokens"])
 
-    thinking = _thinking(body, user_text, cap)
+    thinking = _thinking(body, user_text, cap, defaults)
     if thinking is not None:
         reply.add(*thinking, thinking=True)
 
-    tool = forced_tool(body)
+    tool = chosen_tool(body, user_text)
     if tool is not None and not server_tools.is_server_tool(tool):
         reply.add_or_stop(tool_use_block(tool, user_text), "tool_use")
         return reply.message(body, input_tokens)
@@ -169,18 +183,24 @@ def _stopped_text(reply: str, stop_sequences: Sequence[str], budget: int) -> tup
     return reply, tokens.count(reply), "end_turn", None
 
 
-def _thinking(body: Mapping[str, Any], user_text: str, budget: int) -> tuple[JSON, int] | None:
+def _thinking(body: Mapping[str, Any], user_text: str, budget: int, defaults: ModelDefaults) -> tuple[JSON, int] | None:
     """The signed thinking block, and the tokens thought: counted even when display is `omitted`.
 
-    None without thinking, and with no budget to think in (max_tokens 0, which warms the cache, or a full
-    context window): not one token is output, so not even an empty block.
+    The request's thinking, or the model's default when it says nothing; `between_tools` thinks only in a
+    turn that answers tool results. None without thinking, and with no budget to think in (max_tokens 0,
+    which warms the cache, or a full context window): not one token is output, so not even an empty block.
     """
-    config = body.get("thinking") or {}
-    if config.get("type") not in ("enabled", "adaptive") or budget <= 0:
+    config = body.get("thinking") or defaults.thinking or {}
+    kind = config.get("type")
+    if kind == "between_tools" and answers_tools(body["messages"]):
+        kind = "adaptive"
+    if kind not in ("enabled", "adaptive") or budget <= 0:
         return None
-    thought = f"The user's last message is {tokens.count(user_text)} tokens long; I will echo it back."
+    effort = (body.get("output_config") or {}).get("effort") or defaults.effort
+    at_effort = f" at {effort} effort" if effort else ""
+    thought = f"The user's last message is {tokens.count(user_text)} tokens long; I will echo it back{at_effort}."
     thought = tokens.cut(thought, min(budget, config.get("budget_tokens", budget)))
-    shown = "" if config.get("display") == "omitted" else thought
+    shown = "" if (config.get("display") or defaults.display) == "omitted" else thought
     return {"type": "thinking", "thinking": shown, "signature": signature_for(body["model"], shown)}, tokens.count(
         thought
     )

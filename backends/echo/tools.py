@@ -1,7 +1,12 @@
 """Which tool a request's tool_choice makes the echo backend call, and the input a client tool gets.
 
 - tool_choice `tool` calls the tool it names; `any` calls the first tool offered (a toolset, which has
-  no single name, is passed over); `auto` and `none` call nothing: the echo answers in text.
+  no single name, is passed over); `none` calls nothing: the echo answers in text.
+- Under `auto` (tool_choice's default when tools are given) the model's choice is made deterministically:
+  a custom tool that the last user turn names is called — a word of four letters or more of its name, as a
+  word of the text ("What is the weather in Paris?" calls `weather` or `get_weather`) — and text answers
+  otherwise, and always once the turn carries tool results (so an agent loop ends). Clients that turn a
+  forced choice into `auto`, on the models that refuse forced choices, still get their call.
 - Server tools (web search, web fetch, code execution, tool search) run on the API's side:
   `server_tools.py` answers for them. Every other tool is the client's, called with a `tool_use` block.
 - A custom tool's input is built from its input_schema (`schema_example`), so it validates against it
@@ -12,6 +17,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -30,19 +36,41 @@ BUILT_IN_INPUTS: Mapping[str, Callable[[str], JSON]] = {
 }
 #: Tool types that group several tools under no one name; tool_choice `any` passes them over.
 TOOLSET_PREFIXES = ("browser_toolset_", "computer_toolset_", "mcp_toolset")
+WORD = re.compile(r"[A-Za-z]+")
+#: The words of a tool name: snake_case, kebab-case and camelCase parts.
+NAME_WORD = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")
 #: Every tool_use and server_tool_use block is the model's own call, not one made from code execution.
 DIRECT_CALLER: JSON = {"type": "direct"}
 
 
-def forced_tool(body: Mapping[str, Any]) -> Tool | None:
-    """The tool tool_choice makes the reply call, if any."""
-    choice = body.get("tool_choice") or {}
+def chosen_tool(body: Mapping[str, Any], user_text: str) -> Tool | None:
+    """The tool the reply calls, if any: the one tool_choice forces, or under `auto` one the user's text names."""
+    choice = body.get("tool_choice") or {"type": "auto"}
     tools: Sequence[Tool] = body.get("tools") or ()
     if choice.get("type") == "any":
         return next((tool for tool in tools if not str(tool.get("type", "")).startswith(TOOLSET_PREFIXES)), None)
     if choice.get("type") == "tool":
         return next((tool for tool in tools if tool.get("name") == choice.get("name")), None)
+    if choice.get("type") == "auto" and not answers_tools(body["messages"]):
+        said = {word.lower() for word in WORD.findall(user_text)}
+        return next((tool for tool in tools if _is_custom(tool) and _name_words(tool) & said), None)
     return None
+
+
+def answers_tools(messages: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether the last user turn carries tool results: the model then answers them, in text."""
+    last = next((message for message in reversed(messages) if message["role"] == "user"), None)
+    content = last["content"] if last else ""
+    return isinstance(content, list) and any(block.get("type") == "tool_result" for block in content)
+
+
+def _is_custom(tool: Tool) -> bool:
+    return tool.get("type") in (None, "custom") and "name" in tool
+
+
+def _name_words(tool: Tool) -> set[str]:
+    """The words of a tool's name that can name it in a sentence: four letters or more (`get` and `run` cannot)."""
+    return {word.lower() for word in NAME_WORD.findall(str(tool["name"])) if len(word) >= 4}
 
 
 def tool_use_block(tool: Tool, user_text: str) -> JSON:

@@ -80,6 +80,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from app.launcher.server_process import ServerProcess
 from app.spec import cross_field
 from app.spec.loading import load_spec
+from app.spec.request_rules import RequestRules
 from backends import tokens
 from backends.batches import BatchStore, LocalBatches
 from backends.catalogue import DEFAULT_FILE, ModelCatalogue
@@ -359,7 +360,7 @@ def _rule_refusal(case: Any) -> ApiError | None:
     """The 400 a schema-valid request earns by breaking a rule no schema can state, if it breaks one."""
     try:
         if case.operation.path in ("/v1/messages", "/v1/messages/count_tokens") and isinstance(case.body, dict):
-            cross_field.check(case.body, cross_field.betas_of((case.headers or {}).get("anthropic-beta")))
+            RULES.check(case.body, case.headers or {}, counting=case.operation.path.endswith("count_tokens"))
             if case.operation.path == "/v1/messages":  # a catalogue model's limits (the echo server's)
                 limits.allowance(CATALOGUE, case.body, tokens.count_input(case.body), any_model=True)
         elif case.operation.path == "/v1/models":
@@ -380,6 +381,7 @@ def _rule_refusal(case: Any) -> ApiError | None:
 
 
 CATALOGUE = ModelCatalogue.from_file(DEFAULT_FILE)
+RULES = RequestRules(CATALOGUE)
 #: The empty stores' folder, removed when the test run ends (it was left in /tmp, two folders a run).
 SCRATCH = Path(tempfile.mkdtemp(prefix="understudy-fuzz-"))
 atexit.register(shutil.rmtree, SCRATCH, ignore_errors=True)

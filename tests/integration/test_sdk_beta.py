@@ -14,7 +14,8 @@ from __future__ import annotations
 import anthropic
 import pytest
 
-MODEL = "claude-opus-5-5"
+#: A model that takes the beta client's fields and, not thinking unless asked, answers text first.
+MODEL = "claude-opus-4-8"
 HELLO = [{"role": "user", "content": "Hello, Claude"}]
 
 

@@ -19,6 +19,8 @@ from backends.schema_example import is_valid
 from builders import API_KEY
 
 MODEL = "claude-sonnet-4-5"
+#: A model with adaptive thinking that does not think unless asked (Claude Sonnet 4.5 has budgets only).
+ADAPTIVE_MODEL = "claude-opus-4-8"
 
 
 class Person(pydantic.BaseModel):
@@ -220,7 +222,9 @@ def test_a_citable_document_is_quoted_with_its_citation(sdk):
 
 
 def test_thinking_tokens_are_in_the_usage_details(sdk):
-    message = ask(sdk, "think", max_tokens=2000, thinking={"type": "adaptive", "display": "omitted"})
+    message = ask(
+        sdk, "think", model=ADAPTIVE_MODEL, max_tokens=2000, thinking={"type": "adaptive", "display": "omitted"}
+    )
     assert message.usage.output_tokens_details.thinking_tokens > 0
     assert message.usage.speed == "standard" and message.usage.inference_geo == "global"
 

@@ -40,13 +40,15 @@ const counted = await client.messages.countTokens({
   messages: [{ role: "user", content: "Count these four words" }],
 });
 
-const forced = await client.messages.create({
-  model,
-  max_tokens: 200,
-  tools: [weatherTool],
-  tool_choice: { type: "tool", name: "get_weather" },
-  messages: [{ role: "user", content: "What is the weather in Paris?" }],
-});
+// Claude Opus 5.5 refuses a forced tool choice; under "auto" the echo calls the tool the question names.
+const weatherQuestion = { tools: [weatherTool], messages: [{ role: "user", content: "What is the weather in Paris?" }] };
+let refusedForced = null;
+try {
+  await client.messages.create({ model, max_tokens: 200, tool_choice: { type: "any" }, ...weatherQuestion });
+} catch (error) {
+  refusedForced = { status: error.status, message: error.apiMessage, isBadRequest: error instanceof Anthropic.BadRequestError };
+}
+const called = await client.messages.create({ model, max_tokens: 200, tool_choice: { type: "auto" }, ...weatherQuestion });
 
 // The beta client, as Claude Code calls it: ?beta=true, betas, a system message between turns.
 const beta = await client.beta.messages.create({
@@ -60,13 +62,23 @@ const beta = await client.beta.messages.create({
   ],
 });
 
-const toolUse = forced.content.find((block) => block.type === "tool_use");
+const toolUse = called.content.find((block) => block.type === "tool_use");
+const textOf = (message) => message.content.find((block) => block.type === "text")?.text;
 console.log(
   JSON.stringify({
-    created: { id: created.id, text: created.content[0].text, stop_reason: created.stop_reason, usage: created.usage },
-    streamed: { text: streamedText, final_text: streamed.content[0].text, stop_reason: streamed.stop_reason },
+    created: {
+      id: created.id,
+      blocks: created.content.map((block) => block.type),
+      thinking: created.content[0].thinking,
+      signed: Boolean(created.content[0].signature),
+      text: textOf(created),
+      stop_reason: created.stop_reason,
+      usage: created.usage,
+    },
+    streamed: { text: streamedText, final_text: textOf(streamed), stop_reason: streamed.stop_reason },
     counted,
-    forced: { stop_reason: forced.stop_reason, name: toolUse?.name, input: toolUse?.input },
+    refusedForced,
+    called: { stop_reason: called.stop_reason, name: toolUse?.name, input: toolUse?.input },
     beta: { text: beta.content.find((block) => block.type === "text")?.text, stop_reason: beta.stop_reason },
   }),
 );

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from backends import tokens
+from backends.catalogue import ModelDefaults
 from backends.echo import echo_message
 from backends.events import events_from_message, message_from_events
 from backends.schema_example import is_valid
@@ -282,3 +283,36 @@ def test_the_context_window_cuts_the_reply_with_its_own_stop_reason():
 def test_usage_reports_speed_and_inference_geo():
     usage = echo_message(message_body("hi", speed="fast", inference_geo="us"))["usage"]
     assert usage["speed"] == "fast" and usage["inference_geo"] == "us"
+
+
+def test_under_auto_the_echo_calls_a_tool_the_user_names_and_answers_text_otherwise():
+    asked = message_body("What is the weather in Paris?", tools=[weather_tool()])
+    (call,) = echo_message(asked)["content"]
+    assert call["type"] == "tool_use" and call["name"] == "get_weather"
+    assert echo_message(message_body("Hello there", tools=[weather_tool()]))["content"][0]["type"] == "text"
+    assert echo_message({**asked, "tool_choice": {"type": "none"}})["content"][0]["type"] == "text"
+    answered = {
+        **asked,
+        "messages": [
+            *asked["messages"],
+            {"role": "assistant", "content": [{**call, "caller": None}]},
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": call["id"], "content": "weather: sun"}],
+            },
+        ],
+    }
+    assert echo_message(answered)["stop_reason"] == "end_turn"  # tool results are answered in text: the loop ends
+
+
+def test_a_model_that_thinks_by_default_thinks_when_the_request_says_nothing():
+    thinks = ModelDefaults(thinking={"type": "adaptive", "display": "omitted"}, display="omitted", effort="medium")
+    thinking, answer = echo_message(message_body("hi"), defaults=thinks)["content"]
+    assert thinking["type"] == "thinking" and thinking["thinking"] == "" and thinking["signature"]
+    assert answer == {"type": "text", "text": "hi"}
+    summarized = echo_message(
+        message_body("hi", thinking={"type": "adaptive", "display": "summarized"}), defaults=thinks
+    )
+    assert "at medium effort" in summarized["content"][0]["thinking"]
+    between = echo_message(message_body("hi", thinking={"type": "between_tools"}), defaults=thinks)
+    assert [block["type"] for block in between["content"]] == ["text"]  # no tool results in this turn to think on
