@@ -52,8 +52,8 @@ def resolve_file_sources(body: Mapping[str, Any], files: FileReader) -> Mapping[
 
 
 def _resolved_message(message: Mapping[str, Any], files: FileReader) -> Mapping[str, Any]:
-    content = message["content"]
-    if isinstance(content, str):
+    content = message.get("content")  # a beta system message may carry only an output_config
+    if not isinstance(content, list):
         return message
     blocks = _each(content, lambda block: _resolved_block(block, files))
     return message if blocks is content else {**message, "content": blocks}

@@ -91,3 +91,14 @@ def test_a_batch_item_is_checked_by_its_batchs_version(client):
             break
         time.sleep(0.05)
     assert batch["request_counts"] == {"processing": 0, "succeeded": 1, "errored": 1, "canceled": 0, "expired": 0}
+
+
+def test_a_system_message_without_content_is_taken(client):
+    # The fuzz run found this a 500: the files' resolution read every message's content.
+    body = conversation(
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello"},
+        {"role": "system", "output_config": None, "clear_at": "next_user_message"},
+    )
+    response = client.post("/v1/messages", json={**body, "model": "claude-opus-4-8"}, headers=OLD)
+    assert response.status_code == 200, response.text
