@@ -84,7 +84,10 @@ def has_breakpoints(body: Mapping[str, Any]) -> bool:
     """Whether the request marks any cache breakpoint (a quick look, before any hashing)."""
     blocks = [*(body.get("tools") or ()), *_system_blocks(body)]
     blocks += [
-        block for message in body["messages"] if not isinstance(message["content"], str) for block in message["content"]
+        block
+        for message in body["messages"]
+        if isinstance(message.get("content"), list)
+        for block in message["content"]
     ]
     return bool(body.get("cache_control")) or any(block.get("cache_control") for block in blocks)
 
@@ -118,7 +121,7 @@ def _blocks(body: Mapping[str, Any]) -> Iterator[tuple[str, str, Mapping[str, An
     for block in _system_blocks(body):
         yield _key("system", block), text.block_text(block), block.get("cache_control")
     for message in body["messages"]:
-        content = message["content"]
+        content = message.get("content", "")  # a beta system message may carry only an output_config
         if isinstance(content, str):
             yield f"{message['role']}:{content}", content, None
             continue

@@ -36,8 +36,9 @@ def cited_blocks(messages: Sequence[Mapping[str, Any]]) -> list[JSON]:
 
 def _documents(messages: Sequence[Mapping[str, Any]]) -> Iterator[tuple[int, Mapping[str, Any]]]:
     for place, message in enumerate(messages):
-        if not isinstance(message["content"], str):
-            for block in message["content"]:
+        content = message.get("content")  # a beta system message may carry only an output_config
+        if isinstance(content, list):
+            for block in content:
                 if block.get("type") == "document":
                     yield place, block
 

@@ -126,7 +126,7 @@ def _over_max_uses(tool: Tool, body: Mapping[str, Any]) -> bool:
     used = sum(
         1
         for message in body["messages"]
-        if not isinstance(message["content"], str)
+        if isinstance(message.get("content"), list)
         for block in message["content"]
         if block.get("type") == "server_tool_use" and block.get("name") == tool["name"]
     )

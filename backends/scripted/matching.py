@@ -70,7 +70,7 @@ class RequestView:
         names = {
             block["id"]: block["name"]
             for message in messages
-            if message["role"] == "assistant" and not isinstance(message["content"], str)
+            if message["role"] == "assistant" and isinstance(message["content"], list)
             for block in message["content"]
             if block.get("type") == "tool_use"
         }
