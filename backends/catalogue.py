@@ -90,6 +90,14 @@ class ModelDefaults:
     #: output_config.effort when left out (None: the model has no effort setting).
     effort: str | None = None
 
+    def thinking_for(self, body: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The thinking a request gets: its own config, or this default ({"type": "disabled"} for none)."""
+        return body.get("thinking") or self.thinking or {"type": "disabled"}
+
+    def effort_for(self, body: Mapping[str, Any]) -> str | None:
+        """The effort a request gets: its own output_config.effort, or this default."""
+        return (body.get("output_config") or {}).get("effort") or self.effort
+
 
 @dataclass(frozen=True)
 class Model:
@@ -121,12 +129,12 @@ class ModelCatalogue:
         entries = [_entry(entry, position) for position, entry in enumerate(models)]
         entries.sort(key=lambda entry: entry[0]["created_at"], reverse=True)
         self.models: list[JSON] = [model for model, _ in entries]
-        self._limits: dict[str, Model] = {}
-        for _, limits in entries:
-            for name in (limits.id, *limits.aliases):
-                if name in self._limits:
+        self._by_name: dict[str, Model] = {}
+        for _, model in entries:
+            for name in (model.id, *model.aliases):
+                if name in self._by_name:
                     raise ValueError(f"model ids and aliases must be unique: {name!r} is given twice")
-                self._limits[name] = limits
+                self._by_name[name] = model
         self._index = {model["id"]: position for position, model in enumerate(self.models)}
 
     @classmethod
@@ -142,18 +150,18 @@ class ModelCatalogue:
 
     def get(self, model_id: str) -> JSON:
         """One model by id or alias, or a 404 not_found_error."""
-        return self.models[self._index[self.limits(model_id).id]]
+        return self.models[self._index[self.model(model_id).id]]
 
-    def limits(self, name: str) -> Model:
-        """The limits of the model `name` is the id or an alias of, or a 404 not_found_error as the API words it."""
-        limits = self.find(name)
-        if limits is None:
+    def model(self, name: str) -> Model:
+        """The model `name` is the id or an alias of, or a 404 not_found_error as the API words it."""
+        model = self.find(name)
+        if model is None:
             raise ApiError(404, f"model: {name}")
-        return limits
+        return model
 
     def find(self, name: str) -> Model | None:
-        """The limits of the model `name` is the id or an alias of, if the catalogue has it."""
-        return self._limits.get(name)
+        """The model `name` is the id or an alias of, if the catalogue has it."""
+        return self._by_name.get(name)
 
     def page(
         self,

@@ -20,9 +20,8 @@ from backends.files import FileStore
 from backends.state import StateStore
 from backends.wire import ON_DISCONNECT_KEY
 
-#: Where the composition root leaves the backend, the state store, the batches, the file store and the request rules,
-#: in Flask's
-#: `app.extensions`.
+#: Where the composition root leaves the backend, the state store, the batches, the file store and the request
+#: rules, in Flask's `app.extensions`.
 BACKEND_KEY = "understudy.backend"
 STORE_KEY = "understudy.store"
 BATCHES_KEY = "understudy.batches"

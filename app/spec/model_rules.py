@@ -40,23 +40,13 @@ TOOL_CAPABILITIES = {
 
 def check(body: Mapping[str, Any], model: Model, *, counting: bool = False) -> None:
     """Raise a 400 ApiError for the first rule of `model` that `body` breaks; `counting` for count_tokens."""
-    thinking = thinking_config(body, model)
+    thinking = model.defaults.thinking_for(body)
     _check_thinking(body, model, thinking)
     _check_effort(body, model, thinking)
     _check_sampling(body, model, thinking)
     _check_tools(body, model, thinking)
     _check_messages(body, model, counting=counting)
     _check_output(body, model)
-
-
-def thinking_config(body: Mapping[str, Any], model: Model) -> Mapping[str, Any]:
-    """The thinking the request gets: its own config, or the model's default ({"type": "disabled"} for none)."""
-    return body.get("thinking") or model.defaults.thinking or {"type": "disabled"}
-
-
-def effort(body: Mapping[str, Any], model: Model) -> str | None:
-    """The effort the request gets: its own output_config.effort, or the model's default."""
-    return (body.get("output_config") or {}).get("effort") or model.defaults.effort
 
 
 def _fail(message: str) -> None:
@@ -83,7 +73,7 @@ def _check_effort(body: Mapping[str, Any], model: Model, thinking: Mapping[str, 
     if asked is not None and not model.supports("effort", asked):
         _fail(f'"output_config.effort.{asked}" is not supported for this model.')
     allowed = model.rules.thinking_off_efforts
-    chosen = effort(body, model)
+    chosen = model.defaults.effort_for(body)
     if thinking["type"] in ("disabled", "between_tools") and allowed is not None and chosen not in allowed:
         levels = ", ".join(f'"{level}"' for level in allowed)
         _fail(

@@ -190,13 +190,13 @@ def _thinking(body: Mapping[str, Any], user_text: str, budget: int, defaults: Mo
     turn that answers tool results. None without thinking, and with no budget to think in (max_tokens 0,
     which warms the cache, or a full context window): not one token is output, so not even an empty block.
     """
-    config = body.get("thinking") or defaults.thinking or {}
-    kind = config.get("type")
+    config = defaults.thinking_for(body)
+    kind = config["type"]
     if kind == "between_tools" and answers_tools(body["messages"]):
         kind = "adaptive"
     if kind not in ("enabled", "adaptive") or budget <= 0:
         return None
-    effort = (body.get("output_config") or {}).get("effort") or defaults.effort
+    effort = defaults.effort_for(body)
     at_effort = f" at {effort} effort" if effort else ""
     thought = f"The user's last message is {tokens.count(user_text)} tokens long; I will echo it back{at_effort}."
     thought = tokens.cut(thought, min(budget, config.get("budget_tokens", budget)))
