@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from backends import tokens
 from backends.events import events_from_message
+from backends.tokens import Tokenizer
 from backends.wire import JSON
 
 if TYPE_CHECKING:
@@ -107,8 +108,13 @@ class Backend:
         return EventStream(events_from_message(reply.body), reply.headers)
 
     def count_tokens(self, request: MessageRequest) -> Reply:
-        """Answer with `{"input_tokens": N}` by the project's token rule."""
-        return Reply({"input_tokens": tokens.count_input(request.body)})
+        """Answer with `{"input_tokens": N}` by the token rule of the model's tokenizer family."""
+        return Reply({"input_tokens": self.tokenizer(request.body["model"]).count_input(request.body)})
+
+    def tokenizer(self, model: str) -> Tokenizer:
+        """The tokenizer family of the model `model` names (the classic one for a model the catalogue lacks)."""
+        found = self.catalogue.find(model)
+        return found.tokenizer if found is not None else tokens.CLASSIC
 
     def list_models(
         self,

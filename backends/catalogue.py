@@ -21,7 +21,9 @@ from typing import Any
 
 import yaml
 
+from backends import tokens
 from backends.safe_yaml import safe_load
+from backends.tokens import Tokenizer
 from backends.wire import JSON, ApiError
 
 DEFAULT_FILE = Path(__file__).parent / "data" / "models.yaml"
@@ -36,7 +38,6 @@ DEFAULT_MIN_CACHE_TOKENS = 1024
 
 #: Understudy's own fields of an entry, kept out of the ModelInfo it serves.
 OWN_FIELDS = ("aliases", "page", "min_cache_tokens", "tokenizer", "rules", "defaults")
-TOKENIZERS = ("classic", "claude-4-7")
 SAMPLING = ("any", "one", "defaults")
 EFFORTS = ("low", "medium", "high", "xhigh", "max")
 THINKING_TYPES = ("adaptive", "between_tools", "disabled", "enabled")
@@ -112,7 +113,7 @@ class Model:
     capabilities: Mapping[str, Any] = field(default_factory=lambda: copy.deepcopy(ALL_CAPABILITIES))
     rules: ModelRules = ModelRules()
     defaults: ModelDefaults = ModelDefaults()
-    tokenizer: str = "classic"
+    tokenizer: Tokenizer = tokens.CLASSIC
 
     def supports(self, *path: str) -> bool:
         """Whether the capability at `path` (e.g. "thinking", "types", "adaptive") is supported."""
@@ -120,6 +121,18 @@ class Model:
         for key in path:
             capability = capability[key]
         return bool(capability is not None and capability["supported"])
+
+
+#: A model the catalogue lacks (a name UNDERSTUDY_ANY_MODEL serves): every capability, no rule or default of its
+#: own, the classic tokenizer.
+UNLISTED_MODEL = Model(
+    id="",
+    aliases=(),
+    lifecycle="active",
+    max_input_tokens=None,
+    max_tokens=None,
+    min_cache_tokens=DEFAULT_MIN_CACHE_TOKENS,
+)
 
 
 class ModelCatalogue:
@@ -215,9 +228,9 @@ def _entry(entry: Any, position: int) -> tuple[JSON, Model]:
     minimum = own.get("min_cache_tokens", DEFAULT_MIN_CACHE_TOKENS)
     if not isinstance(minimum, int) or isinstance(minimum, bool) or minimum < 1:
         raise ValueError(f"{where}: min_cache_tokens must be a positive integer")
-    tokenizer = own.get("tokenizer", "classic")
-    if tokenizer not in TOKENIZERS:
-        raise ValueError(f"{where}: tokenizer must be one of {', '.join(TOKENIZERS)}")
+    tokenizer = tokens.FAMILIES.get(own.get("tokenizer", "classic"))
+    if tokenizer is None:
+        raise ValueError(f"{where}: tokenizer must be one of {', '.join(tokens.FAMILIES)}")
     model = Model(
         id=info["id"],
         aliases=tuple(aliases),

@@ -17,10 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from app.spec import cross_field, model_rules
-from backends.catalogue import Model, ModelCatalogue
-
-#: The rules of a model the catalogue does not know: nothing of its own refused.
-UNKNOWN_MODEL = Model(id="", aliases=(), lifecycle="active", max_input_tokens=None, max_tokens=None, min_cache_tokens=1)
+from backends.catalogue import UNLISTED_MODEL, ModelCatalogue
 
 
 class RequestRules:
@@ -33,4 +30,4 @@ class RequestRules:
         """Raise the 400 ApiError of the first rule `body` breaks; `headers` name its betas; `counting` for
         count_tokens, which has no reply to prefill."""
         cross_field.check(body, cross_field.betas_of(headers.get("anthropic-beta")))
-        model_rules.check(body, self.catalogue.find(body["model"]) or UNKNOWN_MODEL, counting=counting)
+        model_rules.check(body, self.catalogue.find(body["model"]) or UNLISTED_MODEL, counting=counting)

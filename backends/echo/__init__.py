@@ -11,12 +11,11 @@ One module a job:
 
 from __future__ import annotations
 
-from backends import tokens
 from backends.base import Backend, MessageRequest, Reply
-from backends.catalogue import DEFAULT_MIN_CACHE_TOKENS, ModelCatalogue
+from backends.catalogue import UNLISTED_MODEL, ModelCatalogue
 from backends.echo import limits
 from backends.echo.caching import PromptCache
-from backends.echo.reply import NO_DEFAULTS, echo_message, signature_for, usage
+from backends.echo.reply import echo_message, signature_for, usage
 from backends.state import StateStore
 
 __all__ = ["EchoBackend", "echo_message", "signature_for", "usage"]
@@ -34,17 +33,17 @@ class EchoBackend(Backend):
 
     def create_message(self, request: MessageRequest) -> Reply:
         body = request.body
-        input_tokens = tokens.count_input(body)
-        allowance = limits.allowance(self.catalogue, body, input_tokens, any_model=self.any_model)
-        model = allowance.model
-        defaults = model.defaults if model is not None else NO_DEFAULTS
-        message = echo_message(body, window_room=allowance.window_room, input_tokens=input_tokens, defaults=defaults)
+        model = limits.model_for(self.catalogue, body["model"], any_model=self.any_model) or UNLISTED_MODEL
+        input_tokens = model.tokenizer.count_input(body)
+        window_room = limits.window_room(model, body, input_tokens)
+        message = echo_message(body, window_room=window_room, input_tokens=input_tokens, model=model)
         if self.cache is not None:
             message["usage"] = self.cache.account(
                 body,
                 message["usage"],
-                model=model.id if model else body["model"],
-                min_tokens=model.min_cache_tokens if model else DEFAULT_MIN_CACHE_TOKENS,
+                model=model.id or body["model"],
+                min_tokens=model.min_cache_tokens,
+                tokenizer=model.tokenizer,
             )
         return Reply(message)
 

@@ -23,8 +23,9 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from backends import text, tokens
+from backends import text
 from backends.state import StateStore
+from backends.tokens import CLASSIC, Tokenizer
 from backends.wire import JSON, compact_json
 
 TTL_SECONDS = {"5m": 300, "1h": 3600}
@@ -46,11 +47,13 @@ class PromptCache:
         self.store = store
         self.clock = clock
 
-    def account(self, body: Mapping[str, Any], usage: JSON, *, model: str, min_tokens: int) -> JSON:
+    def account(
+        self, body: Mapping[str, Any], usage: JSON, *, model: str, min_tokens: int, tokenizer: Tokenizer = CLASSIC
+    ) -> JSON:
         """`usage` with the request's cache reads and writes taken out of input_tokens."""
         if not has_breakpoints(body):
             return usage  # most requests: no hashing, no store
-        breakpoints = [point for point in breakpoints_of(body, model) if point.tokens >= min_tokens]
+        breakpoints = [point for point in breakpoints_of(body, model, tokenizer) if point.tokens >= min_tokens]
         if not breakpoints:
             return usage
         now = self.clock()
@@ -92,8 +95,8 @@ def has_breakpoints(body: Mapping[str, Any]) -> bool:
     return bool(body.get("cache_control")) or any(block.get("cache_control") for block in blocks)
 
 
-def breakpoints_of(body: Mapping[str, Any], model: str) -> list[Breakpoint]:
-    """Every breakpoint of the prompt, in order, with the tokens of the prefix it ends (by the token rule)."""
+def breakpoints_of(body: Mapping[str, Any], model: str, tokenizer: Tokenizer = CLASSIC) -> list[Breakpoint]:
+    """Every breakpoint of the prompt, in order, with the tokens of the prefix it ends (by the model's tokenizer)."""
     digest = hashlib.sha256(model.encode())
     total = 0
     found: list[Breakpoint] = []
@@ -101,7 +104,7 @@ def breakpoints_of(body: Mapping[str, Any], model: str) -> list[Breakpoint]:
     automatic = body.get("cache_control")
     for position, (hashed, counted, cache_control) in enumerate(blocks):
         digest.update(hashed.encode() + b"\x00")
-        total += tokens.count(counted)
+        total += tokenizer.count(counted)
         if cache_control is None and automatic and position == len(blocks) - 1:
             cache_control = automatic
         if cache_control:
@@ -112,7 +115,7 @@ def breakpoints_of(body: Mapping[str, Any], model: str) -> list[Breakpoint]:
 def _blocks(body: Mapping[str, Any]) -> Iterator[tuple[str, str, Mapping[str, Any] | None]]:
     """The prompt block by block: what its key hashes, the text its tokens are counted from, its cache_control.
 
-    The counted texts are those `tokens.count_input` counts, so their tokens add up to the prompt's.
+    The counted texts are those `Tokenizer.count_input` counts, so their tokens add up to the prompt's.
     """
     for tool in body.get("tools") or ():
         yield _key("tool", tool), compact_json(tool), tool.get("cache_control")

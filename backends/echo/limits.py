@@ -13,20 +13,10 @@ In the order the API checks them:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from backends.catalogue import Model, ModelCatalogue
 from backends.wire import ApiError
-
-
-@dataclass(frozen=True)
-class Allowance:
-    """What a request may use: its model's limits (None for a name only `any_model` lets in) and its output room."""
-
-    model: Model | None
-    #: The tokens the context window leaves for output, when fewer than max_tokens; else None.
-    window_room: int | None = None
 
 
 def model_for(catalogue: ModelCatalogue, name: str, *, any_model: bool) -> Model | None:
@@ -39,11 +29,9 @@ def model_for(catalogue: ModelCatalogue, name: str, *, any_model: bool) -> Model
     return model
 
 
-def allowance(catalogue: ModelCatalogue, body: Mapping[str, Any], input_tokens: int, *, any_model: bool) -> Allowance:
-    """Check a create-message request against its model's limits; what it may use, or the API's 4xx."""
-    model = model_for(catalogue, body["model"], any_model=any_model)
-    if model is None:
-        return Allowance(None)
+def window_room(model: Model, body: Mapping[str, Any], input_tokens: int) -> int | None:
+    """Check a create-message request against its model's limits: the API's 400 for one it breaks, else the
+    tokens the context window leaves for output when fewer than max_tokens (None when max_tokens fits)."""
     max_tokens = body["max_tokens"]
     if model.max_tokens is not None and max_tokens > model.max_tokens:
         raise ApiError(
@@ -53,8 +41,8 @@ def allowance(catalogue: ModelCatalogue, body: Mapping[str, Any], input_tokens: 
         )
     window = model.max_input_tokens
     if window is None:
-        return Allowance(model)
+        return None
     if input_tokens > window:
         raise ApiError(400, f"prompt is too long: {input_tokens} tokens > {window} maximum")
     room = window - input_tokens
-    return Allowance(model, room if room < max_tokens else None)
+    return room if room < max_tokens else None

@@ -25,14 +25,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from backends import schema_example, text, tokens
-from backends.catalogue import ModelDefaults
+from backends import schema_example, text
+from backends.catalogue import UNLISTED_MODEL, Model
 from backends.echo import citations, server_tools
 from backends.echo.tools import answers_tools, chosen_tool, tool_use_block
+from backends.tokens import Tokenizer
 from backends.wire import JSON, compact_json, new_id, opaque_digest
-
-#: The defaults of a model the catalogue does not know: no thinking unless asked for, display summarized.
-NO_DEFAULTS = ModelDefaults()
 
 
 def echo_message(
@@ -40,18 +38,19 @@ def echo_message(
     *,
     window_room: int | None = None,
     input_tokens: int | None = None,
-    defaults: ModelDefaults = NO_DEFAULTS,
+    model: Model = UNLISTED_MODEL,
 ) -> JSON:
     """The Message the echo backend answers `body` with; `window_room` caps it where the context window ends.
 
-    `input_tokens`, when the caller has counted them already, saves counting them again; `defaults` are the
-    model's (thinking on by default, its display, its effort), for what the request leaves out.
+    `input_tokens`, when the caller has counted them already, saves counting them again. `model` is the
+    catalogue's: its tokenizer counts, and its defaults (thinking on by default, its display, its effort)
+    fill what the request leaves out.
     """
     user_text = text.last_user_text(body["messages"])
     cap = body["max_tokens"] if window_room is None else min(body["max_tokens"], window_room)
-    reply = _Reply(cap, window_bound=cap < body["max_tokens"])
+    reply = _Reply(cap, model.tokenizer, window_bound=cap < body["max_tokens"])
 
-    thinking = _thinking(body, user_text, cap, defaults)
+    thinking = _thinking(body, user_text, cap, model)
     if thinking is not None:
         reply.add(*thinking, thinking=True)
 
@@ -93,8 +92,9 @@ def signature_for(model: str, thinking: str) -> str:
 class _Reply:
     """The content of a reply as it is built, within its token budget."""
 
-    def __init__(self, budget: int, *, window_bound: bool) -> None:
+    def __init__(self, budget: int, tokenizer: Tokenizer, *, window_bound: bool) -> None:
         self.budget = budget
+        self.tokenizer = tokenizer
         #: Whether the budget is the context window's room, not max_tokens: running out is then its own stop reason.
         self.window_bound = window_bound
         self.content: list[JSON] = []
@@ -116,7 +116,7 @@ class _Reply:
         if self.stop_reason is not None:
             return
         if block is not None:
-            cost = _block_tokens(block)
+            cost = _block_tokens(block, self.tokenizer)
             if cost > self.budget:
                 self.run_out()
                 return
@@ -129,7 +129,7 @@ class _Reply:
         if self.budget <= 0:
             self.run_out()
             return
-        cut, cost, stop_reason, self.stop_sequence = _stopped_text(reply, stop_sequences, self.budget)
+        cut, cost, stop_reason, self.stop_sequence = _stopped_text(reply, stop_sequences, self.budget, self.tokenizer)
         self.add({"type": "text", "text": cut}, cost)
         if stop_reason == "max_tokens":
             self.run_out()
@@ -140,7 +140,7 @@ class _Reply:
         self.stop_reason = "model_context_window_exceeded" if self.window_bound else "max_tokens"
 
     def message(self, body: Mapping[str, Any], input_tokens: int | None) -> JSON:
-        counted = usage(tokens.count_input(body) if input_tokens is None else input_tokens, self.output_tokens)
+        counted = usage(self.tokenizer.count_input(body) if input_tokens is None else input_tokens, self.output_tokens)
         counted["speed"] = body.get("speed") or "standard"
         counted["inference_geo"] = body.get("inference_geo") or "global"
         if self.thinking_tokens is not None:
@@ -170,26 +170,29 @@ def _reply_text(body: Mapping[str, Any], user_text: str) -> str:
     return compact_json(schema_example.example(output_format.get("schema") or {}, hint=user_text))
 
 
-def _stopped_text(reply: str, stop_sequences: Sequence[str], budget: int) -> tuple[str, int, str, str | None]:
+def _stopped_text(
+    reply: str, stop_sequences: Sequence[str], budget: int, tokenizer: Tokenizer
+) -> tuple[str, int, str, str | None]:
     """The reply cut at the earliest stop sequence or at the token budget (one or more), whichever comes first;
     its tokens; why it stopped, and at which sequence."""
     found = [(reply.find(sequence), sequence) for sequence in stop_sequences if sequence and sequence in reply]
     position, sequence = min(found, key=lambda hit: (hit[0], -len(hit[1])), default=(len(reply), None))
     before_stop = reply[:position]
-    if tokens.exceeds(before_stop, budget):
-        return tokens.cut(reply, budget), budget, "max_tokens", None
+    if tokenizer.exceeds(before_stop, budget):
+        return tokenizer.cut(reply, budget), budget, "max_tokens", None
     if sequence is not None:
-        return before_stop, tokens.count(before_stop), "stop_sequence", sequence
-    return reply, tokens.count(reply), "end_turn", None
+        return before_stop, tokenizer.count(before_stop), "stop_sequence", sequence
+    return reply, tokenizer.count(reply), "end_turn", None
 
 
-def _thinking(body: Mapping[str, Any], user_text: str, budget: int, defaults: ModelDefaults) -> tuple[JSON, int] | None:
+def _thinking(body: Mapping[str, Any], user_text: str, budget: int, model: Model) -> tuple[JSON, int] | None:
     """The signed thinking block, and the tokens thought: counted even when display is `omitted`.
 
     The request's thinking, or the model's default when it says nothing; `between_tools` thinks only in a
     turn that answers tool results. None without thinking, and with no budget to think in (max_tokens 0,
     which warms the cache, or a full context window): not one token is output, so not even an empty block.
     """
+    defaults, tokenizer = model.defaults, model.tokenizer
     config = defaults.thinking_for(body)
     kind = config["type"]
     if kind == "between_tools" and answers_tools(body["messages"]):
@@ -198,16 +201,15 @@ def _thinking(body: Mapping[str, Any], user_text: str, budget: int, defaults: Mo
         return None
     effort = defaults.effort_for(body)
     at_effort = f" at {effort} effort" if effort else ""
-    thought = f"The user's last message is {tokens.count(user_text)} tokens long; I will echo it back{at_effort}."
-    thought = tokens.cut(thought, min(budget, config.get("budget_tokens", budget)))
+    thought = f"The user's last message is {tokenizer.count(user_text)} tokens long; I will echo it back{at_effort}."
+    thought = tokenizer.cut(thought, min(budget, config.get("budget_tokens", budget)))
     shown = "" if (config.get("display") or defaults.display) == "omitted" else thought
-    return {"type": "thinking", "thinking": shown, "signature": signature_for(body["model"], shown)}, tokens.count(
-        thought
-    )
+    block = {"type": "thinking", "thinking": shown, "signature": signature_for(body["model"], shown)}
+    return block, tokenizer.count(thought)
 
 
-def _block_tokens(block: Mapping[str, Any]) -> int:
+def _block_tokens(block: Mapping[str, Any], tokenizer: Tokenizer) -> int:
     """A block's output tokens: its text, or a call's input; server tool results are the API's, not the model's."""
     if block["type"] in ("tool_use", "server_tool_use"):
-        return tokens.count(compact_json(block["input"]))
-    return tokens.count(block.get("text") or block.get("thinking") or "")
+        return tokenizer.count(compact_json(block["input"]))
+    return tokenizer.count(block.get("text") or block.get("thinking") or "")

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backends.base import Backend, EventStream, MessageRequest, Reply
+from backends.catalogue import UNLISTED_MODEL
 from backends.echo import echo_message
 from backends.scripted import replies
 from backends.scripted.matching import RequestView, captured, reasons
@@ -73,13 +74,14 @@ class ScriptedBackend(Backend):
     def create_message(self, request: MessageRequest) -> Reply:
         choice = self._choose(request)
         if choice is None:
-            return Reply(echo_message(request.body), {RULE_HEADER: FALLBACK_RULE})
+            model = self.catalogue.find(request.body["model"]) or UNLISTED_MODEL
+            return Reply(echo_message(request.body, model=model), {RULE_HEADER: FALLBACK_RULE})
         reply = choice.reply
         headers = self._headers(choice, reply)
         if "error" in reply:
             raise self._error(reply["error"], headers)
         replies.before_reply(reply.get("fault"), self.sleep)
-        return Reply(replies.message(reply, request.body), headers)
+        return Reply(replies.message(reply, request.body, self.tokenizer(request.body["model"])), headers)
 
     def stream_message(self, request: MessageRequest) -> EventStream:
         choice = self._choose(request)
@@ -90,7 +92,7 @@ class ScriptedBackend(Backend):
         if "error" in reply:
             raise self._error(reply["error"], headers)
         timing = {**choice.rule.timing, **reply.get("stream", {})}
-        message = replies.message(reply, request.body)
+        message = replies.message(reply, request.body, self.tokenizer(request.body["model"]))
         return EventStream(replies.stream_events(message, timing, reply.get("fault"), self.sleep), headers)
 
     @staticmethod

@@ -18,6 +18,7 @@ from backends import tokens
 from backends.echo import signature_for, usage
 from backends.events import events_from_message
 from backends.scripted.script import TEMPLATE
+from backends.tokens import Tokenizer
 from backends.wire import JSON, ApiError, ConnectionAbort, compact_json, new_id
 
 Sleep = Callable[[float], None]
@@ -46,14 +47,14 @@ def api_error(spec: Mapping[str, Any]) -> ApiError:
     return ApiError(status, str(message), error_type=spec.get("type"), headers=headers, error_code=error_code)
 
 
-def message(reply: Mapping[str, Any], body: Mapping[str, Any]) -> JSON:
-    """The Message a reply's `text` or `content` describes, with usage by the token rule unless given."""
+def message(reply: Mapping[str, Any], body: Mapping[str, Any], tokenizer: Tokenizer = tokens.CLASSIC) -> JSON:
+    """The Message a reply's `text` or `content` describes, with usage by the model's tokenizer unless given."""
     blocks = [
         _block(block, body) for block in reply.get("content") or [{"type": "text", "text": reply.get("text", "")}]
     ]
     has_tool_use = any(block["type"] == "tool_use" for block in blocks)
-    output_tokens = sum(tokens.count(block.get("text") or block.get("thinking") or "") for block in blocks)
-    output_tokens += sum(tokens.count(compact_json(b["input"])) for b in blocks if b["type"] == "tool_use")
+    output_tokens = sum(tokenizer.count(block.get("text") or block.get("thinking") or "") for block in blocks)
+    output_tokens += sum(tokenizer.count(compact_json(b["input"])) for b in blocks if b["type"] == "tool_use")
     return {
         "id": new_id("msg"),
         "type": "message",
@@ -62,7 +63,7 @@ def message(reply: Mapping[str, Any], body: Mapping[str, Any]) -> JSON:
         "content": blocks,
         "stop_reason": reply.get("stop_reason") or ("tool_use" if has_tool_use else "end_turn"),
         "stop_sequence": reply.get("stop_sequence"),
-        "usage": {**usage(tokens.count_input(body), output_tokens), **(reply.get("usage") or {})},
+        "usage": {**usage(tokenizer.count_input(body), output_tokens), **(reply.get("usage") or {})},
     }
 
 

@@ -81,7 +81,6 @@ from app.launcher.server_process import ServerProcess
 from app.spec import cross_field
 from app.spec.loading import load_spec
 from app.spec.request_rules import RequestRules
-from backends import tokens
 from backends.batches import BatchStore, LocalBatches
 from backends.catalogue import DEFAULT_FILE, ModelCatalogue
 from backends.echo import limits
@@ -362,7 +361,9 @@ def _rule_refusal(case: Any) -> ApiError | None:
         if case.operation.path in ("/v1/messages", "/v1/messages/count_tokens") and isinstance(case.body, dict):
             RULES.check(case.body, case.headers or {}, counting=case.operation.path.endswith("count_tokens"))
             if case.operation.path == "/v1/messages":  # a catalogue model's limits (the echo server's)
-                limits.allowance(CATALOGUE, case.body, tokens.count_input(case.body), any_model=True)
+                model = limits.model_for(CATALOGUE, case.body["model"], any_model=True)
+                if model is not None:
+                    limits.window_room(model, case.body, model.tokenizer.count_input(case.body))
         elif case.operation.path == "/v1/models":
             query = case.query or {}
             CATALOGUE.page(after_id=query.get("after_id"), before_id=query.get("before_id"), limit=1)

@@ -1,11 +1,12 @@
 """The echo backend's semantics, and the events a message streams as."""
 
+import dataclasses
 import json
 
 import pytest
 
 from backends import tokens
-from backends.catalogue import ModelDefaults
+from backends.catalogue import UNLISTED_MODEL, ModelDefaults
 from backends.echo import echo_message
 from backends.events import events_from_message, message_from_events
 from backends.schema_example import is_valid
@@ -306,13 +307,12 @@ def test_under_auto_the_echo_calls_a_tool_the_user_names_and_answers_text_otherw
 
 
 def test_a_model_that_thinks_by_default_thinks_when_the_request_says_nothing():
-    thinks = ModelDefaults(thinking={"type": "adaptive", "display": "omitted"}, display="omitted", effort="medium")
-    thinking, answer = echo_message(message_body("hi"), defaults=thinks)["content"]
+    defaults = ModelDefaults(thinking={"type": "adaptive", "display": "omitted"}, display="omitted", effort="medium")
+    thinks = dataclasses.replace(UNLISTED_MODEL, defaults=defaults)
+    thinking, answer = echo_message(message_body("hi"), model=thinks)["content"]
     assert thinking["type"] == "thinking" and thinking["thinking"] == "" and thinking["signature"]
     assert answer == {"type": "text", "text": "hi"}
-    summarized = echo_message(
-        message_body("hi", thinking={"type": "adaptive", "display": "summarized"}), defaults=thinks
-    )
+    summarized = echo_message(message_body("hi", thinking={"type": "adaptive", "display": "summarized"}), model=thinks)
     assert "at medium effort" in summarized["content"][0]["thinking"]
-    between = echo_message(message_body("hi", thinking={"type": "between_tools"}), defaults=thinks)
+    between = echo_message(message_body("hi", thinking={"type": "between_tools"}), model=thinks)
     assert [block["type"] for block in between["content"]] == ["text"]  # no tool results in this turn to think on
