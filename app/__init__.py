@@ -58,9 +58,10 @@ from app.spec.problems import render_error
 from app.spec.request_rules import RequestRules
 from app.spec.validators import RequestBodyValidator, RequestParameterValidator
 from backends import backend_class
-from backends.base import Backend, MessageRequest, Reply
+from backends.base import Backend
 from backends.batches import Batches, BatchProcessor, BatchStore, LocalBatches
 from backends.catalogue import DEFAULT_FILE, ModelCatalogue
+from backends.exchange import MessageRequest, Reply
 from backends.files import FileStore, default_files_dir, resolve_file_sources
 from backends.state import SQLiteStore, StateStore, default_state_file
 

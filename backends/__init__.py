@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from backends.base import Backend, EventStream, MessageRequest, Reply
+from backends.base import Backend
+from backends.exchange import EventStream, MessageRequest, Reply
 from backends.wire import ApiError
 
 REGISTRY: dict[str, str] = {

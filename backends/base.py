@@ -1,4 +1,4 @@
-"""The backend contract: what a handler may ask of a backend, and the data that crosses it.
+"""The backend contract: what a handler may ask of a backend (the data that crosses it is in exchange.py).
 
 A backend answers four questions — create a message (whole or as a stream of
 events), count a request's input tokens, list the models, get one model — and
@@ -16,77 +16,17 @@ stream with timing) overrides `stream_message`.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from backends import tokens
 from backends.events import events_from_message
+from backends.exchange import EventStream, MessageRequest, Reply
 from backends.tokens import Tokenizer
-from backends.wire import JSON
 
 if TYPE_CHECKING:
     from backends.batches import Batches
     from backends.catalogue import ModelCatalogue
-
-
-@dataclass(frozen=True)
-class MessageRequest:
-    """A create-message or count-tokens request that openapi.yaml has already validated."""
-
-    body: Mapping[str, Any]
-    #: Request headers, names in lower case (anthropic-version, anthropic-beta, …).
-    headers: Mapping[str, str] = field(default_factory=dict)
-    #: Set the moment the client goes away: a backend still working on the answer may give up.
-    client_gone: threading.Event = field(default_factory=threading.Event)
-    #: The request's custom_id when it is one request of a Message Batch; "" for a request of its own.
-    custom_id: str = ""
-
-
-@dataclass(frozen=True)
-class Reply:
-    """A JSON reply, with any headers the backend wants the client to see."""
-
-    body: JSON
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class EventStream:
-    """A streamed reply: the events' JSON payloads, in order, each with its `type`.
-
-    Closing the stream (the server does it when the client goes away) closes the
-    event iterator, so a generator's `finally` runs: that is where a backend
-    releases whatever the stream holds.
-    """
-
-    events: Iterator[JSON]
-    headers: Mapping[str, str] = field(default_factory=dict)
-    #: Called (from another thread) the moment the client disconnects, to stop
-    #: a stream blocked on I/O without waiting for its next event.
-    on_disconnect: Callable[[], None] | None = None
-
-    def close(self) -> None:
-        close = getattr(self.events, "close", None)
-        if close is not None:
-            close()
-
-
-@dataclass
-class ByteStream:
-    """A reply of raw bytes sent as they are produced (a batch's results file), with headers for the client.
-
-    Closing it closes the chunk iterator, as for an EventStream.
-    """
-
-    chunks: Iterator[bytes]
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-    def close(self) -> None:
-        close = getattr(self.chunks, "close", None)
-        if close is not None:
-            close()
 
 
 class Backend:

@@ -16,8 +16,8 @@ from flask import Response, request
 from app.api import batches, request_headers
 from app.api.responses import json_response
 from app.spec import cross_field
-from backends.base import Reply
 from backends.batches import results_path
+from backends.exchange import Reply
 from backends.wire import JSON
 
 

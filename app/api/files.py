@@ -27,7 +27,7 @@ from flask import Response, request
 from app.api import file_store
 from app.api.responses import json_response
 from app.spec.multipart import SpooledFile
-from backends.base import Reply
+from backends.exchange import Reply
 from backends.wire import VALIDATED_BODY_KEY
 
 #: How much of a file one chunk of a download carries.

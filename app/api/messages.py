@@ -14,7 +14,7 @@ from flask import Response
 from app.api import backend, client_gone, file_store, request_headers, rules
 from app.api.responses import json_response
 from app.api.streaming import sse_response
-from backends.base import MessageRequest
+from backends.exchange import MessageRequest
 from backends.files import resolve_file_sources
 
 

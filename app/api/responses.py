@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Response
 
-from backends.base import Reply
+from backends.exchange import Reply
 from backends.wire import compact_json
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from flask import Response, request
 
-from backends.base import EventStream
+from backends.exchange import EventStream
 from backends.wire import ON_DISCONNECT_KEY, REQUEST_ID_KEY, ApiError, ConnectionAbort, encode_event, error_body
 
 logger = logging.getLogger("understudy")

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from backends.base import ByteStream, Reply
+from backends.exchange import ByteStream, Reply
 
 Headers = Mapping[str, str]
 

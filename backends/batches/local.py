@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from backends.base import ByteStream, Reply
 from backends.batches.base import Batches, Headers, results_path
 from backends.batches.store import OUTCOMES, BatchStore, StoredBatch
+from backends.exchange import ByteStream, Reply
 from backends.wire import JSON, SECRET_HEADERS, ApiError, compact_json, new_id
 
 #: Headers of the create request that say nothing about its requests: not kept for answering them.

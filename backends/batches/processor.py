@@ -34,8 +34,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from backends.base import MessageRequest, Reply
 from backends.batches.store import Answer, BatchStore, Claimed, StoredBatch
+from backends.exchange import MessageRequest, Reply
 from backends.state import StateStore
 from backends.wire import JSON, RULE_HEADER, ApiError, ConnectionAbort, compact_json, error_body, new_id
 

@@ -11,11 +11,12 @@ One module a job:
 
 from __future__ import annotations
 
-from backends.base import Backend, MessageRequest, Reply
+from backends.base import Backend
 from backends.catalogue import UNLISTED_MODEL, ModelCatalogue
 from backends.echo import limits
 from backends.echo.caching import PromptCache
 from backends.echo.reply import echo_message, signature_for, usage
+from backends.exchange import MessageRequest, Reply
 from backends.state import StateStore
 
 __all__ = ["EchoBackend", "echo_message", "signature_for", "usage"]

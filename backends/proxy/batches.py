@@ -1,7 +1,7 @@
 """The proxy's Message Batches: every batch route forwarded to the upstream, which runs the batches.
 
-Each call goes upstream as the proxy's message calls do (backends/proxy/
-backend.py): validated here first, the upstream key in place of the client's
+Each call goes upstream through the client the proxy's message calls use
+(upstream.py): validated here first, the upstream key in place of the client's
 when the gateway holds one, hop-by-hop headers dropped, the upstream's answer
 — its API errors included — passed back with the gateway's secrets masked.
 The results file is streamed through as it arrives, whole lines at a time. The batch's `results_url`, which names
@@ -13,17 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 import httpcore
 
-from backends.base import ByteStream, Reply
 from backends.batches.base import Batches, Headers
-from backends.proxy.backend import query_string, upstream_errors, upstream_fault
-
-if TYPE_CHECKING:
-    from backends.proxy.backend import ProxyBackend
+from backends.exchange import ByteStream, Reply
+from backends.proxy.upstream import Upstream, query_string, upstream_errors, upstream_fault
 
 ROUTE = "/v1/messages/batches"
 
@@ -31,41 +28,36 @@ ROUTE = "/v1/messages/batches"
 class UpstreamBatches(Batches):
     """The batch routes, answered by the proxy's upstream."""
 
-    def __init__(self, proxy: ProxyBackend) -> None:
-        self.proxy = proxy
+    def __init__(self, upstream: Upstream, *, max_line_bytes: int) -> None:
+        self.upstream = upstream
+        #: The longest result line passed on (the proxy's bound on one event).
+        self.max_line_bytes = max_line_bytes
 
     def create(self, requests: Sequence[Mapping[str, Any]], headers: Headers) -> Reply:
-        return self.proxy._call("POST", ROUTE, headers, body={"requests": list(requests)})
+        return self.upstream.call("POST", ROUTE, headers, body={"requests": list(requests)})
 
     def retrieve(self, batch_id: str, headers: Headers) -> Reply:
-        return self.proxy._call("GET", _batch_path(batch_id), headers)
+        return self.upstream.call("GET", _batch_path(batch_id), headers)
 
     def page(self, *, after_id: str | None, before_id: str | None, limit: int, headers: Headers) -> Reply:
         query = query_string(limit=limit, after_id=after_id, before_id=before_id)
-        return self.proxy._call("GET", f"{ROUTE}?{query}", headers)
+        return self.upstream.call("GET", f"{ROUTE}?{query}", headers)
 
     def cancel(self, batch_id: str, headers: Headers) -> Reply:
-        return self.proxy._call("POST", f"{_batch_path(batch_id)}/cancel", headers)
+        return self.upstream.call("POST", f"{_batch_path(batch_id)}/cancel", headers)
 
     def delete(self, batch_id: str, headers: Headers) -> Reply:
-        return self.proxy._call("DELETE", _batch_path(batch_id), headers)
+        return self.upstream.call("DELETE", _batch_path(batch_id), headers)
 
     def results(self, batch_id: str, headers: Headers) -> ByteStream:
-        proxy = self.proxy
+        upstream = self.upstream
         held = ExitStack()  # the upstream response, open until its last line is passed on
-        with upstream_errors(proxy.secrets):
-            response = held.enter_context(
-                proxy.pool.stream(
-                    "GET",
-                    proxy._url(f"{_batch_path(batch_id)}/results"),
-                    headers=proxy._headers(headers),
-                    extensions=proxy.extensions,
-                )
-            )
+        with upstream_errors(upstream.secrets):
+            response = held.enter_context(upstream.stream("GET", f"{_batch_path(batch_id)}/results", headers))
         if response.status != 200:
-            with held, upstream_errors(proxy.secrets):
-                raise proxy._upstream_error(response, proxy._read(response, None))
-        return ByteStream(self._lines(response, held), proxy._returned_headers(response.headers))
+            with held, upstream_errors(upstream.secrets):
+                raise upstream.error(response, upstream.read(response, None))
+        return ByteStream(self._lines(response, held), upstream.returned_headers(response.headers))
 
     def _lines(self, response: httpcore.Response, held: ExitStack) -> Iterator[bytes]:
         """The upstream's results as they arrive, whole lines at a time, each with the gateway's secrets masked.
@@ -73,11 +65,10 @@ class UpstreamBatches(Batches):
         One line is one result; a line longer than the proxy's bound on one event is given up (the
         download stops short), so an upstream cannot fill the gateway's memory with an endless one.
         """
-        proxy = self.proxy
         pending: list[bytes] = []  # the start of a line whose end has not arrived
         size = 0
         try:
-            with upstream_errors(proxy.secrets):
+            with upstream_errors(self.upstream.secrets):
                 for chunk in response.iter_stream():
                     complete, newline, rest = chunk.rpartition(b"\n")
                     if newline:
@@ -85,19 +76,18 @@ class UpstreamBatches(Batches):
                         pending, size = [], 0
                     pending.append(rest)
                     size += len(rest)
-                    if size > proxy.max_event_bytes:
-                        raise upstream_fault(
-                            f"The upstream sent a result line longer than {proxy.max_event_bytes} bytes"
-                        )
+                    if size > self.max_line_bytes:
+                        raise upstream_fault(f"The upstream sent a result line longer than {self.max_line_bytes} bytes")
             if size:
                 yield self._masked(b"".join(pending))
         finally:
             held.close()
 
     def _masked(self, lines: bytes) -> bytes:
-        if not self.proxy.secrets.values:
+        secrets = self.upstream.secrets
+        if not secrets.values:
             return lines
-        return str(self.proxy.secrets.redacted(lines.decode("utf-8", "replace"))).encode()
+        return str(secrets.redacted(lines.decode("utf-8", "replace"))).encode()
 
 
 def _batch_path(batch_id: str) -> str:

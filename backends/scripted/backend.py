@@ -26,9 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from backends.base import Backend, EventStream, MessageRequest, Reply
+from backends.base import Backend
 from backends.catalogue import UNLISTED_MODEL
 from backends.echo import echo_message
+from backends.exchange import EventStream, MessageRequest, Reply
 from backends.scripted import replies
 from backends.scripted.matching import RequestView, captured, reasons
 from backends.scripted.prefilter import first_match

@@ -202,7 +202,7 @@ def test_the_backend_lets_go_of_its_connections_when_the_app_stops(internals):
     app = create_app({"backend": "proxy", "upstream_url": "http://127.0.0.1:9", "internals": internals})
     backend = app.app.extensions[BACKEND_KEY]
     closed = []
-    backend.close = lambda: closed.append(backend.pool.close())  # the proxy's own close, seen to run
+    backend.close = lambda: closed.append(backend.upstream.pool.close())  # the proxy's own close, seen to run
     with app.test_client():
         assert closed == []
     assert closed == [None]

@@ -14,13 +14,13 @@ import pytest
 from app.spec.batch_params import params_check
 from app.spec.loading import load_spec
 from app.spec.request_rules import RequestRules
-from backends.base import MessageRequest, Reply
 from backends.batches import BatchProcessor, BatchStore, LocalBatches
 from backends.batches.local import rfc3339
 from backends.batches.processor import CLAIM_SIZE, journal_path
 from backends.batches.store import Answer
 from backends.catalogue import DEFAULT_FILE, ModelCatalogue
 from backends.echo import EchoBackend
+from backends.exchange import MessageRequest, Reply
 from backends.state import SQLiteStore
 from backends.wire import ApiError
 

@@ -74,7 +74,7 @@ def test_the_proxy_is_given_its_limits_from_the_settings():
     backend = create_app({"backend": "proxy", "upstream_url": "http://127.0.0.1:9", **limits}).app.extensions[
         BACKEND_KEY
     ]
-    assert (backend.max_body_bytes, backend.max_event_bytes) == (1000, 100)
+    assert (backend.upstream.max_body_bytes, backend.max_event_bytes) == (1000, 100)
 
 
 @pytest.fixture

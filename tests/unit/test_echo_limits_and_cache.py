@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from backends.base import MessageRequest
 from backends.catalogue import DEFAULT_FILE, ModelCatalogue
 from backends.echo import EchoBackend
 from backends.echo.caching import PromptCache
+from backends.exchange import MessageRequest
 from backends.state import SQLiteStore
 from backends.wire import ApiError
 

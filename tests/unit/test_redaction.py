@@ -22,4 +22,4 @@ def test_no_secrets_leave_values_as_they_are():
 def test_the_proxy_masks_the_upstream_key_the_gateway_keys_and_the_admin_key():
     settings = {"upstream_api_key": "sk-up", "api_keys": "gw-1,gw-2", "admin_key": "admin-1"}
     app = create_app({"backend": "proxy", "upstream_url": "http://127.0.0.1:9", **settings})
-    assert set(app.app.extensions[BACKEND_KEY].secrets.values) == {"sk-up", "gw-1", "gw-2", "admin-1"}
+    assert set(app.app.extensions[BACKEND_KEY].upstream.secrets.values) == {"sk-up", "gw-1", "gw-2", "admin-1"}

@@ -9,8 +9,8 @@ from random import Random
 import pytest
 import yaml
 
-from backends.base import MessageRequest
 from backends.catalogue import DEFAULT_FILE, ModelCatalogue
+from backends.exchange import MessageRequest
 from backends.safe_yaml import SafeDumper
 from backends.scripted import ScriptedBackend
 from backends.scripted.matching import RequestView, matches
