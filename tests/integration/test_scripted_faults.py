@@ -83,3 +83,29 @@ def test_edits_and_sighup_reload_and_a_broken_script_keeps_the_old_one(understud
     assert wait_for(lambda: "serving the last script that loaded" in server.process.output)
     assert all(ask(server).content[0].text == "second version" for _ in range(6))
     assert f"{script}:2: not valid YAML" in server.process.output
+
+
+def test_a_script_cannot_make_a_refused_request_succeed(understudy):
+    server = understudy([{"reply": {"text": "scripted"}}])
+    with anthropic.Anthropic(base_url=server.base_url, api_key=server.api_key, max_retries=0) as client:
+        with pytest.raises(anthropic.BadRequestError, match='tool_choice: type "tool" and "any" are not supported'):
+            client.messages.create(
+                model="claude-opus-5-5",
+                max_tokens=100,
+                tools=[{"name": "get_weather", "input_schema": {"type": "object"}}],
+                tool_choice={"type": "any"},
+                messages=[{"role": "user", "content": "hi"}],
+            )
+        with pytest.raises(anthropic.BadRequestError, match="temperature: Extra inputs are not permitted"):
+            client.messages.create(
+                model="claude-sonnet-5-5",
+                max_tokens=100,
+                messages=[{"role": "user", "content": "hi"}],
+                extra_body={"temperature": 0.5},
+            )
+        # A request the rules accept gets the script's reply as written.
+        reply = client.messages.create(
+            model="claude-opus-5-5", max_tokens=100, messages=[{"role": "user", "content": "hi"}]
+        )
+        assert reply.content[0].text == "scripted"
+    assert [entry["status"] for entry in server.journal()] == [400, 400, 200]

@@ -27,7 +27,8 @@ def test_create_stream_count_and_a_tool_as_claude_opus_5_5_answers(server, tmp_p
     assert created["id"].startswith("msg_") and created["stop_reason"] == "end_turn"
     assert created["blocks"] == ["thinking", "text"] and created["thinking"] == "" and created["signed"]
     assert created["text"] == "Hello from TypeScript"
-    assert created["usage"]["input_tokens"] == 3 and created["usage"]["output_tokens"] > 3
+    # Claude Opus 5.5 counts by the newer tokenizer: Hello · from · TypeS · cript.
+    assert created["usage"]["input_tokens"] == 4 and created["usage"]["output_tokens"] > 4
 
     streamed = results["streamed"]
     assert streamed["text"] == streamed["final_text"] == "Streamed from TypeScript"
@@ -45,3 +46,26 @@ def test_create_stream_count_and_a_tool_as_claude_opus_5_5_answers(server, tmp_p
     assert isinstance(called["input"]["city"], str) and 1 <= called["input"]["days"] <= 7
 
     assert results["beta"] == {"text": "Hello from the beta client", "stop_reason": "end_turn"}
+
+
+def test_the_new_error_codes_raise_the_typescript_sdks_own_classes(understudy, tmp_path: Path) -> None:
+    errors = [
+        {"status": 400, "message": "URL fetching is off", "details": {"error_code": "organization_url_fetch_disabled"}},
+        {"status": 503, "message": "Try again in a minute", "details": {"error_code": "storage_not_ready"}},
+    ]
+    server = understudy([{"replies": [{"error": error} for error in errors]}])
+    raised = run_node_script(NODE_DIR / "error_codes.mjs", offline_env(server.base_url, server.api_key, tmp_path))
+    assert raised == [
+        {
+            "status": 400,
+            "errorCode": "organization_url_fetch_disabled",
+            "organizationUrlFetchDisabled": True,
+            "storageNotReady": False,
+        },
+        {
+            "status": 503,
+            "errorCode": "storage_not_ready",
+            "organizationUrlFetchDisabled": False,
+            "storageNotReady": True,
+        },
+    ]

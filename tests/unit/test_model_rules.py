@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from app.spec.request_rules import RequestRules
@@ -129,3 +131,47 @@ def _assert_refused_exactly_when(refused: bool, model: str, fields: dict) -> Non
             check(model, **fields)
     else:
         check(model, **fields)
+
+
+def test_a_users_own_model_says_only_what_it_lacks_and_is_served_and_enforced_whole():
+    own = {
+        "id": "acme-internal-1",
+        "display_name": "Acme Internal",
+        "created_at": "2026-12-01T00:00:00Z",
+        "tokenizer": "claude-4-7",
+        "capabilities": {
+            "thinking": {"types": {"disabled": {"supported": False}}},
+            "image_input": {"supported": False},
+        },
+        "rules": {"forced_tool_choice": False, "speed": ["standard"]},
+        "defaults": {"thinking": {"type": "adaptive", "display": "omitted"}, "effort": "medium"},
+    }
+    catalogue = ModelCatalogue([own])
+    served = catalogue.get("acme-internal-1")["capabilities"]
+    assert served["thinking"]["types"]["disabled"] == {"supported": False} and served["batch"] == {"supported": True}
+    assert served["effort"]["xhigh"] == {"supported": True} and served["image_input"] == {"supported": False}
+    rules = RequestRules(catalogue)
+    for fields, words in [
+        ({"thinking": {"type": "disabled"}}, '"thinking.type.disabled" is not supported'),
+        (FORCED, 'tool_choice: type "tool" and "any"'),
+        ({"speed": "fast"}, 'speed: "fast"'),
+    ]:
+        with pytest.raises(ApiError, match=re.escape(words)):
+            rules.check(message_body(model="acme-internal-1", **fields), {})
+    assert catalogue.find("acme-internal-1").tokenizer.name == "claude-4-7"
+
+
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        ({"capabilities": {"telepathy": {"supported": True}}}, "unknown key 'telepathy'"),
+        ({"capabilities": {"batch": {"supported": "yes"}}}, "capabilities.batch.supported must be true or false"),
+        ({"rules": {"sampling": "some"}}, "sampling must be one of any, one, defaults"),
+        ({"rules": {"mood": "calm"}}, "known rules are"),
+        ({"defaults": {"effort": "extreme"}}, "effort must be one of"),
+        ({"tokenizer": "bpe"}, "tokenizer must be one of classic, claude-4-7"),
+    ],
+)
+def test_a_broken_entry_is_refused_with_a_line_that_says_why(entry, problem):
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        ModelCatalogue([{"id": "m", "display_name": "M", "created_at": "2026-12-01T00:00:00Z", **entry}])
