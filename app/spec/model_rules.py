@@ -38,15 +38,36 @@ TOOL_CAPABILITIES = {
 }
 
 
+#: The top-level fields some rule reads: a request with none of them breaks no rule of the top level.
+RULED_FIELDS = frozenset(
+    {"thinking", "output_config", "output_format", "temperature", "top_p", "top_k", "tool_choice", "tools",
+     "context_management", "speed"}
+)  # fmt: skip
+#: The capabilities the blocks of the messages need.
+INPUT_CAPABILITIES = ("image_input", "pdf_input", "citations")
+
+
 def check(body: Mapping[str, Any], model: Model, *, counting: bool = False) -> None:
-    """Raise a 400 ApiError for the first rule of `model` that `body` breaks; `counting` for count_tokens."""
-    thinking = model.defaults.thinking_for(body)
-    _check_thinking(body, model, thinking)
-    _check_effort(body, model, thinking)
-    _check_sampling(body, model, thinking)
-    _check_tools(body, model, thinking)
-    _check_messages(body, model, counting=counting)
-    _check_output(body, model)
+    """Raise a 400 ApiError for the first rule of `model` that `body` breaks; `counting` for count_tokens.
+
+    On every request, so each part runs only where it can find something: the top-level rules when the
+    body names a field they read, the message rules when the model restricts messages at all.
+    """
+    if not RULED_FIELDS.isdisjoint(body):
+        thinking = model.defaults.thinking_for(body)
+        _check_thinking(body, model, thinking)
+        _check_effort(body, model, thinking)
+        _check_sampling(body, model, thinking)
+        _check_tools(body, model, thinking)
+        _check_output(body, model)
+    if _restricts_messages(model):
+        _check_messages(body, model, counting=counting)
+
+
+def _restricts_messages(model: Model) -> bool:
+    """Whether a rule of `model` reads the messages: their roles, the last turn, the kinds of their blocks."""
+    rules = model.rules
+    return not (rules.system_messages and rules.prefill and all(map(model.supports, INPUT_CAPABILITIES)))
 
 
 def _fail(message: str) -> None:
@@ -130,6 +151,8 @@ def _check_messages(body: Mapping[str, Any], model: Model, *, counting: bool) ->
                 _fail(f'messages.{index}.role: "system" messages are not supported for this model.')
     if not counting and not model.rules.prefill and messages[-1]["role"] == "assistant":
         _fail("This model does not support assistant message prefill. The conversation must end with a user message.")
+    if all(map(model.supports, INPUT_CAPABILITIES)):
+        return
     for where, block in _blocks(messages):
         kind = block.get("type")
         if kind == "image" and not model.supports("image_input"):

@@ -45,8 +45,10 @@ DIRECT_CALLER: JSON = {"type": "direct"}
 
 def chosen_tool(body: Mapping[str, Any], user_text: str) -> Tool | None:
     """The tool the reply calls, if any: the one tool_choice forces, or under `auto` one the user's text names."""
-    choice = body.get("tool_choice") or {"type": "auto"}
     tools: Sequence[Tool] = body.get("tools") or ()
+    if not tools:
+        return None
+    choice = body.get("tool_choice") or {"type": "auto"}
     if choice.get("type") == "any":
         return next((tool for tool in tools if not str(tool.get("type", "")).startswith(TOOLSET_PREFIXES)), None)
     if choice.get("type") == "tool":
