@@ -40,6 +40,7 @@ from connexion.jsonifier import Jsonifier
 from connexion.middleware import ConnexionMiddleware
 from connexion.middleware.server_error import ServerErrorMiddleware
 from connexion.options import SwaggerUIOptions
+from connexion.validators import JSONResponseBodyValidator
 from starlette.exceptions import HTTPException
 
 from app import internals
@@ -47,13 +48,14 @@ from app.api import BACKEND_KEY, BATCHES_KEY, FILES_KEY, RULES_KEY, STORE_KEY
 from app.http.body_limit import BodyLimitMiddleware
 from app.http.envelope import EnvelopeMiddleware
 from app.http.journal import JournalMiddleware
+from app.http.memory import MemoryReturnMiddleware
 from app.http.methods import BodylessMethodsMiddleware
 from app.http.request_checks import RequestChecksMiddleware
 from app.http.spec_document import SpecDocumentMiddleware
 from app.settings import ConfigError, Settings, load_settings
 from app.spec.batch_params import params_check
 from app.spec.loading import load_spec
-from app.spec.multipart import MultipartBodyValidator
+from app.spec.multipart import MultipartBodyValidator, upload_routes
 from app.spec.problems import render_error
 from app.spec.request_rules import RequestRules
 from app.spec.validators import RequestBodyValidator, RequestParameterValidator
@@ -67,8 +69,6 @@ from backends.state import SQLiteStore, StateStore, default_state_file
 
 __all__ = ["ConfigError", "check_configuration", "create_app"]
 
-#: The routes that take an upload (multipart/form-data with a `file` part).
-UPLOAD_ROUTES = (("POST", "/v1/files"), ("POST", "/_understudy/files"))
 #: An upload's body may exceed its file by this much: the multipart framing and the other fields.
 MULTIPART_ALLOWANCE = 1024 * 1024
 
@@ -128,6 +128,7 @@ def _middlewares(settings: Settings, store: StateStore, spec: Mapping[str, Any])
     )
     return [
         *journal,
+        MemoryReturnMiddleware,
         BodylessMethodsMiddleware,
         functools.partial(EnvelopeMiddleware, settings=settings),
         RequestChecksMiddleware,
@@ -137,8 +138,11 @@ def _middlewares(settings: Settings, store: StateStore, spec: Mapping[str, Any])
             limit=settings.max_body_bytes,
             route_limits={
                 ("POST", "/v1/messages/batches"): settings.max_batch_bytes,
-                **dict.fromkeys(UPLOAD_ROUTES, settings.max_file_bytes + MULTIPART_ALLOWANCE),
+                **dict.fromkeys(upload_routes(spec), settings.max_file_bytes + MULTIPART_ALLOWANCE),
             },
+            upload_routes=upload_routes(spec),
+            # Our JSON validator streams a body of unknown length; Connexion's, without the hooks, cannot.
+            read_chunked_whole=not settings.internals,
         ),
         functools.partial(ServerErrorMiddleware, handler=render_error),
         *ConnexionMiddleware.default_middlewares[1:],
@@ -167,13 +171,18 @@ def _files(settings: Settings, store: SQLiteStore) -> FileStore:
 
 
 def _validators(settings: Settings, files: FileStore) -> dict[str, Any]:
-    """Connexion's validators: JSON bodies as ours check them, multipart bodies streamed to the file store's spool."""
+    """Connexion's validators: JSON bodies as ours check them, multipart bodies streamed to the file store's spool,
+    JSON answers checked (with UNDERSTUDY_VALIDATE_RESPONSES) and nothing else: a text file downloaded is its bytes as
+    uploaded, UTF-8 or not, which Connexion's text/plain check would decode (a 500)."""
+    # With app/internals.py's hooks, the view takes the parsed body from the scope: the bytes need not follow it.
+    json_body = functools.partial(RequestBodyValidator, body_in_scope=settings.internals)
     multipart = functools.partial(
         MultipartBodyValidator, spool_directory=files.spool_directory, max_file_bytes=settings.max_file_bytes
     )
     return {
         "parameter": RequestParameterValidator,
-        "body": MediaTypeDict({"*/*json": RequestBodyValidator, "multipart/form-data": multipart}),
+        "body": MediaTypeDict({"*/*json": json_body, "multipart/form-data": multipart}),
+        "response": MediaTypeDict({"*/*json": JSONResponseBodyValidator}),
     }
 
 

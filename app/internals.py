@@ -95,8 +95,9 @@ from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.http.bridge import FlaskBridge
+from app.http.parsed_body import parsed_body
 from app.spec import passed_specs
-from backends.wire import VALIDATED_BODY_KEY, ApiError, error_json, new_id
+from backends.wire import ApiError, error_json, new_id
 
 #: How many media types (with charsets) of one operation keep their verdict and body validator; others are redone.
 BODY_VALIDATORS_PER_OPERATION = 8
@@ -289,8 +290,9 @@ class FlaskDecorator(decorators.FlaskDecorator):
             # What Connexion's Flask framework.get_request builds, with the request class below.
             request = WSGIRequest(flask.request, uri_parser=self._uri_parser(), view_args=flask.request.view_args)
             scope = flask.request.environ.get("asgi.scope") or {}
-            if VALIDATED_BODY_KEY in scope:
-                request._body = scope[VALIDATED_BODY_KEY]  # what get_body would parse from the same bytes
+            box = parsed_body(scope)
+            if box is not None:
+                request._body = box.value  # what get_body would parse from the same bytes
             return decorated(request)
 
         return wrapper

@@ -107,6 +107,12 @@ class Settings:
     max_file_bytes: int = setting(
         500 * 1024 * 1024, "UNDERSTUDY_MAX_FILE_BYTES", _positive_int, "largest file the Files API accepts"
     )
+    public_url: str | None = setting(
+        None,
+        "UNDERSTUDY_PUBLIC_URL",
+        _url,
+        "this server's URL as clients reach it, for the URLs it hands out (results_url); default: from the request",
+    )
     models_file: Path | None = setting(
         None, "UNDERSTUDY_MODELS_FILE", _file, "YAML model catalogue for the models routes; default: the shipped one"
     )

@@ -49,8 +49,8 @@ from backends.wire import ApiError
 logger = logging.getLogger("understudy")
 
 #: The schema's version, in the file's user_version: 0 before retention, 1 with it, 2 with the probe table,
-#: 3 with the batches' tables, the prompt-cache entries and the files table.
-SCHEMA_VERSION = 3
+#: 3 with the batches' tables, the prompt-cache entries and the files table, 4 with the batches' downloads.
+SCHEMA_VERSION = 4
 #: The first version whose journal entries carry their sizes.
 RETENTION_VERSION = 1
 SCHEMA = (
@@ -107,6 +107,12 @@ SCHEMA = (
     )""",
     "CREATE INDEX IF NOT EXISTS batch_items_unanswered ON batch_items (batch, position) WHERE outcome IS NULL",
     "CREATE INDEX IF NOT EXISTS batch_items_claimed ON batch_items (claim) WHERE claim IS NOT NULL",
+    # The downloads of batches' results under way: a deleted batch's requests stay until none reads them.
+    """CREATE TABLE IF NOT EXISTS batch_downloads (
+        token TEXT PRIMARY KEY,
+        batch INTEGER NOT NULL,                    -- batches.number (the batch may be deleted meanwhile)
+        lease_until REAL NOT NULL                  -- renewed as it reads; after it, the download is taken for dead
+    )""",
     # The echo backend's prompt-cache entries: a prefix's hash and when its entry expires (a Unix time).
     "CREATE TABLE IF NOT EXISTS cache_entries (prefix TEXT PRIMARY KEY, expires_at REAL NOT NULL)",
     # The Files API's files (their bytes are on disk, backends/files/store.py): numbered in upload order, as lists

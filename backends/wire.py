@@ -192,8 +192,6 @@ def _too_long(limit: int) -> MalformedEvent:
 REQUEST_ID_KEY = "understudy.request_id"
 #: Where the server's settings travel in the ASGI scope, for the security handlers.
 SETTINGS_KEY = "understudy.settings"
-#: Where request validation leaves the parsed body, so that nothing parses it twice.
-VALIDATED_BODY_KEY = "understudy.validated_body"
 #: The WSGI environ key of the callbacks to run the moment the client disconnects.
 ON_DISCONNECT_KEY = "understudy.on_disconnect"
 

@@ -2,18 +2,19 @@
 
 Whoever runs the batches (the server itself, or the proxy's upstream) answers
 through the `Batches` contract (backends/batches/base.py). Here a batch's
-`results_url` becomes a full URL of this server, built from the request's
-host, since the SDK fetches it exactly as given: results always come back
-through this server, never from wherever the batches run.
+`results_url` becomes a full URL of this server (own_url.py), since the SDK
+fetches it exactly as given: results always come back through this server,
+never from wherever the batches run.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, request
+from flask import Response
 
 from app.api import batches, request_headers
+from app.api.own_url import own_base_url
 from app.api.responses import json_response
 from app.spec import cross_field
 from backends.batches import results_path
@@ -63,4 +64,4 @@ def _with_own_results_url(batch: JSON) -> JSON:
     """The batch with its results_url, when it has one, pointing at this server."""
     if not batch.get("results_url"):
         return batch
-    return {**batch, "results_url": request.host_url.rstrip("/") + results_path(batch["id"])}
+    return {**batch, "results_url": own_base_url() + results_path(batch["id"])}

@@ -26,9 +26,9 @@ from flask import Response, request
 
 from app.api import file_store
 from app.api.responses import json_response
+from app.http.parsed_body import parsed_body
 from app.spec.multipart import SpooledFile
 from backends.exchange import Reply
-from backends.wire import VALIDATED_BODY_KEY
 
 #: How much of a file one chunk of a download carries.
 DOWNLOAD_CHUNK_BYTES = 1024 * 1024
@@ -77,7 +77,8 @@ def download(file_id: str) -> Response:
 
 
 def _keep_upload(*, downloadable: bool) -> dict[str, Any]:
-    form = request.environ["asgi.scope"][VALIDATED_BODY_KEY]
+    box = parsed_body(request.environ["asgi.scope"])  # the route takes only a validated form: always there
+    form = box.value if box is not None else {}
     spooled: SpooledFile = form["file"]
     try:
         return file_store().add(

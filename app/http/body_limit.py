@@ -7,20 +7,24 @@ shorter body: it is a 400 invalid_request_error with the error code
 `request_body_timeout`, as the SDK models it (BadRequestError, `error_code`).
 
 Some routes have a limit of their own (`route_limits`): a Message Batch may be
-256 MB, a file upload 500 MB. A chunked body is read whole and given a
-Content-Length, which JSON validation needs; a chunked multipart/form-data
-body (an upload) is only counted as it passes, since it is parsed as it
-streams (app/spec/multipart.py) and must never be held in memory.
+256 MB, a file upload 500 MB. A chunked body is counted as it passes, and,
+where JSON validation needs a Content-Length (Connexion's own, when
+app/internals.py's hooks are off: `read_chunked_whole`), read whole first and
+given one: no body is held beyond its route's limit. The upload routes (`upload_routes`) take only
+multipart/form-data, which is parsed as it streams (app/spec/multipart.py):
+their bodies are only counted as they pass, never held, and a body of any
+other type is refused before a byte of it is read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backends.wire import ApiError
 
+MULTIPART = "multipart/form-data"
 #: Sent with either refusal: the unread rest of the body must not be taken for a next request.
 CLOSE = {"connection": "close"}
 
@@ -48,31 +52,41 @@ class BodyLimitMiddleware:
     a file upload 500 MB.
     """
 
-    def __init__(self, app: ASGIApp, *, limit: int, route_limits: Mapping[tuple[str, str], int] | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limit: int,
+        route_limits: Mapping[tuple[str, str], int] | None = None,
+        upload_routes: Collection[tuple[str, str]] = (),
+        read_chunked_whole: bool = True,
+    ) -> None:
         self.app = app
         self.limit = limit
         self.route_limits = dict(route_limits or {})
+        self.upload_routes = frozenset(upload_routes)
+        self.read_chunked_whole = read_chunked_whole
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.route_limits.get((scope["method"], scope["path"]), self.limit)
-        scope, receive = await self._limit_body(scope, _whole_body(receive), limit)
+        route = (scope["method"], scope["path"])
+        limit = self.route_limits.get(route, self.limit)
+        if route in self.upload_routes:
+            _refuse_unless_multipart(scope, limit)
+            receive = _counted(_whole_body(receive), limit)
+        else:
+            scope, receive = await self._limit_body(scope, _whole_body(receive), limit)
         await self.app(scope, receive, send)
 
     async def _limit_body(self, scope: Scope, receive: Receive, limit: int) -> tuple[Scope, Receive]:
         """Refuse a declared length over the limit; read a chunked body, counting, and declare its length."""
-        declared = _header(scope, b"content-length")
-        if declared is not None:
-            if not declared.isdigit():
-                raise ApiError(400, "Content-Length header is not a valid number")
-            if int(declared) > limit:
-                raise RequestTooLarge(limit)
+        if _check_declared_length(scope, limit):
             return scope, receive
         if _header(scope, b"transfer-encoding") is None:
             return scope, receive
-        if (_header(scope, b"content-type") or "").lower().startswith("multipart/form-data"):
+        if not self.read_chunked_whole:
             return scope, _counted(receive, limit)
         body = bytearray()
         more = True
@@ -87,6 +101,25 @@ class BodyLimitMiddleware:
         headers = [(name, value) for name, value in scope["headers"] if name != b"transfer-encoding"]
         headers.append((b"content-length", str(len(body)).encode()))
         return {**scope, "headers": headers}, replay(bytes(body), receive)
+
+
+def _refuse_unless_multipart(scope: Scope, limit: int) -> None:
+    """An upload route's body: multipart/form-data within the limit, or refused before it is read."""
+    if not (_header(scope, b"content-type") or "").lower().startswith(MULTIPART):
+        raise ApiError(400, f"Content-Type must be {MULTIPART}", headers=CLOSE)
+    _check_declared_length(scope, limit)
+
+
+def _check_declared_length(scope: Scope, limit: int) -> bool:
+    """Whether the body declares its length; refused (400, 413) when that is no number or over the limit."""
+    declared = _header(scope, b"content-length")
+    if declared is None:
+        return False
+    if not declared.isdigit():
+        raise ApiError(400, "Content-Length header is not a valid number")
+    if int(declared) > limit:
+        raise RequestTooLarge(limit)
+    return True
 
 
 def _whole_body(receive: Receive) -> Receive:

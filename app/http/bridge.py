@@ -28,6 +28,7 @@ from typing import Any
 
 from starlette.types import Message, Receive, Scope, Send
 
+from app.http.parsed_body import release
 from backends.wire import ON_DISCONNECT_KEY, ConnectionAbort
 
 logger = logging.getLogger("understudy")
@@ -103,7 +104,10 @@ class FlaskBridge:
             started["headers"] = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
             return written.append
 
-        iterable = self.app(environ, start_response)
+        try:
+            iterable = self.app(environ, start_response)
+        finally:
+            release(environ["asgi.scope"])  # the view has what it needs of the parsed body (parsed_body.py)
         iterator = iter(iterable)
         first = next(iterator, b"")
         if any(name == b"content-length" for name, _ in started["headers"]):

@@ -4,6 +4,10 @@ A HEAD is answered as its GET: the layers below see a GET and answer it
 whole (so its response is validated and its Content-Length is the GET's),
 and this layer drops the body bytes on their way out, an error's included
 (gunicorn logs "ASGI app sent body bytes on a no-body response" otherwise).
+A streamed GET (a batch's results) is not made past its first piece: the
+HEAD's answer ends there, and the next piece stops the stream as if its
+client had gone (a 100,000-line results file took 2 s to make and throw
+away).
 An OPTIONS names the methods a path allows: no route declares OPTIONS, so the
 layers below answer it with a 405 whose Allow header lists the path's methods
 (app/spec/problems.py for the spec's routes, Starlette for the docs), and this
@@ -12,6 +16,8 @@ path that does not exist stays a 404.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -31,17 +37,29 @@ class BodylessMethodsMiddleware:
             return
         bodyless = scope["method"] == "HEAD"
         inner_scope = {**scope, "method": "GET"} if bodyless else scope
+        ended = False
 
         async def send_without_body(message: Message) -> None:
-            nonlocal bodyless
+            nonlocal bodyless, ended
             if message["type"] == "http.response.start" and scope["method"] == "OPTIONS" and message["status"] == 405:
                 bodyless = True
                 message = _allowed_methods(message)
             elif message["type"] == "http.response.body" and bodyless:
-                message = {**message, "body": b""}
+                if ended:
+                    if message.get("more_body", False):
+                        raise BodyNotWanted()  # a stream going on: stop making it
+                    return
+                # The answer ends here, whether the body would have come in one piece or a stream of them.
+                ended = True
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
             await send(message)
 
-        await self.app(inner_scope, receive, send_without_body)
+        with contextlib.suppress(BodyNotWanted):  # where the layer below let it through
+            await self.app(inner_scope, receive, send_without_body)
+
+
+class BodyNotWanted(ConnectionResetError):
+    """Raised to the app sending a HEAD's streamed body: stop, as when a client goes (an OSError, as that is)."""
 
 
 def _allowed_methods(refusal: Message) -> Message:

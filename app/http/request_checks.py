@@ -1,7 +1,11 @@
 """Requests refused before routing: paths no route can have, and headers given twice with different values.
 
 Both are cheap checks on the request line and headers, made before anything
-else reads them, so that no inner layer has to guess.
+else reads them, so that no inner layer has to guess. For the same reason the
+Content-Type's media type is written in lower case (it is case-insensitive,
+RFC 9110), its parameters left as they are (a multipart boundary is not):
+Connexion picks a body's validator by the exact text, and `Multipart/Form-Data`
+reached an upload's handler unparsed (a 500).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class RequestChecksMiddleware:
                 # its operation (a 500). No route of the API has a newline or an empty segment.
                 raise ApiError(404, "Not Found")
             _refuse_conflicting_headers(scope)
+            scope = _media_type_in_lower_case(scope)
         await self.app(scope, receive, send)
 
 
@@ -39,3 +44,16 @@ def _refuse_conflicting_headers(scope: Scope) -> None:
         name = raw_name.lower()
         if name in SINGLE_VALUED and seen.setdefault(name, value) != value:
             raise ApiError(400, f"{name.decode()}: the header is given more than once, with different values")
+
+
+def _media_type_in_lower_case(scope: Scope) -> Scope:
+    """The scope with its Content-Type's media type in lower case (the same scope when it already is)."""
+    for index, (name, value) in enumerate(scope["headers"]):
+        if name.lower() == b"content-type":
+            media_type, separator, parameters = value.partition(b";")
+            if media_type == media_type.lower():
+                return scope
+            headers = list(scope["headers"])
+            headers[index] = (name, media_type.lower() + separator + parameters)
+            return {**scope, "headers": headers}
+    return scope

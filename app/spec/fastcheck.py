@@ -5,7 +5,8 @@ for every sub-schema it visits; in py-spy profiles of the echo benchmark that
 was the largest single cost of a request (some 20% of a worker's time, for a
 one-message body). This module compiles a schema once into nested closures
 that answer only "valid?", with exactly the rules of Connexion's
-Draft4RequestValidator (Draft 4, plus `nullable` for `type` and `enum`).
+Draft4RequestValidator (Draft 4, plus `nullable` for `type` and `enum`), a
+`pattern` read as ECMA 262 reads it (patterns.py), as validators.py has it.
 
 It only ever short-cuts a success: when the check says valid, the request is
 valid; otherwise jsonschema validates as before and words the error, so every
@@ -26,6 +27,8 @@ from typing import Any
 
 from connexion.json_schema import Draft4RequestValidator
 from jsonschema import Draft4Validator
+
+from app.spec.patterns import ecma_search
 
 Check = Callable[[Any], bool]
 
@@ -297,7 +300,7 @@ def _size(kind: type[str] | type[list[Any]], limit: Any, is_minimum: bool) -> Ch
 
 def _pattern(pattern: Any) -> Check:
     try:
-        search = re.compile(pattern).search
+        search = ecma_search(pattern)
     except (re.error, TypeError):
         raise Unsupported(f"pattern {pattern!r}") from None
     return lambda instance: not isinstance(instance, str) or search(instance) is not None

@@ -18,7 +18,7 @@ that the client, still sending, hears the answer.
 The fields are then checked against the schema as a JSON body is
 (`spec/validators.py`, the same messages: `file: Field required`), text
 parsed as the schema's type says, and the form is left in the ASGI scope
-(VALIDATED_BODY_KEY) for the handler: values typed, each file a
+(app/http/parsed_body.py) for the handler: values typed, each file a
 `SpooledFile`. The body is used up: the layers below see an empty one. A body
 that fails — broken, cut short, too large, or invalid — leaves no file
 behind; the handler removes the spool it does not keep (`SpooledFile.discard`).
@@ -30,7 +30,9 @@ import asyncio
 import errno
 import logging
 import re
+import sys
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -41,14 +43,18 @@ from python_multipart.multipart import FormParserError, MultipartParser, parse_o
 from starlette.types import Receive, Scope
 
 from app.http.body_limit import replay
+from app.http.parsed_body import hand_on
 from app.spec.validators import first_error, schema_validator
-from backends.wire import VALIDATED_BODY_KEY, ApiError
+from backends.files import spool_prefix
+from backends.wire import ApiError
 
 MAX_TEXT_PART_BYTES = 64 * 1024
 MAX_PARTS = 100
 #: File bytes gathered before one write: few thread hops, little memory.
 WRITE_BATCH_BYTES = 1024 * 1024
-INTEGER = re.compile(r"-?[0-9]+")
+#: A text part the schema types `integer`: digits, no more than Python converts (4,300); a longer one stays
+#: text, and fails its schema as any other text would.
+INTEGER = re.compile(rf"-?[0-9]{{1,{sys.get_int_max_str_digits() or 4300}}}")
 
 # python-multipart logs each malformed body it meets as a warning; the client's 400 already says the same.
 logging.getLogger("python_multipart").setLevel(logging.ERROR)
@@ -116,7 +122,9 @@ class MultipartBodyValidator(AbstractRequestBodyValidator):
         framing = (b"content-length", b"transfer-encoding")
         headers = [(name, value) for name, value in scope["headers"] if name.lower() not in framing]
         headers.append((b"content-length", b"0"))
-        return replay(b"", receive), {**scope, "headers": headers, VALIDATED_BODY_KEY: form}
+        handed_on = {**scope, "headers": headers}
+        hand_on(handed_on, form)
+        return replay(b"", receive), handed_on
 
     def _validated(self, fields: list[tuple[str, str | SpooledFile]]) -> dict[str, Any]:
         """The form, checked against the schema: one value per field, or a list for a field given more than once."""
@@ -169,7 +177,7 @@ class _FormReader:
         self._writes: list[tuple[IO[bytes], bytes | memoryview]] = []
         self._write_bytes = 0
         self._closes: list[IO[bytes]] = []
-        self._parser = MultipartParser(
+        self._parser = _parser(
             boundary,
             {
                 "on_part_begin": self._on_part_begin,
@@ -259,7 +267,7 @@ class _FormReader:
         filename = options[b"filename"].decode("utf-8", "replace") if b"filename" in options else None
         content_type = self._headers[b"content-type"].decode("latin-1") if b"content-type" in self._headers else None
         try:
-            sink = tempfile.NamedTemporaryFile(dir=self.spool_directory, prefix="upload-", delete=False)  # noqa: SIM115
+            sink = tempfile.NamedTemporaryFile(dir=self.spool_directory, prefix=spool_prefix(), delete=False)  # noqa: SIM115
         except OSError as error:
             if error.errno not in NO_ROOM:
                 raise
@@ -301,6 +309,17 @@ class _FormReader:
         self.ended = True
 
 
+def upload_routes(spec: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The (method, path) of every operation of the spec whose body is multipart/form-data, and only that."""
+    return [
+        (method.upper(), path)
+        for path, operations in spec["paths"].items()
+        for method, operation in operations.items()
+        if isinstance(operation, dict)
+        and list(operation.get("requestBody", {}).get("content", {})) == ["multipart/form-data"]
+    ]
+
+
 def _is_file(schema: dict[str, Any]) -> bool:
     return schema.get("type") == "string" and schema.get("format") in ("binary", "base64")
 
@@ -317,6 +336,14 @@ def _typed(text: str, schema: dict[str, Any]) -> Any:
     if schema.get("type") == "integer" and INTEGER.fullmatch(text):
         return int(text)
     return text
+
+
+def _parser(boundary: bytes, callbacks: dict[str, Any]) -> MultipartParser:
+    """python-multipart's parser; a boundary it will not take (over 256 bytes) is the client's error, a 400."""
+    try:
+        return MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
+    except FormParserError as error:
+        raise BadRequestProblem(detail=f"Invalid multipart/form-data body: {error}") from None
 
 
 def _boundary(scope: Scope) -> bytes:

@@ -15,6 +15,7 @@ import logging
 import re
 from collections.abc import Mapping
 from http import HTTPStatus
+from typing import Any
 
 from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
@@ -26,9 +27,11 @@ from backends.wire import REQUEST_ID_KEY, ApiError, error_json
 
 logger = logging.getLogger("understudy")
 
+#: The API's answer to a request without its key (an admin route names its own header instead).
+NO_KEY_MESSAGE = "x-api-key header is required"
 #: Connexion's own wording, and the API's.
 CONNEXION_MESSAGES = {
-    "No authorization token provided": "x-api-key header is required",
+    "No authorization token provided": NO_KEY_MESSAGE,
     "Provided apikey is not valid": "invalid x-api-key",
     "Provided token is not valid": "invalid x-api-key",
     "RequestBody is required": EMPTY_BODY_MESSAGE,
@@ -57,15 +60,16 @@ def _headers(headers: Mapping[str, str] | None) -> dict[str, str]:
 
 
 @functools.cache
-def _allowed_methods() -> list[tuple[re.Pattern[str], str]]:
-    """Each path of openapi.yaml as a pattern, with the Allow header of a 405 there: all of its operations."""
-    routes = []
-    for path, operations in load_spec(admin=True)["paths"].items():
-        methods = [method.upper() for method in operations if method != "parameters"]
-        methods += ["HEAD"] if "GET" in methods else []
-        pattern = re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(path))
-        routes.append((re.compile(pattern), ", ".join(methods)))
-    return routes
+def _paths() -> list[tuple[re.Pattern[str], Mapping[str, Any]]]:
+    """Each path of openapi.yaml as a pattern, with its operations by method."""
+    return [
+        (re.compile(re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(path))), operations)
+        for path, operations in load_spec(admin=True)["paths"].items()
+    ]
+
+
+def _operations(path: str) -> Mapping[str, Any] | None:
+    return next((operations for pattern, operations in _paths() if pattern.fullmatch(path)), None)
 
 
 def allow_header(path: str) -> str | None:
@@ -74,12 +78,29 @@ def allow_header(path: str) -> str | None:
     Connexion routes each operation on its own, so Starlette's 405 lists only the methods of the first
     operation on the path (GET /_understudy/requests, say, but not its DELETE).
     """
-    return next((allow for pattern, allow in _allowed_methods() if pattern.fullmatch(path)), None)
+    operations = _operations(path)
+    if operations is None:
+        return None
+    methods = [method.upper() for method in operations if method != "parameters"]
+    return ", ".join(methods + (["HEAD"] if "GET" in methods else []))
+
+
+def key_header(method: str, path: str) -> str:
+    """The header the operation's first security scheme reads its key from (x-api-key, or the admin key's)."""
+    operation = (_operations(path) or {}).get(method.lower(), {})
+    schemes = load_spec(admin=True)["components"]["securitySchemes"]
+    for requirement in operation.get("security", []):
+        for name in requirement:
+            if schemes[name].get("in") == "header":
+                return str(schemes[name]["name"])
+    return "x-api-key"
 
 
 async def render_error(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
     """Connexion's error handler: the exception as an API error response."""
     error = error_from_exception(exc)
+    if error.status == 401 and error.message == NO_KEY_MESSAGE:
+        error = ApiError(401, f"{key_header(request.method, request.url.path)} header is required")
     if error.status == 405:
         error.headers["Allow"] = allow_header(request.url.path) or error.headers.get("Allow", "")
     if error.status < 500:

@@ -13,6 +13,7 @@ only how a failure reads and how the work is done:
 - a body that is not UTF-8, not JSON, or nested too deeply is a 400, never a 500;
 - a body schema that maps API versions to schemas of their own (`x-by-anthropic-version`) is checked
   as the request's anthropic-version says;
+- a `pattern` matches as JSON Schema says (ECMA 262: `$` only at the very end; patterns.py);
 - each schema's validator is built once, not once per request.
 """
 
@@ -22,20 +23,22 @@ import contextlib
 import gc
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any
 
 from connexion.exceptions import BadRequestProblem
 from connexion.json_schema import Draft4RequestValidator
 from connexion.validators import JSONRequestBodyValidator, ParameterValidator
-from jsonschema import Draft4Validator, ValidationError
+from jsonschema import Draft4Validator, ValidationError, validators
 from jsonschema.exceptions import best_match, relevance
 from starlette.datastructures import Headers
-from starlette.types import Scope
+from starlette.types import Receive, Scope
 
+from app.http.body_limit import replay
+from app.http.parsed_body import hand_on
 from app.spec.fastcheck import passes
+from app.spec.patterns import pattern_keyword
 from app.spec.references import lookup
-from backends.wire import VALIDATED_BODY_KEY
 
 PYTHON_TYPE_NAMES = {
     "object": "dictionary",
@@ -58,6 +61,9 @@ CONTENT_TYPE_MESSAGE = "Content-Type must be application/json"
 #: Message Batch of 100,000 requests: 0.96 s, 0.43 s paused). Parsing makes no cycles to collect.
 GC_PAUSE_CHARACTERS = 1024 * 1024
 
+#: Connexion's request validator (Draft 4, `nullable`), a `pattern` read as JSON Schema says: ECMA 262's way.
+RequestValidator = validators.extend(Draft4RequestValidator, {"pattern": pattern_keyword})
+
 _validators: dict[int, tuple[Mapping[str, Any], Draft4Validator]] = {}
 _versioned: dict[int, tuple[Mapping[str, Any], Mapping[str, Any]]] = {}
 
@@ -66,7 +72,7 @@ def schema_validator(schema: Mapping[str, Any]) -> Draft4Validator:
     """The (cached) validator for one resolved schema of the spec."""
     cached = _validators.get(id(schema))
     if cached is None or cached[0] is not schema:
-        cached = (schema, Draft4RequestValidator(schema, format_checker=Draft4Validator.FORMAT_CHECKER))
+        cached = (schema, RequestValidator(schema, format_checker=Draft4Validator.FORMAT_CHECKER))
         _validators[id(schema)] = cached
     return cached[1]
 
@@ -259,14 +265,18 @@ def _collector_paused(pause: bool) -> Iterator[None]:
             gc.enable()
 
 
-def parse_json(raw: bytes, encoding: str = "utf-8") -> Any:
-    """Decode and parse a request body, or raise BadRequestProblem saying what is wrong."""
+def decoded(raw: bytes | bytearray, encoding: str = "utf-8") -> str:
+    """A request body's text, or BadRequestProblem saying why it has none."""
     try:
-        text = raw.decode(encoding)
+        return raw.decode(encoding)
     except LookupError:
         raise BadRequestProblem(detail=f"Unknown charset in content-type: {encoding}") from None
     except UnicodeDecodeError as error:
         raise BadRequestProblem(detail=f"The request body is not valid {encoding}: {error.reason}") from None
+
+
+def parse_json(text: str) -> Any:
+    """Parse a request body's text (None for a blank one), or raise BadRequestProblem saying what is wrong."""
     if not text.strip():
         return None
     try:
@@ -285,23 +295,54 @@ class RequestBodyValidator(JSONRequestBodyValidator):
 
     `_parse` and `_validate` are the two methods Connexion's docs ("Custom validators") have a
     validator override; the schema and charset are kept here, as Connexion's own copies are private.
+
+    Where the view takes the parsed body from the scope (`body_in_scope`: app/internals.py's hooks are
+    on), the body's bytes are not handed on: `wrap_receive` parses and validates them as they come and
+    the layers below see an empty body, as for an upload (multipart.py). Connexion's own `wrap_receive`
+    keeps every message of the body to hand it on, and the bridge into Flask reads it whole again: a
+    256 MB Message Batch was held four times over (bytes, copies, text, objects), 1.15 GB at its peak.
     """
 
-    def __init__(self, *, schema: dict[str, Any], encoding: str, **kwargs: Any) -> None:
+    def __init__(self, *, schema: dict[str, Any], encoding: str, body_in_scope: bool = False, **kwargs: Any) -> None:
         super().__init__(schema=schema, encoding=encoding, **kwargs)
         self.schema = schema
         self.encoding = encoding
+        self.body_in_scope = body_in_scope
+
+    async def wrap_receive(self, receive: Receive, *, scope: Scope) -> tuple[Receive, Scope]:
+        headers = Headers(scope=scope)
+        if not self.body_in_scope or headers.get("content-length", "1") == "0":
+            return await super().wrap_receive(receive, scope=scope)  # a missing body: Connexion's answer
+
+        async def stream() -> AsyncIterator[bytes]:
+            more = True
+            while more:
+                message = await receive()
+                more = message.get("more_body", False)
+                yield message.get("body", b"")
+
+        body = await self._parse(stream(), scope=scope)
+        self._validate(body)
+        framing = (b"content-length", b"transfer-encoding")
+        emptied = [(name, value) for name, value in scope["headers"] if name.lower() not in framing]
+        handed_on = {**scope, "headers": [*emptied, (b"content-length", b"0")]}
+        hand_on(handed_on, body)  # for the view (internals.FlaskDecorator)
+        return replay(b"", receive), handed_on
 
     async def _parse(self, stream: Any, scope: Any) -> Any:
         # Without a Content-Type, Connexion guesses JSON and validates the body, but Flask would then hand
         # the handler raw bytes: a body must say what it is, as one with the wrong type must (a 415 → 400).
         if not any(name.lower() == b"content-type" for name, _ in scope["headers"]):
             raise BadRequestProblem(detail=CONTENT_TYPE_MESSAGE)
-        body = parse_json(b"".join([chunk async for chunk in stream]), self.encoding)
+        raw = bytearray()
+        async for chunk in stream:
+            raw += chunk
+        text = decoded(raw, self.encoding)
+        del raw  # from here the text is all there is of the body: not held twice while it is parsed
+        body = parse_json(text)
         if body is not None:
             # Checked here, not in _validate, because the schema may depend on a header: only here is the scope.
             check_body(for_version(self.schema, Headers(scope=scope).get(VERSION_HEADER)), body)
-        scope[VALIDATED_BODY_KEY] = body  # the scope travels on to the view (internals.FlaskDecorator)
         return body
 
     def _validate(self, body: Any) -> dict | None:

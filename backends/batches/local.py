@@ -11,6 +11,7 @@ and an ended one cannot be canceled.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
@@ -19,7 +20,9 @@ from typing import Any
 from backends.batches.base import Batches, Headers, results_path
 from backends.batches.store import OUTCOMES, BatchStore, StoredBatch
 from backends.exchange import ByteStream, Reply
-from backends.wire import JSON, SECRET_HEADERS, ApiError, compact_json, new_id
+from backends.wire import JSON, SECRET_HEADERS, ApiError, ConnectionAbort, compact_json, new_id
+
+logger = logging.getLogger("understudy")
 
 #: Headers of the create request that say nothing about its requests: not kept for answering them.
 NOT_KEPT = SECRET_HEADERS | {"content-length", "content-type", "host", "connection", "transfer-encoding"}
@@ -87,7 +90,7 @@ class LocalBatches(Batches):
         return Reply(message_batch(batch))
 
     def delete(self, batch_id: str, headers: Headers) -> Reply:
-        batch = self.store.delete(batch_id)
+        batch = self.store.delete(batch_id, self.clock())
         if batch is None:
             raise _not_found(batch_id)
         if batch.status != "ended":
@@ -109,10 +112,20 @@ class LocalBatches(Batches):
         return ByteStream(self._results_file(batch), {"content-disposition": disposition})
 
     def _results_file(self, batch: StoredBatch) -> Iterator[bytes]:
-        """The results, a page of them per chunk: each page is read from the store only when it is to be sent."""
-        with contextlib.closing(self.store.result_pages(batch, page_size=RESULTS_PER_CHUNK)) as pages:
+        """The results, a page of them per chunk: each page is read from the store only when it is to be sent.
+
+        A file that comes out short of a line per request (its requests gone from under a download whose
+        lease had passed) is never ended as if whole: the connection is cut, as the client must notice.
+        """
+        lines = 0
+        pages = self.store.result_pages(batch, page_size=RESULTS_PER_CHUNK, clock=self.clock)
+        with contextlib.closing(pages):
             for page in pages:
+                lines += page.count("\n")  # one per result: JSON text holds no raw newline
                 yield page.encode()
+        if lines != batch.total:
+            logger.warning("results of %s cut off after %d of %d lines", batch.id, lines, batch.total)
+            raise ConnectionAbort()
 
     def _batch(self, batch_id: str) -> StoredBatch:
         batch = self.store.get(batch_id)

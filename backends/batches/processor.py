@@ -114,8 +114,16 @@ class BatchProcessor:
                 logger.exception("batch processing failed; trying again")
                 busy = False
             if not busy:
+                self._sweep()
                 self._wake.wait(IDLE_SECONDS)
                 self._wake.clear()
+
+    def _sweep(self) -> None:
+        """Idle work: let go of what the downloads of a worker that died held."""
+        try:
+            self.store.sweep_downloads(self.clock())
+        except Exception:
+            logger.exception("sweeping the batches' downloads failed; trying again")
 
     # ------------------------------------------------------------------- work
     def step(self) -> bool:

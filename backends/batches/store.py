@@ -14,18 +14,24 @@ scripted sequences (their schema is in backends/state.py), and every change
 here is a write of that store's: a full disk is a StoreFull (503), and the
 WAL is started over past its limit, as for the store's own writes. Results
 are read back a page at a time, in the order of the batch's requests, so a
-100,000-request batch is never held in memory whole.
+100,000-request batch is never held in memory whole; a download under way
+holds a lease (table `batch_downloads`) that keeps the requests of a batch
+deleted meanwhile until it has read them all, so a download is never cut
+short by a delete.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import secrets
 import sqlite3
+import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from backends.state import SQLiteStore
+from backends.state import SQLiteStore, StoreFull
 from backends.wire import compact_json
 
 BATCH_COLUMNS = (
@@ -33,6 +39,9 @@ BATCH_COLUMNS = (
     "counts, headers"
 )
 OUTCOMES = ("succeeded", "errored", "canceled", "expired")
+#: A download of results holds the batch's requests this long past its last renewal (renewed halfway through):
+#: a download whose worker died lets go of them once it passes.
+DOWNLOAD_LEASE_SECONDS = 600.0
 
 T = TypeVar("T")
 
@@ -181,15 +190,19 @@ class BatchStore:
         )
         return self.get(batch_id)
 
-    def delete(self, batch_id: str) -> StoredBatch | None:
-        """Delete the batch and its requests if it has ended; the batch as it was before (None: no such batch)."""
+    def delete(self, batch_id: str, now: float) -> StoredBatch | None:
+        """Delete the batch if it has ended; the batch as it was before (None: no such batch).
+
+        Its requests go with it, unless a download of its results is reading them: they then outlive the
+        batch until the last such download ends (or its lease passes, `sweep_downloads`).
+        """
 
         def delete_if_ended(connection: sqlite3.Connection) -> StoredBatch | None:
             row = connection.execute(f"SELECT {BATCH_COLUMNS} FROM batches WHERE id = ?", (batch_id,)).fetchone()
             batch = None if row is None else StoredBatch.from_row(row)
             if batch is not None and batch.status == "ended":
-                connection.execute("DELETE FROM batch_items WHERE batch = ?", (batch.number,))
                 connection.execute("DELETE FROM batches WHERE number = ?", (batch.number,))
+                _remove_requests_unless_read(connection, batch.number, now)
             return batch
 
         return self._transaction(delete_if_ended)
@@ -282,17 +295,29 @@ class BatchStore:
         return self._transaction(end)
 
     # ----------------------------------------------------------------- results
-    def result_pages(self, batch: StoredBatch, *, page_size: int) -> Generator[str, None, None]:
+    def result_pages(
+        self, batch: StoredBatch, *, page_size: int, clock: Callable[[], float] = time.time
+    ) -> Generator[str, None, None]:
         """The batch's results as JSON Lines, in request order, `page_size` lines to a page.
 
         The pages are read on a connection of the download's own, closed when it ends or is abandoned:
         whichever threads serve a download take turns with it, and no thread's connection keeps a page
-        cache filled by it.
+        cache filled by it. The download holds a lease (batch_downloads), renewed as it reads, so that a
+        delete of the batch meanwhile leaves its requests for it to read to the end.
         """
+        token = secrets.token_hex(16)
+        lease_until = clock() + DOWNLOAD_LEASE_SECONDS
+        self._statement(
+            "INSERT INTO batch_downloads (token, batch, lease_until) VALUES (?, ?, ?)",
+            (token, batch.number, lease_until),
+        )
         connection = self.store.separate_connection()
         try:
             position = -1
             while True:
+                if clock() > lease_until - DOWNLOAD_LEASE_SECONDS / 2:
+                    lease_until = clock() + DOWNLOAD_LEASE_SECONDS
+                    self._statement("UPDATE batch_downloads SET lease_until = ? WHERE token = ?", (lease_until, token))
                 rows = connection.execute(
                     "SELECT position, custom_id, outcome, result FROM batch_items WHERE batch = ? AND position > ?"
                     " ORDER BY position LIMIT ?",
@@ -307,6 +332,41 @@ class BatchStore:
                 )
         finally:
             connection.close()
+            # On a full disk the lease stays: once it passes, sweep_downloads does this.
+            with contextlib.suppress(StoreFull):
+                self._transaction(lambda connection: _end_download(connection, token, clock()))
+
+    def sweep_downloads(self, now: float) -> None:
+        """Forget the downloads whose lease has passed (their worker died mid-download), and the requests of
+        deleted batches that only they still held."""
+        stale = self._connection().execute("SELECT 1 FROM batch_downloads WHERE lease_until < ? LIMIT 1", (now,))
+        if stale.fetchone() is None:
+            return  # the common case, with no write
+
+        def sweep(connection: sqlite3.Connection) -> None:
+            gone = connection.execute("DELETE FROM batch_downloads WHERE lease_until < ? RETURNING batch", (now,))
+            for number in {row[0] for row in gone.fetchall()}:
+                _remove_requests_unless_read(connection, number, now)
+
+        self._transaction(sweep)
+
+
+def _end_download(connection: sqlite3.Connection, token: str, now: float) -> None:
+    """The download is over: its lease goes, and so do its batch's requests if the batch was deleted meanwhile."""
+    ended = connection.execute("DELETE FROM batch_downloads WHERE token = ? RETURNING batch", (token,)).fetchone()
+    if ended is not None:
+        _remove_requests_unless_read(connection, ended[0], now)
+
+
+def _remove_requests_unless_read(connection: sqlite3.Connection, number: int, now: float) -> None:
+    """Delete the requests of the batch numbered `number` if it is deleted and no live download reads them."""
+    if connection.execute("SELECT 1 FROM batches WHERE number = ?", (number,)).fetchone() is not None:
+        return
+    reading = connection.execute(
+        "SELECT 1 FROM batch_downloads WHERE batch = ? AND lease_until >= ? LIMIT 1", (number, now)
+    ).fetchone()
+    if reading is None:
+        connection.execute("DELETE FROM batch_items WHERE batch = ?", (number,))
 
 
 def _answered(connection: sqlite3.Connection, batch: StoredBatch, count: int) -> None:

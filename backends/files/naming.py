@@ -4,10 +4,12 @@ Filename (the SDK's documented rule): only the last path component of the
 part's filename is kept (`/`, and `\\` for Windows paths, both separate
 components); an absent or empty one becomes `unnamed` plus the extension of
 the file's MIME type, when there is one (`unnamed.pdf`). What is left must be
-1-255 characters with none of `< > : " | ? *` or U+0000-U+001F, or the upload
-is a 400 (the Files guide's "Invalid filename").
+1-255 characters with none of `< > : " | ? *` or a control character
+(U+0000-U+001F, U+007F-U+009F, and the line breaks U+2028, U+2029), or the
+upload is a 400 (the Files guide's "Invalid filename").
 
-MIME type: the part's own Content-Type, unless it is missing or says only
+MIME type: the part's own Content-Type (a 400 unless it is a MIME type,
+`type/subtype`; parameters such as `charset` are dropped), unless it is missing or says only
 `application/octet-stream` (what a client sends when it does not know); then
 the filename's extension; then the first bytes, for the types a message can
 use as a document or an image (PDF, PNG, JPEG, GIF, WebP); else
@@ -25,7 +27,11 @@ from backends.wire import ApiError
 OCTET_STREAM = "application/octet-stream"
 UNNAMED = "unnamed"
 MAX_FILENAME_LENGTH = 255
-FORBIDDEN = re.compile(r'[<>:"|?*\x00-\x1f]')
+#: The characters a filename may not hold: the guide's, every control character (C0, DEL, C1) and the two line
+#: breaks of Unicode (U+2028, U+2029), which would break a log line or a header that shows the name.
+FORBIDDEN = re.compile(r'[<>:"|?*\x00-\x1f\x7f-\x9f\u2028\u2029]')
+#: A MIME type as a Content-Type gives it (RFC 6838's type/subtype, of RFC 9110's token characters).
+MIME_TYPE = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,127}/[A-Za-z0-9!#$%&'*+.^_`|~-]{1,127}")
 #: How many leading bytes `mime_type` looks at.
 SNIFF_BYTES = 16
 #: Leading bytes of the types a message can use, each with its MIME type.
@@ -49,13 +55,16 @@ EXTENSIONS = {
 }
 
 INVALID_FILENAME = (
-    'Invalid filename: it must be 1-255 characters, with none of < > : " | ? * \\ / or characters U+0000-U+001F'
+    'Invalid filename: it must be 1-255 characters, with none of < > : " | ? * \\ / or control characters'
 )
+INVALID_TYPE = "file: the part's Content-Type is not a MIME type (type/subtype)"
 
 
 def mime_type(declared: str | None, filename: str | None, head: bytes) -> str:
     """The file's MIME type, from its part's Content-Type, its filename or its first bytes (`head`)."""
     given = (declared or "").split(";", 1)[0].strip().lower()
+    if given and not MIME_TYPE.fullmatch(given):
+        raise ApiError(400, INVALID_TYPE)
     if given and given != OCTET_STREAM:
         return given
     guessed, _encoding = _TYPES.guess_type(filename or "", strict=False)

@@ -14,6 +14,12 @@ it, the token rule counts it, a proxied request carries it). The other
 references stay as they are: backends describe them (`[document]`), and
 their bytes are never read.
 
+The text documents of one request may hold at most 32 MB between them (the
+real API's limit on a request's size, which they would count against inline):
+each is counted before it is read, a file named twice counts twice, and a
+file is read and held once however often it is named. Past that, a 400
+`prompt is too long` before the next file is read.
+
 The body is copied only along the path to a block that changed; a request
 that names no file is returned as it came.
 """
@@ -30,7 +36,8 @@ ACCEPTED_TYPES = {
     "document": ("application/pdf", "text/plain"),
     "image": ("image/jpeg", "image/png", "image/gif", "image/webp"),
 }
-#: The most text a document file may hold: far beyond any model's context window, and bounded in memory.
+#: The most text the documents of one request may hold, however many files it names and however often: the
+#: real API's limit on a Messages request (32 MB), far beyond any model's context window, bounded in memory.
 MAX_TEXT_BYTES = 32 * 1024 * 1024
 Item = TypeVar("Item")
 
@@ -47,16 +54,66 @@ class FileReader(Protocol):
 
 def resolve_file_sources(body: Mapping[str, Any], files: FileReader) -> Mapping[str, Any]:
     """`body` with every file it names checked and plain-text documents inlined (module docstring)."""
-    messages = _each(body["messages"], lambda message: _resolved_message(message, files))
-    return body if messages is body["messages"] else {**body, "messages": messages}
+    return _Resolution(files).body(body)
 
 
-def _resolved_message(message: Mapping[str, Any], files: FileReader) -> Mapping[str, Any]:
-    content = message.get("content")  # a beta system message may carry only an output_config
-    if not isinstance(content, list):
-        return message
-    blocks = _each(content, lambda block: _resolved_block(block, files))
-    return message if blocks is content else {**message, "content": blocks}
+class _Resolution:
+    """One request's files: each text file read once however often it is named, and all of them within the
+    request's budget of MAX_TEXT_BYTES, counted before each read (a file named eight times costs eight times
+    its size, as eight inline copies would, but is read and held once)."""
+
+    def __init__(self, files: FileReader) -> None:
+        self.files = files
+        self.texts: dict[str, str] = {}
+        self.text_bytes = 0
+
+    def body(self, body: Mapping[str, Any]) -> Mapping[str, Any]:
+        messages = _each(body["messages"], self.message)
+        return body if messages is body["messages"] else {**body, "messages": messages}
+
+    def message(self, message: Mapping[str, Any]) -> Mapping[str, Any]:
+        content = message.get("content")  # a beta system message may carry only an output_config
+        if not isinstance(content, list):
+            return message
+        blocks = _each(content, self.block)
+        return message if blocks is content else {**message, "content": blocks}
+
+    def block(self, block: Mapping[str, Any]) -> Mapping[str, Any]:
+        kind = block["type"]
+        if kind == "container_upload":
+            self.files.usable(block["file_id"])
+            return block
+        if kind == "tool_result" and isinstance(block.get("content"), list):
+            content = _each(block["content"], self.block)
+            return block if content is block["content"] else {**block, "content": content}
+        source = block.get("source")
+        if kind not in ACCEPTED_TYPES or not isinstance(source, Mapping) or source.get("type") != "file":
+            return block
+        file_id = source["file_id"]
+        metadata = self.files.usable(file_id)
+        if metadata["mime_type"] not in ACCEPTED_TYPES[kind]:
+            accepted = ", ".join(ACCEPTED_TYPES[kind])
+            raise ApiError(
+                400, f"Invalid file type: file {file_id} is {metadata['mime_type']}; {kind} blocks take {accepted}"
+            )
+        if metadata["mime_type"] != "text/plain":
+            return block
+        return {**block, "source": {"type": "text", "media_type": "text/plain", "data": self.text(metadata)}}
+
+    def text(self, metadata: Mapping[str, Any]) -> str:
+        """A text file's contents, counted against the request's budget before it is read (once)."""
+        self.text_bytes += metadata["size_bytes"]
+        if self.text_bytes > MAX_TEXT_BYTES:
+            raise ApiError(
+                400,
+                f"prompt is too long: the text files this request names hold {self.text_bytes} bytes or more, "
+                f"more than the {MAX_TEXT_BYTES} a request may (a file named twice counts twice)",
+            )
+        file_id = metadata["id"]
+        if file_id not in self.texts:
+            with self.files.open(file_id) as file:
+                self.texts[file_id] = file.read(MAX_TEXT_BYTES).decode("utf-8", "replace")
+        return self.texts[file_id]
 
 
 def _each(items: Sequence[Item], resolve: Callable[[Item], Item]) -> Sequence[Item]:
@@ -68,42 +125,3 @@ def _each(items: Sequence[Item], resolve: Callable[[Item], Item]) -> Sequence[It
             changed = changed or list(items)
             changed[index] = resolved
     return items if changed is None else changed
-
-
-def _resolved_blocks(blocks: Sequence[Mapping[str, Any]], files: FileReader) -> Sequence[Mapping[str, Any]]:
-    resolved = [_resolved_block(block, files) for block in blocks]
-    return blocks if all(new is old for new, old in zip(resolved, blocks, strict=True)) else resolved
-
-
-def _resolved_block(block: Mapping[str, Any], files: FileReader) -> Mapping[str, Any]:
-    kind = block["type"]
-    if kind == "container_upload":
-        files.usable(block["file_id"])
-        return block
-    if kind == "tool_result" and isinstance(block.get("content"), list):
-        content = _each(block["content"], lambda inner: _resolved_block(inner, files))
-        return block if content is block["content"] else {**block, "content": content}
-    source = block.get("source")
-    if kind not in ACCEPTED_TYPES or not isinstance(source, Mapping) or source.get("type") != "file":
-        return block
-    file_id = source["file_id"]
-    metadata = files.usable(file_id)
-    if metadata["mime_type"] not in ACCEPTED_TYPES[kind]:
-        accepted = ", ".join(ACCEPTED_TYPES[kind])
-        raise ApiError(
-            400, f"Invalid file type: file {file_id} is {metadata['mime_type']}; {kind} blocks take {accepted}"
-        )
-    if metadata["mime_type"] != "text/plain":
-        return block
-    return {**block, "source": {"type": "text", "media_type": "text/plain", "data": _text(file_id, metadata, files)}}
-
-
-def _text(file_id: str, metadata: Mapping[str, Any], files: FileReader) -> str:
-    if metadata["size_bytes"] > MAX_TEXT_BYTES:
-        raise ApiError(
-            400,
-            f"prompt is too long: file {file_id} holds {metadata['size_bytes']} bytes of text, "
-            f"more than the {MAX_TEXT_BYTES} a document may",
-        )
-    with files.open(file_id) as file:
-        return file.read(MAX_TEXT_BYTES).decode("utf-8", "replace")

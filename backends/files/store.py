@@ -18,6 +18,7 @@ import base64
 import binascii
 import os
 import shutil
+import socket
 import time
 import weakref
 from collections.abc import Callable, Sequence
@@ -31,7 +32,9 @@ from backends.wire import JSON, ApiError, new_id
 
 #: The page cursor's prefix, as the API's (`page_…`).
 CURSOR_PREFIX = "page_"
-#: A spooled upload nobody has touched for this long was abandoned by a worker that died mid-upload.
+#: The largest file number (a SQLite rowid): a cursor past it was not made here.
+MAX_FILE_NUMBER = 2**63 - 1
+#: A spooled upload nobody has touched for this long was abandoned, whoever made it (another host's, say).
 ABANDONED_SPOOL_SECONDS = 3600.0
 
 
@@ -185,13 +188,36 @@ class FileStore:
         return self.directory / file_id
 
     def _remove_abandoned_spools(self) -> None:
+        """Remove the spool files of uploads that will never finish: made on this host by a process that is gone
+        (a worker killed mid-upload; its replacement, starting, finds them), or untouched for an hour."""
         cutoff = self.clock() - ABANDONED_SPOOL_SECONDS
         for spooled in self.spool_directory.iterdir():
             try:
-                if spooled.stat().st_mtime < cutoff:
+                if _maker_is_gone(spooled.name) or spooled.stat().st_mtime < cutoff:
                     spooled.unlink()
             except FileNotFoundError:
                 pass  # another worker starting removed it first
+
+
+def spool_prefix() -> str:
+    """How the name of a spool file this process makes begins: `upload-<pid>@<host>-`, so that a worker starting
+    later can tell an upload whose process died (names end in tempfile's letters, digits and `_`)."""
+    return f"upload-{os.getpid()}@{socket.gethostname()}-"
+
+
+def _maker_is_gone(name: str) -> bool:
+    """Whether the spool file named `name` was made on this host by a process that no longer runs."""
+    maker, _, _random = name.removeprefix("upload-").rpartition("-")
+    pid, _, host = maker.partition("@")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):
+        return False  # another user's process runs under that number; a number past any pid was no maker's
+    return False
 
 
 def _remove(directory: Path | None, made_in: int) -> None:
@@ -229,12 +255,14 @@ def _cursor(number: int) -> str:
 def _cursor_number(page: str | None) -> int | None:
     """The file number a cursor names; None (the first page) for no cursor or one not made here.
 
-    Lenient, as the SDK's own tests send the placeholder cursor `page`.
+    Lenient, as the SDK's own tests send the placeholder cursor `page`; a number no file can have (negative, or
+    past SQLite's rowids) is no cursor of ours either.
     """
     if not page or not page.startswith(CURSOR_PREFIX):
         return None
     encoded = page[len(CURSOR_PREFIX) :]
     try:
-        return int(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode())
+        number = int(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode())
     except (binascii.Error, UnicodeDecodeError, ValueError):
         return None
+    return number if 0 <= number <= MAX_FILE_NUMBER else None

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
+import httpx
 import pytest
 
 from app.launcher.server_process import ServerProcess
@@ -146,6 +147,29 @@ def test_the_results_file_as_it_is_sent(server, sdk):
         "request-1",
         "request-2",
     ]
+
+
+def test_head_of_a_results_file_answers_without_making_it(server, sdk):
+    batch = ended(sdk, sdk.messages.batches.create(requests=batch_requests(3)).id)
+    path = f"/v1/messages/batches/{batch.id}/results"
+    logged = len(server.lines)
+    head = call(server, "HEAD", path, headers=HEADERS)
+    assert (head.status, head.body, head.headers["content-type"]) == (200, b"", "application/x-jsonl")
+    assert len(call(server, "GET", path, headers=HEADERS).body.splitlines()) == 3  # the file is there still
+    assert "no-body response" not in "".join(server.lines[logged:])
+
+
+def test_a_download_under_way_outlives_a_delete_of_its_batch(server, sdk):
+    count = 20_000  # some 10 MB of results: far more than the socket buffers hold before the client reads
+    batch = ended(sdk, sdk.messages.batches.create(requests=batch_requests(count)).id)
+    with httpx.stream("GET", f"{server.base_url}/v1/messages/batches/{batch.id}/results", headers=HEADERS) as download:
+        lines = download.iter_lines()
+        first = next(lines)
+        deleted = call(server, "DELETE", f"/v1/messages/batches/{batch.id}", headers=HEADERS)
+        assert deleted.status == 200, deleted.body
+        assert call(server, "GET", f"/v1/messages/batches/{batch.id}/results", headers=HEADERS).status == 404
+        custom_ids = [json.loads(line)["custom_id"] for line in [first, *lines] if line]
+    assert custom_ids == [f"request-{n}" for n in range(count)]
 
 
 def test_a_malformed_request_is_errored_in_the_words_of_post_v1_messages(server, sdk):

@@ -8,6 +8,7 @@ app/internals.py's hooks and with UNDERSTUDY_INTERNALS off.
 
 import gc
 import json
+import time
 
 import pytest
 
@@ -214,3 +215,47 @@ def test_a_large_body_is_parsed_with_the_garbage_collector_paused_and_then_runni
     large = b'{"x": "' + b"a" * validators.GC_PAUSE_CHARACTERS + b'"}'
     assert validators.parse_json(large) == {} and validators.parse_json(b"{}") == {}
     assert seen == [False, True] and gc.isenabled()
+
+
+@pytest.mark.parametrize("custom_id", ["a\n", "ok\r\n", "\nok", "a b"])
+def test_a_custom_id_is_matched_whole(client, custom_id):
+    requests = [{"custom_id": custom_id, "params": message_body()}]
+    response = client.post("/v1/messages/batches", json={"requests": requests}, headers=HEADERS)
+    assert_error(response, 400, "invalid_request_error", "requests.0.custom_id: String should match pattern")
+
+
+def ended_batch(client) -> str:
+    requests = [{"custom_id": "only", "params": message_body()}]
+    batch_id = client.post("/v1/messages/batches", json={"requests": requests}, headers=HEADERS).json()["id"]
+    for _ in range(200):
+        if client.get(f"/v1/messages/batches/{batch_id}", headers=HEADERS).json()["processing_status"] == "ended":
+            return batch_id
+        time.sleep(0.05)
+    raise AssertionError("the batch did not end")
+
+
+@pytest.mark.parametrize(
+    ("host", "base"),
+    [
+        ("testserver", "http://testserver"),  # the name the connection came in on
+        ("localhost:9000", "http://localhost:9000"),
+        ("127.0.0.1:8080", "http://127.0.0.1:8080"),
+        ("[::1]:8080", "http://[::1]:8080"),
+        ("attacker.example", "http://testserver:80"),  # a foreign name is never echoed
+        ("localhost:9000/evil", "http://testserver:80"),
+        ("local host", "http://testserver:80"),
+        ("", "http://testserver:80"),
+    ],
+)
+def test_results_url_names_this_server_never_a_foreign_host(client, host, base):
+    batch_id = ended_batch(client)
+    batch = client.get(f"/v1/messages/batches/{batch_id}", headers={**HEADERS, "host": host}).json()
+    assert batch["results_url"] == f"{base}/v1/messages/batches/{batch_id}/results"
+
+
+def test_results_url_is_the_configured_public_url(internals):
+    app = create_app({"api_keys": API_KEY, "internals": internals, "public_url": "https://understudy.example/"})
+    with app.test_client() as configured:
+        batch_id = ended_batch(configured)
+        batch = configured.get(f"/v1/messages/batches/{batch_id}", headers={**HEADERS, "host": "other"}).json()
+    assert batch["results_url"] == f"https://understudy.example/v1/messages/batches/{batch_id}/results"

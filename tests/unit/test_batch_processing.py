@@ -15,14 +15,14 @@ from app.spec.batch_params import params_check
 from app.spec.loading import load_spec
 from app.spec.request_rules import RequestRules
 from backends.batches import BatchProcessor, BatchStore, LocalBatches
-from backends.batches.local import rfc3339
+from backends.batches.local import RESULTS_PER_CHUNK, rfc3339
 from backends.batches.processor import CLAIM_SIZE, journal_path
-from backends.batches.store import Answer
+from backends.batches.store import DOWNLOAD_LEASE_SECONDS, Answer
 from backends.catalogue import DEFAULT_FILE, ModelCatalogue
 from backends.echo import EchoBackend
 from backends.exchange import MessageRequest, Reply
 from backends.state import SQLiteStore
-from backends.wire import ApiError
+from backends.wire import ApiError, ConnectionAbort
 
 from builders import Clock, message_body, state_store
 
@@ -280,6 +280,55 @@ def test_delete_and_results_only_once_the_batch_has_ended(store, clock):
         with pytest.raises(ApiError, match=f"Message Batch not found: {batch_id}") as error:
             gone(batch_id, {})
         assert error.value.status == 404
+
+
+def ended_batch(store: BatchStore, clock: Clock, count: int) -> tuple[LocalBatches, str]:
+    local = batches(store, clock)
+    batch_id = local.create(requests(count), {}).body["id"]
+    run(processor(store, clock))
+    return local, batch_id
+
+
+def items(store: BatchStore) -> int:
+    return store.store.connection().execute("SELECT count(*) FROM batch_items").fetchone()[0]
+
+
+def test_a_download_under_way_outlives_a_delete_of_its_batch(store, clock):
+    local, batch_id = ended_batch(store, clock, 2 * RESULTS_PER_CHUNK + 5)
+    chunks = iter(local.results(batch_id, {}).chunks)
+    first = next(chunks)
+    local.delete(batch_id, {})
+    with pytest.raises(ApiError, match="not found"):
+        local.results(batch_id, {})
+    lines = (first + b"".join(chunks)).decode().splitlines()
+    assert [json.loads(line)["custom_id"] for line in lines] == [f"r{n}" for n in range(2 * RESULTS_PER_CHUNK + 5)]
+    assert items(store) == 0  # the last reader took the deleted batch's requests with it
+
+
+def test_a_download_whose_worker_died_lets_go_once_its_lease_passes(store, clock):
+    local, batch_id = ended_batch(store, clock, 3)
+    number = store.get(batch_id).number
+    store.store.write(  # the lease of a download begun by a worker that was then killed: never ended
+        lambda connection: connection.execute(
+            "INSERT INTO batch_downloads VALUES ('dead', ?, ?)", (number, clock.now + DOWNLOAD_LEASE_SECONDS)
+        )
+    )
+    local.delete(batch_id, {})
+    processor(store, clock).step()
+    store.sweep_downloads(clock.now)
+    assert items(store) == 3  # still held by the lease
+    clock.now += DOWNLOAD_LEASE_SECONDS + 1
+    store.sweep_downloads(clock.now)
+    assert items(store) == 0
+
+
+def test_a_results_file_that_comes_out_short_is_cut_not_ended(store, clock):
+    local, batch_id = ended_batch(store, clock, RESULTS_PER_CHUNK + 1)
+    chunks = iter(local.results(batch_id, {}).chunks)
+    next(chunks)
+    store.store.write(lambda connection: connection.execute("DELETE FROM batch_items"))  # as a sweep past a lease
+    with pytest.raises(ConnectionAbort):
+        next(chunks)
 
 
 def test_list_pages_newest_first(store, clock):

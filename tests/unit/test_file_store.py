@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import os
+import socket
+import subprocess
+import sys
 
 import pytest
 
-from backends.files import FileStore, default_files_dir, resolve_file_sources
+from backends.files import FileStore, default_files_dir, resolve_file_sources, spool_prefix
 from backends.files.naming import filename, mime_type
 from backends.files.store import ABANDONED_SPOOL_SECONDS
 from backends.wire import ApiError
@@ -133,6 +137,33 @@ def test_a_spool_abandoned_long_ago_is_removed_when_a_worker_starts(tmp_path, cl
     os.utime(current, (clock.now,) * 2)
     FileStore(tmp_path / "files", state, clock=clock)
     assert sorted(path.name for path in files.spool_directory.iterdir()) == ["upload-now"]
+
+
+def test_the_spool_of_a_worker_killed_mid_upload_is_removed_when_its_replacement_starts(tmp_path, clock):
+    state = state_store(tmp_path / "state.sqlite3")
+    files = FileStore(tmp_path / "files", state, clock=clock)
+    killed = subprocess.Popen([sys.executable, "-c", "pass"])
+    killed.wait()  # its pid now names no process
+    here = socket.gethostname()
+    spools = {
+        "dead": f"upload-{killed.pid}@{here}-abc123",
+        "alive": f"{spool_prefix()}def456",
+        "elsewhere": f"upload-{killed.pid}@another-host.example-ghi789",
+    }
+    for name in spools.values():
+        (files.spool_directory / name).write_bytes(b"x")
+        os.utime(files.spool_directory / name, (clock.now,) * 2)  # all fresh: only the maker's death tells
+    FileStore(tmp_path / "files", state, clock=clock)
+    assert sorted(path.name for path in files.spool_directory.iterdir()) == sorted(
+        [spools["alive"], spools["elsewhere"]]
+    )
+
+
+def test_a_cursor_past_any_file_number_is_the_first_page(files):
+    file_id = add(files)["id"]
+    for number in (2**63, 10**40, -5):
+        cursor = "page_" + base64.urlsafe_b64encode(str(number).encode()).decode().rstrip("=")
+        assert files.page(page=cursor)["first_id"] == file_id
 
 
 @pytest.mark.parametrize(

@@ -8,17 +8,21 @@ directory, which must hold no spooled upload once a request is answered.
 from __future__ import annotations
 
 import asyncio
+import base64
 
 import pytest
 
 from app import create_app
 from app.http.body_limit import BodyLimitMiddleware, RequestTooLarge
 from app.spec.multipart import MAX_PARTS, FileTooLarge, MultipartBodyValidator
-from backends.files.naming import INVALID_FILENAME
+from backends.files import FileStore, sources
+from backends.files.naming import INVALID_FILENAME, INVALID_TYPE
+from backends.wire import ApiError
 
 from builders import HEADERS, message_body
 
 BOUNDARY = "b0undary"
+open_file = FileStore.open
 
 
 #: The module's server: small limits, so that a test can pass them.
@@ -165,6 +169,65 @@ def test_bad_uploads_are_400s_and_leave_nothing_behind(client, files_dir, body, 
     assert sorted(path.name for path in files_dir.iterdir()) == ["incoming"]
 
 
+LONG_BOUNDARY = "b" * 300
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "message"),
+    [
+        (
+            f"multipart/form-data; boundary={LONG_BOUNDARY}",
+            f"--{LONG_BOUNDARY}\r\n".encode(),
+            "Invalid multipart/form-data body: Boundary length 300 exceeds maximum of 256",
+        ),
+        ("application/json", b'{"file": "x"}', "Content-Type must be multipart/form-data"),
+        ("text/plain", b"x", "Content-Type must be multipart/form-data"),
+    ],
+)
+def test_a_body_the_upload_parser_cannot_take_is_a_400(client, content_type, body, message):
+    response = client.post("/v1/files", content=body, headers={**HEADERS, "content-type": content_type})
+    assert_error(response, 400, "invalid_request_error", message)
+
+
+def test_a_form_integer_too_long_to_convert_is_a_400(client):
+    body = multipart(("file", "a.txt", None, b"x"), ("expires_in_seconds", None, None, b"9" * 4301))
+    assert_error(
+        post_multipart(client, body),
+        400,
+        "invalid_request_error",
+        "expires_in_seconds: Input should be a valid integer",
+    )
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain\x01", "text/plain, text/html", "text", "a" * 4000 + "/plain", "text/pl ain", "/plain", "text/"],
+)
+def test_a_part_content_type_that_is_no_mime_type_is_a_400(client, content_type):
+    body = multipart(("file", "a.txt", content_type, b"x"))
+    assert_error(post_multipart(client, body), 400, "invalid_request_error", INVALID_TYPE)
+
+
+def test_a_part_content_type_keeps_its_type_and_drops_its_parameters(client):
+    body = multipart(("file", "a.txt", "Text/Plain; charset=utf-8", b"x"))
+    assert post_multipart(client, body).json()["mime_type"] == "text/plain"
+
+
+@pytest.mark.parametrize("name", ["a\x7fb.txt", "a\x85b.txt", "a\u2028b.txt", "a\u2029b.txt", "a\x1bb.txt"])
+def test_a_filename_with_a_control_character_or_line_break_is_a_400(client, name):
+    body = multipart(("file", name, "text/plain", b"x"))
+    assert_error(post_multipart(client, body), 400, "invalid_request_error", INVALID_FILENAME)
+
+
+def test_a_page_cursor_past_any_file_number_is_the_first_page(client):
+    file_id = upload(client)["id"]
+    for number in (2**63, 2**63 - 1 + 10**30, -1):
+        cursor = "page_" + base64.urlsafe_b64encode(str(number).encode()).decode().rstrip("=")
+        response = client.get("/v1/files", params={"page": cursor}, headers=HEADERS)
+        assert response.status_code == 200, response.text
+        assert [listed["id"] for listed in response.json()["data"]] == [file_id]
+
+
 def test_a_multipart_content_type_without_a_boundary_is_a_400(client):
     response = client.post("/v1/files", content=b"x", headers={**HEADERS, "content-type": "multipart/form-data"})
     assert_error(
@@ -175,6 +238,14 @@ def test_a_multipart_content_type_without_a_boundary_is_a_400(client):
 def test_an_upload_needs_a_key(client):
     response = post_multipart(client, multipart(("file", "a", None, b"1")), headers={"anthropic-version": "2023-06-01"})
     assert_error(response, 401, "authentication_error", "x-api-key header is required")
+
+
+@pytest.mark.parametrize(("method", "path"), [("POST", "/_understudy/files"), ("GET", "/_understudy/requests")])
+def test_an_admin_route_without_its_key_names_the_admin_header(client, method, path):
+    body = multipart(("file", "a.txt", None, b"x"))
+    headers = {"content-type": f"multipart/form-data; boundary={BOUNDARY}"}
+    response = client.request(method, path, content=body if method == "POST" else None, headers=headers)
+    assert_error(response, 401, "authentication_error", "x-understudy-admin-key header is required")
 
 
 def test_a_file_over_the_file_limit_is_a_413_and_is_not_kept(client):
@@ -222,6 +293,9 @@ def test_a_chunked_upload_streams_through_the_body_limit(client):
     assert response.json()["size_bytes"] == 300_000
 
 
+UPLOAD_LIMIT = {("POST", "/v1/files"): 1000}
+
+
 def test_the_body_limit_counts_a_chunked_multipart_body_as_it_passes():
     seen: list[bytes] = []
 
@@ -244,10 +318,28 @@ def test_the_body_limit_counts_a_chunked_multipart_body_as_it_passes():
         "path": "/v1/files",
         "headers": [(b"transfer-encoding", b"chunked"), (b"content-type", b"multipart/form-data; boundary=x")],
     }
-    limited = BodyLimitMiddleware(app, limit=100, route_limits={("POST", "/v1/files"): 1000})
+    limited = BodyLimitMiddleware(app, limit=100, route_limits=UPLOAD_LIMIT, upload_routes=UPLOAD_LIMIT)
     with pytest.raises(RequestTooLarge, match="1000 bytes"):
         asyncio.run(limited(scope, receive, None))
     assert seen == [b"a" * 600]  # the first chunk went on before the second passed the limit
+
+
+@pytest.mark.parametrize("content_type", [None, b"application/json", b"text/plain", b"multipart/mixed; boundary=x"])
+@pytest.mark.parametrize("framing", [(b"transfer-encoding", b"chunked"), (b"content-length", b"400000000")])
+def test_an_upload_route_refuses_a_body_that_is_not_multipart_before_reading_it(content_type, framing):
+    async def app(scope, receive, send):
+        raise AssertionError("the body reached the app")
+
+    async def receive():
+        raise AssertionError("a byte of the body was read")
+
+    headers = [framing] + ([(b"content-type", content_type)] if content_type else [])
+    scope = {"type": "http", "method": "POST", "path": "/v1/files", "headers": headers}
+    limited = BodyLimitMiddleware(app, limit=100, route_limits=UPLOAD_LIMIT, upload_routes=UPLOAD_LIMIT)
+    with pytest.raises(ApiError, match=r"^Content-Type must be multipart/form-data$") as refused:
+        asyncio.run(limited(scope, receive, None))
+    assert refused.value.status == 400
+    assert refused.value.headers == {"connection": "close"}  # the unread body is not taken for a next request
 
 
 def test_download_only_what_a_tool_made(client):
@@ -287,6 +379,36 @@ def test_a_text_file_is_quoted_and_counted_like_an_inline_document(client):
     }
     count = {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": from_file}]}
     assert client.post("/v1/messages/count_tokens", json=count, headers=HEADERS).json() == {"input_tokens": 10}
+
+
+def test_a_text_file_named_many_times_counts_each_time_and_is_read_once(client, monkeypatch):
+    text = b"word " * 200  # 1,000 bytes: five copies inline fit in the module's body limit
+    file_id = upload(client, text)["id"]
+    monkeypatch.setattr(sources, "MAX_TEXT_BYTES", 5 * len(text))
+    reads: list[str] = []
+    monkeypatch.setattr(FileStore, "open", lambda store, named: reads.append(named) or open_file(store, named))
+    document = {"type": "document", "source": {"type": "file", "file_id": file_id}}
+    within = {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": [document] * 5}]}
+    inline = {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": text.decode()}}
+    as_inline = {**within, "messages": [{"role": "user", "content": [inline] * 5}]}
+    counted = client.post("/v1/messages/count_tokens", json=within, headers=HEADERS).json()
+    assert counted == client.post("/v1/messages/count_tokens", json=as_inline, headers=HEADERS).json()
+    assert counted["input_tokens"] > 5 * 200  # every copy counted
+    assert reads == [file_id]
+    reads.clear()
+    beyond = {"role": "user", "content": [document] * 6}
+    for path, body in (
+        ("/v1/messages/count_tokens", {**within, "messages": [beyond]}),
+        ("/v1/messages", message_body([document] * 6)),
+    ):
+        assert_error(
+            client.post(path, json=body, headers=HEADERS),
+            400,
+            "invalid_request_error",
+            f"prompt is too long: the text files this request names hold {6 * len(text)} bytes or more, more than "
+            f"the {5 * len(text)} a request may (a file named twice counts twice)",
+        )
+    assert reads == [file_id, file_id]  # read once per request, and refused before a sixth copy
 
 
 def test_a_message_naming_an_unknown_or_deleted_file_is_a_404(client):
