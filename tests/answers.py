@@ -6,6 +6,17 @@ import http.client
 import json
 from typing import Any
 
+#: The error type the API gives each status.
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+}
+
 
 class Answer:
     """A response as read off the wire: status, headers (names in lower case) and body."""

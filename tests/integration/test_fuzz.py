@@ -87,6 +87,7 @@ from backends.echo import limits
 from backends.files import FileStore
 from backends.wire import ApiError
 
+from answers import ERROR_TYPES
 from builders import state_store
 
 EXAMPLES = int(os.environ.get("UNDERSTUDY_FUZZ_EXAMPLES", "50"))
@@ -120,16 +121,6 @@ rules:
 
 #: Headers that carry keys: schemathesis adds them itself, from the `auth` setting.
 SECRET_HEADERS = ("x-api-key", "authorization", "x-understudy-admin-key")
-#: The error type the API gives each status.
-ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    405: "invalid_request_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-}
 
 #: Cases sent, per backend and operation; responses per backend and status (streams counted as "200 stream").
 CASES: Counter[tuple[str, str]] = Counter()
