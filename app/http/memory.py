@@ -53,8 +53,8 @@ class MemoryReturnMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
+        if scope["type"] != "http" or not _may_be_large(scope["headers"]):
+            await self.app(scope, receive, send)  # the common case, at no cost
             return
         received = 0
 
@@ -69,6 +69,14 @@ class MemoryReturnMiddleware:
         finally:
             if received > LARGE_BODY_BYTES:
                 _after_the_request(give_memory_back)
+
+
+def _may_be_large(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether a body may pass LARGE_BODY_BYTES: its declared length does, or it declares none (chunked)."""
+    for name, value in headers:
+        if name.lower() == b"content-length":
+            return not value.isdigit() or int(value) > LARGE_BODY_BYTES
+    return any(name.lower() == b"transfer-encoding" for name, _ in headers)
 
 
 #: The trims waiting for their request to be let go of (a task no one holds may be collected before it runs).

@@ -33,27 +33,27 @@ class RequestChecksMiddleware:
                 # Starlette's regexes do not match a newline. A view Connexion never routed would run without
                 # its operation (a 500). No route of the API has a newline or an empty segment.
                 raise ApiError(404, "Not Found")
-            _refuse_conflicting_headers(scope)
-            scope = _media_type_in_lower_case(scope)
+            scope = _checked_headers(scope)
         await self.app(scope, receive, send)
 
 
-def _refuse_conflicting_headers(scope: Scope) -> None:
+def _checked_headers(scope: Scope) -> Scope:
+    """The scope, its headers checked (one pass over them): a single-valued header given twice with different
+    values is a 400; the Content-Type's media type is written in lower case (the same scope if it already is)."""
     seen: dict[bytes, bytes] = {}
-    for raw_name, value in scope["headers"]:
+    content_type = None
+    for index, (raw_name, value) in enumerate(scope["headers"]):
         name = raw_name.lower()
-        if name in SINGLE_VALUED and seen.setdefault(name, value) != value:
+        if name == b"content-type":
+            content_type = index
+        elif name in SINGLE_VALUED and seen.setdefault(name, value) != value:
             raise ApiError(400, f"{name.decode()}: the header is given more than once, with different values")
-
-
-def _media_type_in_lower_case(scope: Scope) -> Scope:
-    """The scope with its Content-Type's media type in lower case (the same scope when it already is)."""
-    for index, (name, value) in enumerate(scope["headers"]):
-        if name.lower() == b"content-type":
-            media_type, separator, parameters = value.partition(b";")
-            if media_type == media_type.lower():
-                return scope
-            headers = list(scope["headers"])
-            headers[index] = (name, media_type.lower() + separator + parameters)
-            return {**scope, "headers": headers}
-    return scope
+    if content_type is None:
+        return scope
+    name, value = scope["headers"][content_type]
+    media_type, separator, parameters = value.partition(b";")
+    if media_type.islower() or media_type == media_type.lower():  # the first test is the cheap one
+        return scope
+    headers = list(scope["headers"])
+    headers[content_type] = (name, media_type.lower() + separator + parameters)
+    return {**scope, "headers": headers}

@@ -23,7 +23,7 @@ import contextlib
 import gc
 import json
 import math
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from connexion.exceptions import BadRequestProblem
@@ -310,18 +310,18 @@ class RequestBodyValidator(JSONRequestBodyValidator):
         self.body_in_scope = body_in_scope
 
     async def wrap_receive(self, receive: Receive, *, scope: Scope) -> tuple[Receive, Scope]:
-        headers = Headers(scope=scope)
-        if not self.body_in_scope or headers.get("content-length", "1") == "0":
-            return await super().wrap_receive(receive, scope=scope)  # a missing body: Connexion's answer
-
-        async def stream() -> AsyncIterator[bytes]:
-            more = True
-            while more:
-                message = await receive()
-                more = message.get("more_body", False)
-                yield message.get("body", b"")
-
-        body = await self._parse(stream(), scope=scope)
+        if not self.body_in_scope or _declared_length(scope) == b"0":
+            return await super().wrap_receive(receive, scope=scope)  # Connexion's, whose answer to a missing body
+        _require_content_type(scope)
+        raw = bytearray()
+        more = True
+        while more:
+            message = await receive()
+            raw += message.get("body", b"")
+            more = message.get("more_body", False)
+        text = decoded(raw, self.encoding)
+        del raw  # from here the text is all there is of the body: not held twice while it is parsed
+        body = self._checked(text, scope)
         self._validate(body)
         framing = (b"content-length", b"transfer-encoding")
         emptied = [(name, value) for name, value in scope["headers"] if name.lower() not in framing]
@@ -330,15 +330,11 @@ class RequestBodyValidator(JSONRequestBodyValidator):
         return replay(b"", receive), handed_on
 
     async def _parse(self, stream: Any, scope: Any) -> Any:
-        # Without a Content-Type, Connexion guesses JSON and validates the body, but Flask would then hand
-        # the handler raw bytes: a body must say what it is, as one with the wrong type must (a 415 → 400).
-        if not any(name.lower() == b"content-type" for name, _ in scope["headers"]):
-            raise BadRequestProblem(detail=CONTENT_TYPE_MESSAGE)
-        raw = bytearray()
-        async for chunk in stream:
-            raw += chunk
-        text = decoded(raw, self.encoding)
-        del raw  # from here the text is all there is of the body: not held twice while it is parsed
+        _require_content_type(scope)
+        return self._checked(decoded(b"".join([chunk async for chunk in stream]), self.encoding), scope)
+
+    def _checked(self, text: str, scope: Scope) -> Any:
+        """The body parsed from its text and checked against the schema of the request's API version."""
         body = parse_json(text)
         if body is not None:
             # Checked here, not in _validate, because the schema may depend on a header: only here is the scope.
@@ -349,6 +345,17 @@ class RequestBodyValidator(JSONRequestBodyValidator):
         if body is None:
             raise BadRequestProblem(detail=EMPTY_BODY_MESSAGE)
         return None
+
+
+def _require_content_type(scope: Scope) -> None:
+    # Without a Content-Type, Connexion guesses JSON and validates the body, but Flask would then hand
+    # the handler raw bytes: a body must say what it is, as one with the wrong type must (a 415 → 400).
+    if not any(name.lower() == b"content-type" for name, _ in scope["headers"]):
+        raise BadRequestProblem(detail=CONTENT_TYPE_MESSAGE)
+
+
+def _declared_length(scope: Scope) -> bytes | None:
+    return next((value for name, value in scope["headers"] if name.lower() == b"content-length"), None)
 
 
 def for_version(schema: Mapping[str, Any], version: str | None) -> Mapping[str, Any]:
