@@ -48,7 +48,7 @@ from app.api import BACKEND_KEY, BATCHES_KEY, FILES_KEY, RULES_KEY, STORE_KEY
 from app.http.body_limit import BodyLimitMiddleware
 from app.http.envelope import EnvelopeMiddleware
 from app.http.journal import JournalMiddleware
-from app.http.memory import MemoryReturnMiddleware
+from app.http.memory import MemoryReturnMiddleware, give_memory_back
 from app.http.methods import BodylessMethodsMiddleware
 from app.http.request_checks import RequestChecksMiddleware
 from app.http.spec_document import SpecDocumentMiddleware
@@ -249,6 +249,7 @@ def _batches(
         check,
         lease_seconds=settings.batch_lease_seconds,
         journal=store if settings.journal_on else None,
+        when_idle=give_memory_back,
     )
     batches = LocalBatches(
         batch_store,

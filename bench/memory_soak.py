@@ -24,8 +24,11 @@ client never holds a body whole: the batch is generated a MiB at a time and
 the file sent from one 1 MiB buffer (bench/uploads.py).
 
 The worker's RSS (/proc/<pid>/status) is read after a warm-up (small
-requests of each kind, and one stream from each of the stream phase's
-clients): the start; every 50 ms during each phase: its peak, overall and
+requests of each kind, one stream from each of the stream phase's clients,
+a small read of the state store from each handler thread those made, since
+each thread's SQLite connection is a one-time cost, and, unless `--cold`, one
+round of the largest batches, whose first use grows a few allocator arenas
+and SQLite's WAL index once): the start; every 50 ms during each phase: its peak, overall and
 per variant; and after each phase: after a 2 s pause (settled), then again
 after a few small requests of each kind and 2 s more (the end). It prints a
 table of start, peak, settled and end per phase, with the end as a multiple
@@ -400,6 +403,14 @@ def soak(options: argparse.Namespace, directory: Path) -> tuple[int, list[PhaseR
         # One stream from each of the stream phase's clients: buffers and threads for that many at once are
         # a one-time cost, like the imports, not something the phase leaves behind.
         stream_phase(server.port, time.monotonic(), options.streams)
+        # Each handler thread that reads the state store opens its own SQLite connection, some 200 KB, once; the
+        # pool hands requests to its idle threads in turn, so as many small reads as threads reach them all.
+        for _ in range(2 * options.streams):
+            batches.call(server.port, "GET", "/v1/messages/batches?limit=1")
+        if not options.cold:
+            # One round of the largest batches: what the first one grows once (an allocator arena for each thread
+            # that handled it, SQLite's WAL index) is no more left behind by a phase than the imports are.
+            work["batches"](server.port, time.monotonic())
         time.sleep(SETTLE_SECONDS)
         start = servers.rss_bytes(server.worker_pids()[0])
         results: list[PhaseResult] = []
@@ -467,6 +478,11 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--minutes", type=float, default=3.0, help="length of the phases together (default 3)")
     parser.add_argument(
         "--quick", action="store_true", help="a smoke: each phase's variants once (at the limits still), streams 5 s"
+    )
+    parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="no round of the largest batches in the warm-up (their first-use cost shows)",
     )
     parser.add_argument("--batch-requests", type=int, default=10_000, help="requests per batch (default 10,000)")
     parser.add_argument("--streams", type=int, default=100, help="concurrent streaming clients (default 100)")

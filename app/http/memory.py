@@ -5,10 +5,16 @@ objects; once they are freed, glibc's malloc keeps what CPython gave back
 for later instead of returning it to the system. After a request whose body
 passed `LARGE_BODY_BYTES`, this layer waits for the server to let go of the
 request, then collects its garbage and asks glibc to give its free memory
-back (`malloc_trim`, from C, through ctypes), on a thread. Elsewhere than
-glibc (musl, macOS) there is no such call, and only the collection is done.
-(The parsed body itself is let go of by the bridge, app/http/bridge.py, as
-soon as the view has it.)
+back (`malloc_trim`), on a thread. It also keeps glibc's mmap threshold at
+its default of 128 KiB: left to itself, glibc raises it to 32 MiB the first
+time a block that large is freed (a batch's body), and from then on the
+blocks of up to 32 MiB that a large request makes come from the heap, where
+the few that outlive it hold pages no trim can give back (the worker kept
+some 10 MB more after each round of batch creates at the size limit).
+
+Both are glibc's own calls, made through ctypes; elsewhere (musl, macOS)
+there are none, and only the collection is done. (The parsed body itself is
+let go of by the bridge, app/http/bridge.py, as soon as the view has it.)
 """
 
 from __future__ import annotations
@@ -25,25 +31,34 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 LARGE_BODY_BYTES = 16 * 1024 * 1024
 #: How long after the answer the trim waits for the server to let go of the request.
 SETTLE_SECONDS = 0.2
+#: glibc's mallopt parameter for the mmap threshold, and the value it is kept at (glibc's default).
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD_BYTES = 128 * 1024
 
 
-def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's malloc_trim, or None where the C library has none."""
+def _glibc() -> ctypes.CDLL | None:
+    """The C library, when it is glibc (it has malloc_trim); None elsewhere."""
     try:
-        trim: Callable[[int], int] = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):
+        library = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
         return None
-    return trim
+    return library if hasattr(library, "malloc_trim") and hasattr(library, "mallopt") else None
 
 
-MALLOC_TRIM = _malloc_trim()
+GLIBC = _glibc()
+
+
+def keep_large_blocks_apart() -> None:
+    """Fix glibc's mmap threshold at its default, so that large blocks stay out of the heap (module docstring)."""
+    if GLIBC is not None:
+        GLIBC.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
 
 
 def give_memory_back() -> None:
     """Free the unreachable objects (a request's may form cycles), then return the free heap to the system."""
     gc.collect()
-    if MALLOC_TRIM is not None:
-        MALLOC_TRIM(0)
+    if GLIBC is not None:
+        GLIBC.malloc_trim(0)
 
 
 class MemoryReturnMiddleware:
@@ -51,6 +66,7 @@ class MemoryReturnMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        keep_large_blocks_apart()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not _may_be_large(scope["headers"]):

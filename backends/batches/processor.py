@@ -64,6 +64,7 @@ class BatchProcessor:
         lease_seconds: float = 10.0,
         journal: StateStore | None = None,
         clock: Callable[[], float] = time.time,
+        when_idle: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store
         #: The backend's create_message.
@@ -73,6 +74,9 @@ class BatchProcessor:
         self.lease_seconds = lease_seconds
         self.journal = journal
         self.clock = clock
+        #: Run each time the processor has answered what there was and goes idle (the composition root gives the
+        #: memory the answers used back to the system).
+        self.when_idle = when_idle
         self.name = f"{os.getpid()}-{new_id('worker')}"
         self._claims = 0
         self._wake = threading.Event()
@@ -107,16 +111,22 @@ class BatchProcessor:
         self._wake.set()
 
     def _run(self) -> None:
+        worked = False
         while not self._stopping.is_set():
             try:
                 busy = self.step()
             except Exception:
                 logger.exception("batch processing failed; trying again")
                 busy = False
-            if not busy:
-                self._sweep()
-                self._wake.wait(IDLE_SECONDS)
-                self._wake.clear()
+            if busy:
+                worked = True
+                continue
+            if worked:
+                worked = False
+                self.when_idle()
+            self._sweep()
+            self._wake.wait(IDLE_SECONDS)
+            self._wake.clear()
 
     def _sweep(self) -> None:
         """Idle work: let go of what the downloads of a worker that died held."""

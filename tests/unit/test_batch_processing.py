@@ -7,6 +7,8 @@ exactly; the processors are driven one `step()` at a time, never on threads.
 from __future__ import annotations
 
 import json
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -373,3 +375,19 @@ def test_a_run_stops_when_its_batch_is_canceled_meanwhile(store, clock):
     run(processor(store, clock, answer=slow, lease_seconds=9))
     counts = local.retrieve(batch_id, {}).body["request_counts"]
     assert counts["succeeded"] == 2 and counts["canceled"] == 18  # not the whole run of 20 answered first
+
+
+def test_a_processor_that_has_answered_everything_gives_its_memory_back_once(store, clock):
+    local = batches(store, clock)
+    idle = threading.Event()
+    calls: list[None] = []
+    worker = processor(store, clock, when_idle=lambda: (calls.append(None), idle.set()))
+    local.create(requests(3), {})
+    worker.start()
+    try:
+        assert idle.wait(10), "the processor never went idle after its work"
+        worker.wake()  # nothing more to answer: no second call
+        time.sleep(0.2)
+    finally:
+        worker.stop()
+    assert len(calls) == 1
