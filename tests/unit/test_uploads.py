@@ -364,6 +364,27 @@ def test_download_only_what_a_tool_made(client):
     assert content.headers["content-disposition"] == "attachment; filename*=UTF-8''r%C3%A9sum%C3%A9.csv"
 
 
+def test_a_text_file_that_is_not_utf8_downloads_as_it_was_uploaded(client):
+    # The module's server checks its answers against the spec: a text download is its bytes, not text to decode.
+    made = client.post(
+        "/_understudy/files",
+        headers={"x-understudy-admin-key": "admin-key"},
+        files={"file": ("latin.txt", b"caf\xe9 \x80", "text/plain")},
+    )
+    content = client.get(f"/v1/files/{made.json()['id']}/content", headers=HEADERS)
+    assert (content.status_code, content.content) == (200, b"caf\xe9 \x80")
+
+
+@pytest.mark.parametrize("media_type", ["Multipart/Form-Data", "MULTIPART/FORM-DATA"])
+def test_the_media_type_is_read_whatever_its_case(client, media_type):
+    body = multipart(("file", "a.txt", "text/plain", b"x"))
+    response = client.post(
+        "/v1/files", content=body, headers={**HEADERS, "content-type": f"{media_type}; boundary={BOUNDARY}"}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["filename"] == "a.txt"
+
+
 def test_a_text_file_is_quoted_and_counted_like_an_inline_document(client):
     file_id = upload(client, b"The quick brown fox.")["id"]
     from_file = [{"type": "document", "source": {"type": "file", "file_id": file_id}}, {"type": "text", "text": "Hi"}]
