@@ -3,14 +3,14 @@
 A Message Batch or a JSON body of hundreds of MB is parsed into many Python
 objects; once they are freed, glibc's malloc keeps what CPython gave back
 for later instead of returning it to the system. After a request whose body
-passed `LARGE_BODY_BYTES`, this layer waits for the server to let go of the
-request, then collects its garbage and asks glibc to give its free memory
-back (`malloc_trim`), on a thread. It also keeps glibc's mmap threshold at
-its default of 128 KiB: left to itself, glibc raises it to 32 MiB the first
-time a block that large is freed (a batch's body), and from then on the
-blocks of up to 32 MiB that a large request makes come from the heap, where
-the few that outlive it hold pages no trim can give back (the worker kept
-some 10 MB more after each round of batch creates at the size limit).
+passed `LARGE_BODY_BYTES`, once its answer has gone, this layer collects
+its garbage and asks glibc to give its free memory back (`malloc_trim`), on
+a thread. It also keeps glibc's mmap threshold at its default of 128 KiB:
+left to itself, glibc raises it to 32 MiB the first time a block that large
+is freed (a batch's body), and from then on the blocks of up to 32 MiB that
+a large request makes come from the heap, where the few that outlive it
+hold pages no trim can give back (the worker kept some 10 MB more after
+each round of batch creates at the size limit).
 
 Both are glibc's own calls, made through ctypes; elsewhere (musl, macOS)
 there are none, and only the collection is done. (The parsed body itself is
@@ -23,14 +23,11 @@ import asyncio
 import ctypes
 import ctypes.util
 import gc
-from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 #: A request whose body is larger than this is followed by a trim: small ones leave little behind.
 LARGE_BODY_BYTES = 16 * 1024 * 1024
-#: How long after the answer the trim waits for the server to let go of the request.
-SETTLE_SECONDS = 0.2
 #: glibc's mallopt parameter for the mmap threshold, and the value it is kept at (glibc's default).
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD_BYTES = 128 * 1024
@@ -84,7 +81,7 @@ class MemoryReturnMiddleware:
             await self.app(scope, counting_receive, send)
         finally:
             if received > LARGE_BODY_BYTES:
-                _after_the_request(give_memory_back)
+                await asyncio.to_thread(give_memory_back)  # the answer has gone: no client waits on this
 
 
 def _may_be_large(headers: list[tuple[bytes, bytes]]) -> bool:
@@ -93,20 +90,3 @@ def _may_be_large(headers: list[tuple[bytes, bytes]]) -> bool:
         if name.lower() == b"content-length":
             return not value.isdigit() or int(value) > LARGE_BODY_BYTES
     return any(name.lower() == b"transfer-encoding" for name, _ in headers)
-
-
-#: The trims waiting for their request to be let go of (a task no one holds may be collected before it runs).
-_pending: set[asyncio.Task[None]] = set()
-
-
-def _after_the_request(work: Callable[[], None]) -> None:
-    """Run `work` on a thread once the server has let go of the request (gunicorn holds its body until the app
-    has returned, so a trim made before that gives back nothing of it)."""
-
-    async def later() -> None:
-        await asyncio.sleep(SETTLE_SECONDS)
-        await asyncio.to_thread(work)
-
-    task = asyncio.get_running_loop().create_task(later())
-    _pending.add(task)
-    task.add_done_callback(_pending.discard)
