@@ -9,11 +9,12 @@ shorter body: it is a 400 invalid_request_error with the error code
 Some routes have a limit of their own (`route_limits`): a Message Batch may be
 256 MB, a file upload 500 MB. A chunked body is counted as it passes, and,
 where JSON validation needs a Content-Length (Connexion's own, when
-app/internals.py's hooks are off: `read_chunked_whole`), read whole first and
-given one: no body is held beyond its route's limit. The upload routes (`upload_routes`) take only
-multipart/form-data, which is parsed as it streams (app/spec/multipart.py):
-their bodies are only counted as they pass, never held, and a body of any
-other type is refused before a byte of it is read.
+app/internals.py's hooks are off: `read_chunked_whole`), read whole first
+and given one: no body is held beyond its route's limit. The upload routes
+(`upload_routes`) take only multipart/form-data, which is parsed as it
+streams (app/spec/multipart.py): their bodies are only counted as they
+pass, never held, and a body of any other type is refused before a byte of
+it is read.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backends.wire import ApiError
 
+#: The one media type an upload route takes.
 MULTIPART = "multipart/form-data"
 #: Sent with either refusal: the unread rest of the body must not be taken for a next request.
 CLOSE = {"connection": "close"}
