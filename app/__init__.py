@@ -121,6 +121,7 @@ def check_configuration() -> None:
 
 def _middlewares(settings: Settings, store: StateStore, spec: Mapping[str, Any]) -> list[Any]:
     """Ours, outermost first, then Connexion's own stack (its ServerErrorMiddleware given our error handler)."""
+    uploads = upload_routes(spec)
     journal = (
         [functools.partial(JournalMiddleware, store=store, max_body_bytes=settings.journal_max_body_bytes)]
         if settings.journal_on
@@ -138,9 +139,9 @@ def _middlewares(settings: Settings, store: StateStore, spec: Mapping[str, Any])
             limit=settings.max_body_bytes,
             route_limits={
                 ("POST", "/v1/messages/batches"): settings.max_batch_bytes,
-                **dict.fromkeys(upload_routes(spec), settings.max_file_bytes + MULTIPART_ALLOWANCE),
+                **dict.fromkeys(uploads, settings.max_file_bytes + MULTIPART_ALLOWANCE),
             },
-            upload_routes=upload_routes(spec),
+            upload_routes=uploads,
             # Our JSON validator streams a body of unknown length; Connexion's, without the hooks, cannot.
             read_chunked_whole=not settings.internals,
         ),

@@ -16,6 +16,10 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
+from starlette.types import Receive, Scope
+
+from app.http.body_limit import replay
+
 #: Where request validation leaves the parsed body (a ParsedBody) in the ASGI scope.
 PARSED_BODY_KEY = "understudy.parsed_body"
 
@@ -27,9 +31,13 @@ class ParsedBody:
     value: Any
 
 
-def hand_on(scope: MutableMapping[str, Any], value: Any) -> None:
-    """Leave the parsed body in the scope for the view."""
-    scope[PARSED_BODY_KEY] = ParsedBody(value)
+def hand_on(value: Any, scope: Scope, receive: Receive) -> tuple[Receive, Scope]:
+    """The body, read and parsed, used up: the layers below get an empty one, and `value` in the scope for the
+    view (a receive channel and scope for a Connexion validator's `wrap_receive` to return)."""
+    framing = (b"content-length", b"transfer-encoding")
+    headers = [(name, header) for name, header in scope["headers"] if name.lower() not in framing]
+    handed_on = {**scope, "headers": [*headers, (b"content-length", b"0")], PARSED_BODY_KEY: ParsedBody(value)}
+    return replay(b"", receive), handed_on
 
 
 def parsed_body(scope: MutableMapping[str, Any]) -> ParsedBody | None:

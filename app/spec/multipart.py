@@ -42,7 +42,6 @@ from connexion.validators import AbstractRequestBodyValidator
 from python_multipart.multipart import FormParserError, MultipartParser, parse_options_header
 from starlette.types import Receive, Scope
 
-from app.http.body_limit import replay
 from app.http.parsed_body import hand_on
 from app.spec.validators import first_error, schema_validator
 from backends.files import spool_prefix
@@ -118,13 +117,7 @@ class MultipartBodyValidator(AbstractRequestBodyValidator):
         except BaseException:
             reader.discard()
             raise
-        # The body is used up: the layers below get an empty one, and the form in the scope.
-        framing = (b"content-length", b"transfer-encoding")
-        headers = [(name, value) for name, value in scope["headers"] if name.lower() not in framing]
-        headers.append((b"content-length", b"0"))
-        handed_on = {**scope, "headers": headers}
-        hand_on(handed_on, form)
-        return replay(b"", receive), handed_on
+        return hand_on(form, scope, receive)
 
     def _validated(self, fields: list[tuple[str, str | SpooledFile]]) -> dict[str, Any]:
         """The form, checked against the schema: one value per field, or a list for a field given more than once."""

@@ -60,11 +60,17 @@ def _headers(headers: Mapping[str, str] | None) -> dict[str, str]:
 
 
 @functools.cache
+def _spec() -> Mapping[str, Any]:
+    """openapi.yaml with the admin routes, loaded once (load_spec hands each caller a copy of its own)."""
+    return load_spec(admin=True)
+
+
+@functools.cache
 def _paths() -> list[tuple[re.Pattern[str], Mapping[str, Any]]]:
     """Each path of openapi.yaml as a pattern, with its operations by method."""
     return [
         (re.compile(re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(path))), operations)
-        for path, operations in load_spec(admin=True)["paths"].items()
+        for path, operations in _spec()["paths"].items()
     ]
 
 
@@ -88,7 +94,7 @@ def allow_header(path: str) -> str | None:
 def key_header(method: str, path: str) -> str:
     """The header the operation's first security scheme reads its key from (x-api-key, or the admin key's)."""
     operation = (_operations(path) or {}).get(method.lower(), {})
-    schemes = load_spec(admin=True)["components"]["securitySchemes"]
+    schemes = _spec()["components"]["securitySchemes"]
     for requirement in operation.get("security", []):
         for name in requirement:
             if schemes[name].get("in") == "header":

@@ -34,7 +34,6 @@ from jsonschema.exceptions import best_match, relevance
 from starlette.datastructures import Headers
 from starlette.types import Receive, Scope
 
-from app.http.body_limit import replay
 from app.http.parsed_body import hand_on
 from app.spec.fastcheck import passes
 from app.spec.patterns import pattern_keyword
@@ -323,11 +322,7 @@ class RequestBodyValidator(JSONRequestBodyValidator):
         del raw  # from here the text is all there is of the body: not held twice while it is parsed
         body = self._checked(text, scope)
         self._validate(body)
-        framing = (b"content-length", b"transfer-encoding")
-        emptied = [(name, value) for name, value in scope["headers"] if name.lower() not in framing]
-        handed_on = {**scope, "headers": [*emptied, (b"content-length", b"0")]}
-        hand_on(handed_on, body)  # for the view (internals.FlaskDecorator)
-        return replay(b"", receive), handed_on
+        return hand_on(body, scope, receive)  # for the view (internals.FlaskDecorator)
 
     async def _parse(self, stream: Any, scope: Any) -> Any:
         _require_content_type(scope)
