@@ -3,7 +3,9 @@
 The request path, outermost first (README, "How a request travels"):
 
 1. `http/` — ASGI plumbing: `journal` (when on), `methods` (HEAD and
-   OPTIONS without a body), `envelope` (request id, the last-resort error),
+   OPTIONS without a body), then `doors/mounts` (which door the request came
+   in by: the first-party API, Bedrock, Vertex AI, the OpenAI-compatible
+   endpoint …), `envelope` (request id, the last-resort error in the door's shape),
    `request_checks`, `spec_document` (the spec at /openapi.json, which
    Swagger UI at /v1/ui reads), `body_limit`;
 2. Connexion's middleware — routing, security (`api/auth.py`) and validation
@@ -12,7 +14,8 @@ The request path, outermost first (README, "How a request travels"):
 3. `http/bridge.py` — into Flask, on a thread, streams sent as produced;
 4. `api/` — the function the operationId names, which delegates to the
    backend (`backends/`) and answers with JSON (`api/responses.py`) or
-   server-sent events (`api/streaming.py`).
+   server-sent events (`api/streaming.py`); a door's (`api/doors.py`) goes
+   through its codec (`doors/`) both ways.
 
 Here, and only here, settings become objects: one state store (every part's,
 with every backend), the model catalogue, the request rules it sets (for the
@@ -45,12 +48,14 @@ from starlette.exceptions import HTTPException
 
 from app import internals
 from app.api import BACKEND_KEY, BATCHES_KEY, FILES_KEY, RULES_KEY, STORE_KEY
+from app.doors.mounts import DoorMiddleware
 from app.http.body_limit import BodyLimitMiddleware
 from app.http.envelope import EnvelopeMiddleware
 from app.http.journal import JournalMiddleware
 from app.http.memory import MemoryReturnMiddleware, give_memory_back
 from app.http.methods import BodylessMethodsMiddleware
 from app.http.request_checks import RequestChecksMiddleware
+from app.http.sigv4 import SignatureMiddleware
 from app.http.spec_document import SpecDocumentMiddleware
 from app.settings import ConfigError, Settings, load_settings
 from app.spec.batch_params import params_check
@@ -131,6 +136,7 @@ def _middlewares(settings: Settings, store: StateStore, spec: Mapping[str, Any])
         *journal,
         MemoryReturnMiddleware,
         BodylessMethodsMiddleware,
+        functools.partial(DoorMiddleware, spec=spec),
         functools.partial(EnvelopeMiddleware, settings=settings),
         RequestChecksMiddleware,
         functools.partial(SpecDocumentMiddleware, spec=spec),
@@ -145,6 +151,7 @@ def _middlewares(settings: Settings, store: StateStore, spec: Mapping[str, Any])
             # Our JSON validator streams a body of unknown length; Connexion's, without the hooks, cannot.
             read_chunked_whole=not settings.internals,
         ),
+        functools.partial(SignatureMiddleware, credentials=dict(settings.aws_credentials)),
         functools.partial(ServerErrorMiddleware, handler=render_error),
         *ConnexionMiddleware.default_middlewares[1:],
     ]

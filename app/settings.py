@@ -33,6 +33,15 @@ def _keys(value: Any) -> frozenset[str]:
     return frozenset(str(item).strip() for item in items if str(item).strip())
 
 
+def _aws_credentials(value: Any) -> tuple[tuple[str, str], ...]:
+    """`ACCESS_KEY_ID:SECRET` pairs, comma-separated (or a mapping, from a settings file), as (key, secret) pairs."""
+    pairs = value.items() if isinstance(value, Mapping) else (item.partition(":")[::2] for item in _keys(value))
+    credentials = {str(key).strip(): str(secret).strip() for key, secret in pairs}
+    if not all(credentials.values()) or not all(credentials):
+        raise ValueError("must be ACCESS_KEY_ID:SECRET pairs, comma-separated")
+    return tuple(sorted(credentials.items()))
+
+
 def _positive_int(value: Any) -> int:
     try:
         number = int(value)
@@ -100,6 +109,12 @@ class Settings:
     )
     api_keys: frozenset[str] = setting(
         frozenset(), "UNDERSTUDY_API_KEYS", _keys, "comma-separated keys that may call; unset, any non-empty key"
+    )
+    aws_credentials: tuple[tuple[str, str], ...] = setting(
+        (),
+        "UNDERSTUDY_AWS_CREDENTIALS",
+        _aws_credentials,
+        "ACCESS_KEY_ID:SECRET pairs whose AWS signatures (SigV4) are verified; unset, any well-formed one passes",
     )
     max_body_bytes: int = setting(
         32 * 1024 * 1024, "UNDERSTUDY_MAX_BODY_BYTES", _positive_int, "largest request body accepted"

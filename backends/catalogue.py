@@ -37,7 +37,10 @@ DEFAULT_MIN_CACHE_TOKENS = 1024
 
 
 #: Understudy's own fields of an entry, kept out of the ModelInfo it serves.
-OWN_FIELDS = ("aliases", "page", "min_cache_tokens", "tokenizer", "rules", "defaults")
+OWN_FIELDS = ("aliases", "platform_ids", "page", "min_cache_tokens", "tokenizer", "rules", "defaults")
+#: The clouds whose own names for a model an entry's `platform_ids` give: Bedrock's InvokeModel, Bedrock Mantle
+#: and Vertex AI. (Claude Platform on AWS and on Google Cloud, and Foundry's default deployments, use the ids.)
+PLATFORMS = ("bedrock", "mantle", "vertex")
 SAMPLING = ("any", "one", "defaults")
 EFFORTS = ("low", "medium", "high", "xhigh", "max")
 THINKING_TYPES = ("adaptive", "between_tools", "disabled", "enabled")
@@ -114,6 +117,8 @@ class Model:
     rules: ModelRules = ModelRules()
     defaults: ModelDefaults = ModelDefaults()
     tokenizer: Tokenizer = tokens.CLASSIC
+    #: The model's names on the clouds that name it their own way (PLATFORMS), as its page lists them.
+    platform_ids: Mapping[str, str] = field(default_factory=dict)
 
     def supports(self, *path: str) -> bool:
         """Whether the capability at `path` (e.g. "thinking", "types", "adaptive") is supported."""
@@ -149,6 +154,12 @@ class ModelCatalogue:
                     raise ValueError(f"model ids and aliases must be unique: {name!r} is given twice")
                 self._by_name[name] = model
         self._index = {model["id"]: position for position, model in enumerate(self.models)}
+        self._by_platform: dict[str, dict[str, Model]] = {platform: {} for platform in PLATFORMS}
+        for _, model in entries:
+            for platform, name in model.platform_ids.items():
+                if name in self._by_platform[platform]:
+                    raise ValueError(f"{platform} ids must be unique: {name!r} is given twice")
+                self._by_platform[platform][name] = model
 
     @classmethod
     def from_file(cls, path: Path) -> ModelCatalogue:
@@ -175,6 +186,10 @@ class ModelCatalogue:
     def find(self, name: str) -> Model | None:
         """The model `name` is the id or an alias of, if the catalogue has it."""
         return self._by_name.get(name)
+
+    def find_on(self, platform: str, name: str) -> Model | None:
+        """The model `platform` (one of PLATFORMS) calls `name`, if the catalogue has it."""
+        return self._by_platform[platform].get(name)
 
     def page(
         self,
@@ -231,6 +246,11 @@ def _entry(entry: Any, position: int) -> tuple[JSON, Model]:
     tokenizer = tokens.FAMILIES.get(own.get("tokenizer", "classic"))
     if tokenizer is None:
         raise ValueError(f"{where}: tokenizer must be one of {', '.join(tokens.FAMILIES)}")
+    platform_ids = own.get("platform_ids", {})
+    if not isinstance(platform_ids, Mapping) or not all(
+        platform in PLATFORMS and isinstance(name, str) and name for platform, name in platform_ids.items()
+    ):
+        raise ValueError(f"{where}: platform_ids must map some of {', '.join(PLATFORMS)} to names")
     model = Model(
         id=info["id"],
         aliases=tuple(aliases),
@@ -242,6 +262,7 @@ def _entry(entry: Any, position: int) -> tuple[JSON, Model]:
         rules=_rules(own.get("rules") or {}, f"{where}: rules"),
         defaults=_defaults(own.get("defaults") or {}, f"{where}: defaults"),
         tokenizer=tokenizer,
+        platform_ids=dict(platform_ids),
     )
     return info, model
 

@@ -27,6 +27,9 @@ class MessageRequest:
     client_gone: threading.Event = field(default_factory=threading.Event)
     #: The request's custom_id when it is one request of a Message Batch; "" for a request of its own.
     custom_id: str = ""
+    #: The door the request came in by: `anthropic` (the first-party API), `bedrock`, `vertex`, `openai`, `mantle`,
+    #: `foundry`, `aws` or `google-cloud`. Its body and headers are the first-party API's whichever it is.
+    door: str = "anthropic"
 
 
 @dataclass(frozen=True)

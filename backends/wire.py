@@ -200,4 +200,6 @@ RULE_HEADER = "x-understudy-rule"
 #: The request header that carries the admin key.
 ADMIN_KEY_HEADER = "x-understudy-admin-key"
 #: Request headers whose values are secrets: never journaled, stored or logged.
-SECRET_HEADERS = frozenset({"x-api-key", "authorization", "proxy-authorization", "cookie", ADMIN_KEY_HEADER})
+SECRET_HEADERS = frozenset(
+    {"x-api-key", "api-key", "authorization", "proxy-authorization", "cookie", "x-amz-security-token", ADMIN_KEY_HEADER}
+)

@@ -13,12 +13,14 @@ import threading
 
 from flask import current_app, request
 
+from app.doors.base import DOOR_KEY, FIRST_PARTY
+from app.http.sigv4 import is_signed
 from app.spec.request_rules import RequestRules
 from backends.base import Backend
 from backends.batches import Batches
 from backends.files import FileStore
 from backends.state import StateStore
-from backends.wire import ON_DISCONNECT_KEY
+from backends.wire import ON_DISCONNECT_KEY, REQUEST_ID_KEY
 
 #: Where the composition root leaves the backend, the state store, the batches, the file store and the request
 #: rules, in Flask's `app.extensions`.
@@ -66,6 +68,28 @@ def file_store() -> FileStore:
     return files
 
 
+#: Headers of the clouds' own that go no further than the key check: an AWS signature's, Foundry's key header.
+PLATFORM_CREDENTIALS = frozenset({"x-amz-date", "x-amz-content-sha256", "x-amz-security-token", "api-key"})
+
+
 def request_headers() -> dict[str, str]:
-    """The request's headers, names in lower case, for the backend."""
-    return {name.lower(): value for name, value in request.headers.items()}
+    """The request's headers, names in lower case, for the backend: the first-party API's, whichever door the
+    request came in by (a cloud's credentials are checked at the door and not handed on)."""
+    headers = {name.lower(): value for name, value in request.headers.items()}
+    for name in PLATFORM_CREDENTIALS & headers.keys():
+        del headers[name]
+    if is_signed(headers.get("authorization", "")):
+        del headers["authorization"]
+    return headers
+
+
+def request_id() -> str | None:
+    """This request's id (the envelope gives every request one)."""
+    found: str | None = request.environ.get("asgi.scope", {}).get(REQUEST_ID_KEY)
+    return found
+
+
+def door() -> str:
+    """The door this request came in by (app/doors/mounts.py): `anthropic`, `bedrock`, `vertex` …"""
+    found: str = request.environ.get("asgi.scope", {}).get(DOOR_KEY) or FIRST_PARTY
+    return found

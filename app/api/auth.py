@@ -1,4 +1,4 @@
-"""Key checks for the two security schemes openapi.yaml declares: x-api-key and Bearer.
+"""Key checks for the security schemes openapi.yaml declares: x-api-key, Bearer, and AWS Signature Version 4.
 
 Connexion finds the key in the header the scheme names and calls the function
 the spec points at (`x-apikeyInfoFunc`, `x-bearerInfoFunc`). With
@@ -13,6 +13,9 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
+from connexion.security import NO_VALUE
+
+from app.http.sigv4 import SIGV4, is_signed
 from backends.wire import ADMIN_KEY_HEADER, SETTINGS_KEY, ApiError
 
 
@@ -50,3 +53,18 @@ def check_admin_key(key: str, required_scopes: Any = None, request: Any = None) 
     if not admin_key or not hmac.compare_digest(key.encode(), admin_key.encode()):
         raise ApiError(401, f"invalid {ADMIN_KEY_HEADER}")
     return {"sub": "admin"}
+
+
+def check_sigv4(value: str, required_scopes: Any = None, request: Any = None) -> Any:
+    """x-apikeyInfoFunc for AwsSigV4Auth: an `Authorization` header signed as AWS signs (Bedrock's, Bedrock Mantle's
+    and Claude Platform on AWS's clients), well formed and dated by `x-amz-date`. Its access key is one of
+    UNDERSTUDY_AWS_CREDENTIALS, whose signatures app/http/sigv4.py verifies, when they are set; else it is a key
+    as any other (UNDERSTUDY_API_KEYS). Any other scheme is not this one's to judge (BearerAuth's, say)."""
+    if not is_signed(value):
+        return NO_VALUE
+    signed = SIGV4.fullmatch(value)
+    if signed is None or "x-amz-date" not in request.headers:
+        raise ApiError(401, "The AWS signature is malformed: Authorization and X-Amz-Date must be as SigV4 makes them")
+    if request.scope[SETTINGS_KEY].aws_credentials:
+        return {"sub": signed["key"]}  # verified, signature and all, before the body reached validation
+    return _check(signed["key"], request)

@@ -1,10 +1,12 @@
-"""Streamed replies as server-sent events, sent as they are produced.
+"""Streamed replies, framed as the door the request came in by frames them, sent as they are produced.
 
-Each event goes out as `event: <type>` and `data: <compact JSON>`, the JSON's
-`type` equal to the event name, as the SDKs' stream parsers expect. The first
-event is produced before the response starts, so a backend that fails at once
-gets a proper error status; a failure after that can only be reported inside
-the stream, as an `error` event.
+The first-party API (and Vertex AI) sends server-sent events: `event: <type>`
+and `data: <compact JSON>`, the JSON's `type` equal to the event name, as the
+SDKs' stream parsers expect; Bedrock sends AWS event-stream messages, the
+OpenAI-compatible endpoint `data:` chunks (app/doors/). The first event is
+produced before the response starts, so a backend that fails at once gets a
+proper error status, in the door's shape; a failure after that can only be
+reported inside the stream, as the door frames an error.
 """
 
 from __future__ import annotations
@@ -15,16 +17,20 @@ from typing import Any
 
 from flask import Response, request
 
+from app.api import request_id
+from app.doors.anthropic import ServerSentEvents
+from app.doors.base import Framing
 from backends.exchange import EventStream
-from backends.wire import ON_DISCONNECT_KEY, REQUEST_ID_KEY, ApiError, ConnectionAbort, encode_event, error_body
+from backends.wire import ON_DISCONNECT_KEY, ApiError, ConnectionAbort
 
 logger = logging.getLogger("understudy")
 
 HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
-def sse_response(stream: EventStream) -> Response:
-    """A streaming response for `stream`; raises at once if the stream fails before its first event."""
+def sse_response(stream: EventStream, framing: Framing | None = None) -> Response:
+    """A streaming response for `stream`, framed by `framing` (server-sent events unless a door says otherwise);
+    raises at once if the stream fails before its first event."""
     try:
         first = next(stream.events)
     except BaseException:
@@ -32,26 +38,31 @@ def sse_response(stream: EventStream) -> Response:
         raise
     if stream.on_disconnect is not None:
         request.environ.setdefault(ON_DISCONNECT_KEY, []).append(stream.on_disconnect)
-    request_id = request.environ.get("asgi.scope", {}).get(REQUEST_ID_KEY)
+    framing = framing or ServerSentEvents()
     return Response(
-        _encoded(first, stream, request_id),
+        _encoded(first, stream, framing, request_id()),
         status=200,
-        content_type="text/event-stream; charset=utf-8",
-        headers={**HEADERS, **stream.headers},
+        content_type=framing.content_type,
+        headers={**HEADERS, **stream.headers, **framing.headers},
     )
 
 
-def _encoded(first: Mapping[str, Any], stream: EventStream, request_id: str | None) -> Iterator[bytes]:
+def _encoded(
+    first: Mapping[str, Any], stream: EventStream, framing: Framing, request_id: str | None
+) -> Iterator[bytes]:
     try:
-        yield encode_event(first)
+        yield framing.event(first)
         for event in stream.events:
-            yield encode_event(event)
+            framed = framing.event(event)
+            if framed:
+                yield framed
+        yield framing.end()
     except ApiError as error:
-        yield encode_event(error_body(error, request_id))
+        yield framing.error(error, request_id)
     except ConnectionAbort:
         raise  # the bridge cuts the connection
     except Exception:
         logger.exception("a stream failed after it started")
-        yield encode_event(error_body(ApiError(500, "Internal server error"), request_id))
+        yield framing.error(ApiError(500, "Internal server error"), request_id)
     finally:
         stream.close()

@@ -15,7 +15,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from backends.wire import REQUEST_ID_KEY, SETTINGS_KEY, ApiError, error_json, new_id
+from app.doors import DOOR_KEY, error_answer
+from backends.wire import REQUEST_ID_KEY, SETTINGS_KEY, ApiError, new_id
 
 logger = logging.getLogger("understudy")
 
@@ -54,7 +55,7 @@ class EnvelopeMiddleware:
             if started:
                 logger.error("error after the response started", exc_info=exc)
                 return
-            await send_error(send_with_id, _as_api_error(exc), request_id)
+            await send_error(send_with_id, _as_api_error(exc), request_id, scope.get(DOOR_KEY))
 
 
 def _as_api_error(exc: Exception) -> ApiError:
@@ -64,10 +65,10 @@ def _as_api_error(exc: Exception) -> ApiError:
     return ApiError(500, "Internal server error")
 
 
-async def send_error(send: Send, error: ApiError, request_id: str | None) -> None:
-    """Answer with `error` in the API's shape, as a complete response."""
-    body = error_json(error, request_id)
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    headers += [(name.lower().encode(), value.encode()) for name, value in error.headers.items()]
-    await send({"type": "http.response.start", "status": error.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+async def send_error(send: Send, error: ApiError, request_id: str | None, door: str | None = None) -> None:
+    """Answer with `error` in the API's shape (or the door's), as a complete response."""
+    answer = error_answer(door, error, request_id)
+    headers = [(b"content-type", answer.content_type.encode()), (b"content-length", str(len(answer.body)).encode())]
+    headers += [(name.lower().encode(), value.encode()) for name, value in answer.headers.items()]
+    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+    await send({"type": "http.response.body", "body": answer.body})

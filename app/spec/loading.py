@@ -1,6 +1,15 @@
-"""Loading openapi.yaml, the single source of routing and validation.
+"""Loading openapi.yaml and the doors' specs beside it, the single source of routing and validation.
 
-The file is used as written, with two switches: UNDERSTUDY_ALLOW_UNKNOWN_FIELDS
+A door (Bedrock's InvokeModel, Vertex AI's rawPredict, the OpenAI-compatible
+chat completions) is declared in a file of its own under `doors/`, beside
+openapi.yaml, whose `$ref`s point into openapi.yaml's components as if it were
+part of it: its paths and components are laid into the one document Connexion
+routes and validates. A door's body that is a Messages body with changes says
+so (`x-derived-from`: the schema, the fields it lacks) and lists only what it
+adds; the loader writes the whole schema out, each API version's (`x-by-anthropic-version`)
+alike, so that a field added to the Messages body is a field of every door's.
+
+The document is used as written, with two switches: UNDERSTUDY_ALLOW_UNKNOWN_FIELDS
 opens the top-level request schemas to fields the spec does not know, for
 SDKs newer than the spec; and the admin routes (tagged Admin) are served only
 when an admin key is set — without them, the spec also leaves out what only
@@ -25,6 +34,11 @@ from app.spec.references import lookup, references
 from backends.safe_yaml import safe_load
 
 SPEC_FILE = Path(__file__).resolve().parents[2] / "openapi.yaml"
+#: The doors' specs: every YAML file in this folder, beside openapi.yaml.
+DOORS_DIRECTORY = SPEC_FILE.parent / "doors"
+#: A door's schema that is another with changes: `{schema: <name>, without: [<field>, …]}`, its own
+#: `properties` and `required` added.
+DERIVED_FROM = "x-derived-from"
 #: The request bodies whose unknown top-level fields the switch lets through.
 TOP_LEVEL_REQUESTS = (
     "MessageCreateParams",
@@ -37,7 +51,7 @@ ADMIN_TAG = "Admin"
 
 def load_spec(*, allow_unknown_fields: bool = False, admin: bool = False, path: Path = SPEC_FILE) -> dict[str, Any]:
     """The spec as a dict of the caller's own, ready for Connexion's add_api."""
-    spec = copy.deepcopy(_parsed(path, path.stat().st_mtime_ns))
+    spec = copy.deepcopy(_parsed(path, path.stat().st_mtime_ns, _doors(path.parent / DOORS_DIRECTORY.name)))
     if not admin:
         _leave_out_admin(spec)
     if allow_unknown_fields:
@@ -85,8 +99,53 @@ def _reached(spec: dict[str, Any], *roots: Any) -> set[str]:
     return reached
 
 
+def _doors(directory: Path) -> tuple[tuple[Path, int], ...]:
+    """The doors' spec files, each with its mtime (in name order: the order their paths are routed in)."""
+    return tuple((door, door.stat().st_mtime_ns) for door in sorted(directory.glob("*.yaml")))
+
+
 @functools.lru_cache(maxsize=1)
-def _parsed(path: Path, modified_ns: int) -> dict[str, Any]:
-    """The spec file as parsed, kept while the file is unchanged (`modified_ns`: its mtime)."""
-    parsed: dict[str, Any] = safe_load(path.read_text(encoding="utf-8"))
-    return parsed
+def _parsed(path: Path, modified_ns: int, doors: tuple[tuple[Path, int], ...]) -> dict[str, Any]:
+    """The spec file with the doors' laid in, as parsed, kept while no file changes (`…_ns`: mtimes)."""
+    spec: dict[str, Any] = safe_load(path.read_text(encoding="utf-8"))
+    for door, _ in doors:
+        _lay_in(spec, safe_load(door.read_text(encoding="utf-8")), door.name)
+    schemas = spec["components"]["schemas"]
+    for name, schema in schemas.items():
+        if DERIVED_FROM in schema:
+            schemas[name] = _derived(schema, schemas)
+    return spec
+
+
+def _lay_in(spec: dict[str, Any], door: dict[str, Any], name: str) -> None:
+    """Add a door's paths, tags and components to `spec`; a name both declare is a mistake (ValueError)."""
+    for route in door.get("paths", {}):
+        if route in spec["paths"]:
+            raise ValueError(f"{name}: the path {route} is declared twice")
+    spec["paths"].update(door.get("paths", {}))
+    spec["tags"] = [*spec.get("tags", []), *door.get("tags", [])]
+    for family, members in door.get("components", {}).items():
+        known = spec["components"].setdefault(family, {})
+        for member in members:
+            if member in known:
+                raise ValueError(f"{name}: components/{family}/{member} is declared twice")
+        known.update(members)
+
+
+def _derived(schema: dict[str, Any], schemas: dict[str, Any]) -> dict[str, Any]:
+    """The whole schema an `x-derived-from` schema stands for: its base less the fields it lacks, plus its own."""
+    source = schema[DERIVED_FROM]
+    base = schemas[source["schema"]]
+    without = set(source.get("without", ()))
+    derived = {name: value for name, value in base.items() if name not in ("x-by-anthropic-version", "example")}
+    derived.update({name: value for name, value in schema.items() if name not in ("properties", "required")})
+    del derived[DERIVED_FROM]
+    derived["properties"] = {
+        **{name: value for name, value in base.get("properties", {}).items() if name not in without},
+        **schema.get("properties", {}),
+    }
+    derived["required"] = [
+        *(name for name in base.get("required", ()) if name not in without),
+        *schema.get("required", ()),
+    ]
+    return derived

@@ -1,7 +1,8 @@
 """Connexion's problems as the API's errors: validation, security and routing failures in the API's shape.
 
 Every error a client sees is `{"type":"error","error":{"type":…,"message":…},
-"request_id":…}` with the type the API documents for its status. Backends
+"request_id":…}` with the type the API documents for its status, or the same
+error in the shape of the door the request came in by (app/doors/). Backends
 raise `ApiError`; Connexion raises its problems (validation, security, unknown
 routes); anything else is an api_error whose details go to the log, never to
 the client. `error_from_exception` is the one place where they all become an
@@ -21,9 +22,10 @@ from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from starlette.exceptions import HTTPException
 
+from app.doors import DOOR_KEY, error_answer
 from app.spec.loading import load_spec
 from app.spec.validators import CONTENT_TYPE_MESSAGE, EMPTY_BODY_MESSAGE
-from backends.wire import REQUEST_ID_KEY, ApiError, error_json
+from backends.wire import REQUEST_ID_KEY, ApiError
 
 logger = logging.getLogger("understudy")
 
@@ -111,9 +113,7 @@ async def render_error(request: ConnexionRequest, exc: Exception) -> ConnexionRe
         error.headers["Allow"] = allow_header(request.url.path) or error.headers.get("Allow", "")
     if error.status < 500:
         logger.info("%s %s -> %s %s", request.method, request.url.path, error.status, error.message)
+    answer = error_answer(request.scope.get(DOOR_KEY), error, request.scope.get(REQUEST_ID_KEY))
     return ConnexionResponse(
-        status_code=error.status,
-        mimetype="application/json",
-        body=error_json(error, request.scope.get(REQUEST_ID_KEY)),
-        headers=error.headers,
+        status_code=answer.status, mimetype=answer.content_type, body=answer.body, headers=dict(answer.headers)
     )

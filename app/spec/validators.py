@@ -12,7 +12,8 @@ only how a failure reads and how the work is done:
   (`cache_control cannot be set for empty text blocks`);
 - a body that is not UTF-8, not JSON, or nested too deeply is a 400, never a 500;
 - a body schema that maps API versions to schemas of their own (`x-by-anthropic-version`) is checked
-  as the request's anthropic-version says;
+  as the request's anthropic-version says (its header, or the body's `anthropic_version` at the doors
+  that carry it there);
 - a `pattern` matches as JSON Schema says (ECMA 262: `$` only at the very end; patterns.py);
 - each schema's validator is built once, not once per request.
 """
@@ -52,6 +53,7 @@ EMPTY_BODY_MESSAGE = "The request body is empty; it must be a JSON object"
 #: A body schema's map from an anthropic-version to that version's own schema (openapi.yaml, MessageCreateParams).
 BY_VERSION = "x-by-anthropic-version"
 VERSION_HEADER = "anthropic-version"
+BODY_VERSION = "anthropic_version"
 #: What a request body without a Content-Type, or with one other than JSON, is told.
 CONTENT_TYPE_MESSAGE = "Content-Type must be application/json"
 
@@ -333,7 +335,7 @@ class RequestBodyValidator(JSONRequestBodyValidator):
         body = parse_json(text)
         if body is not None:
             # Checked here, not in _validate, because the schema may depend on a header: only here is the scope.
-            check_body(for_version(self.schema, Headers(scope=scope).get(VERSION_HEADER)), body)
+            check_body(for_version(self.schema, request_version(Headers(scope=scope), body)), body)
         return body
 
     def _validate(self, body: Any) -> dict | None:
@@ -351,6 +353,15 @@ def _require_content_type(scope: Scope) -> None:
 
 def _declared_length(scope: Scope) -> bytes | None:
     return next((value for name, value in scope["headers"] if name.lower() == b"content-length"), None)
+
+
+def request_version(headers: Mapping[str, str], body: Any) -> str | None:
+    """The API version a request names: its `anthropic-version` header, or (Bedrock's and Vertex AI's doors, which
+    send none) its body's `anthropic_version`."""
+    version = headers.get(VERSION_HEADER)
+    if version is None and isinstance(body, dict) and isinstance(body.get(BODY_VERSION), str):
+        return str(body[BODY_VERSION])
+    return version
 
 
 def for_version(schema: Mapping[str, Any], version: str | None) -> Mapping[str, Any]:

@@ -111,7 +111,7 @@ class ScriptedBackend(Backend):
     def _choose(self, request: MessageRequest) -> Choice | None:
         self._reload_if_changed()
         script = self.script
-        view = RequestView(request.body, request.headers, request.custom_id)
+        view = RequestView(request.body, request.headers, request.custom_id, request.door)
         rule = first_match(script.runs, view)
         if rule is not None:
             return self._next_reply(rule, view)

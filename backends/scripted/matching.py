@@ -26,11 +26,15 @@ Groups = dict[str, str]
 class RequestView:
     """The parts of a request the conditions look at, each worked out once."""
 
-    def __init__(self, body: Mapping[str, Any], headers: Mapping[str, str], custom_id: str = "") -> None:
+    def __init__(
+        self, body: Mapping[str, Any], headers: Mapping[str, str], custom_id: str = "", door: str = "anthropic"
+    ) -> None:
         self.body = body
         self.headers = headers
         #: The custom_id of a Message Batch request; "" for a request of its own.
         self.custom_id = custom_id
+        #: The door the request came in by: `anthropic`, `bedrock`, `vertex`, `openai` … (MessageRequest.door).
+        self.door = door
 
     @cached_property
     def user_text(self) -> str:
@@ -143,7 +147,7 @@ def compile_match(match: Mapping[str, Any]) -> list[Condition]:
     """The conditions of a rule's `match`, cheapest first."""
     conditions: list[Condition] = []
     for field, spec in match.items():
-        if field in ("user_text", "system", "model", "user_id", "custom_id"):
+        if field in ("user_text", "system", "model", "user_id", "custom_id", "door"):
             conditions.append(_text_condition(field, attrgetter(field), TextMatch.compile(spec)))
         elif field == "headers":
             for name, value in spec.items():
