@@ -98,7 +98,7 @@ def _rule_refusal(case: Any) -> ApiError | None:
 
 
 @schemathesis.check
-def valid_requests_are_accepted(ctx: Any, response: Any, case: Any) -> bool | None:
+def door_requests_that_keep_their_schema_are_accepted(ctx: Any, response: Any, case: Any) -> bool | None:
     """schemathesis's positive_data_acceptance, except for the 400 of a rule (exactly that rule's message)."""
     positive = case.meta is not None and case.meta.generation.mode.is_positive
     refusal = _rule_refusal(case) if positive and response.status_code == 400 else None
@@ -151,6 +151,6 @@ def test_the_doors(case: Any, server: ServerProcess) -> None:
         return
     case.validate_response(
         response,
-        additional_checks=(valid_requests_are_accepted, errors_have_the_doors_shape),
+        additional_checks=(door_requests_that_keep_their_schema_are_accepted, errors_have_the_doors_shape),
         transport_kwargs={"base_url": server.base_url},
     )

@@ -128,8 +128,19 @@ def mutate(value: Any, rng: random.Random) -> Any:
     return any_value(rng, depth=MAX_DEPTH - 1)
 
 
+VERTEX_MODELS = "/v1/projects/{project}/locations/{location}/publishers/anthropic/models"
 #: The message routes' bodies, the largest schemas: 2 s each to compare, so the quick loop leaves them out.
-LARGEST = ("post /v1/messages body (application/json)", "post /v1/messages/count_tokens body (application/json)")
+LARGEST = (
+    "post /v1/messages body (application/json)",
+    "post /v1/messages/count_tokens body (application/json)",
+    # the doors' Messages bodies (doors/bedrock.yaml, doors/vertex.yaml), as large
+    "post /model/{modelId}/invoke body (application/json)",
+    "post /model/{modelId}/invoke-with-response-stream body (application/json)",
+    *(
+        f"post {VERTEX_MODELS}/{route} body (application/json)"
+        for route in ("count-tokens:rawPredict", "{model}:rawPredict", "{model}:streamRawPredict")
+    ),
+)
 
 
 @pytest.mark.parametrize(

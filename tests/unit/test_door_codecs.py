@@ -375,9 +375,10 @@ def test_a_stream_becomes_chunks_ending_in_done() -> None:
 
 
 def test_an_openai_error_has_openais_shape() -> None:
-    answer = error_answer("openai", ApiError(400, "n: Input should be 1"), "req_1")
+    message = "n: Input should be less than or equal to 1"
+    answer = error_answer("openai", ApiError(400, message), "req_1")
     assert json.loads(answer.body) == {
-        "error": {"message": "n: Input should be 1", "type": "invalid_request_error", "param": None, "code": None}
+        "error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}
     }
 
 
