@@ -122,7 +122,10 @@ def _lay_in(spec: dict[str, Any], door: dict[str, Any], name: str) -> None:
     for route in door.get("paths", {}):
         if route in spec["paths"]:
             raise ValueError(f"{name}: the path {route} is declared twice")
-    spec["paths"].update(door.get("paths", {}))
+    # Connexion routes a request by trying each path in order: the first-party create (the file's first path)
+    # stays first, the doors' come straight after it, and the rarer routes (batches, files, models) after them.
+    first, *rest = spec["paths"].items()
+    spec["paths"] = dict([first, *door.get("paths", {}).items(), *rest])
     spec["tags"] = [*spec.get("tags", []), *door.get("tags", [])]
     for family, members in door.get("components", {}).items():
         known = spec["components"].setdefault(family, {})

@@ -398,18 +398,24 @@ class RequestParameterValidator(ParameterValidator):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Connexion's `validate` builds a request object and parses the query string on every request. A
-        # request without a query string, to an operation that requires no query parameter and has no path
-        # or cookie parameters, can only fail on its headers: those are all it checks.
-        self._headers_only = not (
-            self.parameters.get("path")
-            or self.parameters.get("cookie")
+        # request without a query string, to an operation that requires no query parameter and has no cookie
+        # parameters, can only fail on its headers and its path parameters, the routed strings: those are all
+        # it checks (a path parameter of another type is converted by Connexion's parser, so it takes that way).
+        self._headers_and_path_only = not (
+            self.parameters.get("cookie")
             or any(param.get("required") for param in self.parameters.get("query", []))
+            or any(param.get("schema", {}).get("type") != "string" for param in self.parameters.get("path", []))
         )
 
     def validate(self, scope: Scope) -> None:
-        if scope.get("query_string") or not self._headers_only:
+        if scope.get("query_string") or not self._headers_and_path_only:
             super().validate(scope)
             return
+        routed = scope.get("path_params", {})
+        for param in self.parameters.get("path", []):
+            error = self.validate_parameter("path", routed.get(param["name"]), param)
+            if error:
+                raise BadRequestProblem(detail=error)
         headers = Headers(scope=scope)  # what Connexion's request object would look each header up in
         for param in self.parameters.get("header", []):
             error = self.validate_parameter("header", headers.get(param["name"]), param)
