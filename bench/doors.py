@@ -19,11 +19,10 @@ import datetime
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import servers
-from load import API_KEY, Connection, Request, message_request, run_wrk
+from load import API_KEY, Answer, Request, alternating, message_request, run_wrk
 from tools import ToolMissing, ensure_wrk
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -79,24 +78,12 @@ DOORS = {
 async def first_events(port: int, pairs: int) -> tuple[list[float], list[float], int]:
     """Alternate a first-party and a Bedrock stream of the same reply on one connection, 10 ms apart: the time to
     each one's first body bytes."""
-    sse, eventstream = message_request(stream=True).raw(), bedrock(stream=True).raw()
-    first_party: list[float] = []
-    door: list[float] = []
-    errors = 0
-    connection = await Connection.open(port)
-    try:
-        for n in range(pairs + 5):  # the first five warm up
-            for raw, times in ((sse, first_party), (eventstream, door)):
-                await asyncio.sleep(0.01)
-                sent = time.perf_counter()
-                answer = await connection.exchange(raw)
-                if answer.status != 200 or (raw is sse and b"event: message_stop" not in answer.body):
-                    errors += 1
-                elif n >= 5:
-                    times.append(answer.first_data_at - sent)
-    finally:
-        await connection.close()
-    return first_party, door, errors
+    sse = message_request(stream=True).raw()
+
+    def whole(raw: bytes, answer: Answer) -> bool:
+        return raw is not sse or b"event: message_stop" in answer.body
+
+    return await alternating(port, sse, bedrock(stream=True).raw(), pairs=pairs, whole=whole)
 
 
 def main(argv: list[str] | None = None) -> int:

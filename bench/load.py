@@ -17,6 +17,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -241,6 +242,29 @@ def open_load(port: int, request: Request, *, clients: int, rate: float, seconds
 
     asyncio.run(asyncio.wait_for(run(), timeout=seconds + 60))
     return result
+
+
+async def alternating(
+    port: int, first: bytes, second: bytes, *, pairs: int, whole: Callable[[bytes, Answer], bool]
+) -> tuple[list[float], list[float], int]:
+    """Send `first` and `second` in turn on one connection, 10 ms apart, `pairs` times after five to warm up: the
+    time to each one's first body bytes, and how many answers were not 200 or not `whole`."""
+    times: tuple[list[float], list[float]] = ([], [])
+    errors = 0
+    connection = await Connection.open(port)
+    try:
+        for n in range(pairs + 5):
+            for raw, measured in ((first, times[0]), (second, times[1])):
+                await asyncio.sleep(0.01)
+                sent = time.perf_counter()
+                answer = await connection.exchange(raw)
+                if answer.status != 200 or not whole(raw, answer):
+                    errors += 1
+                elif n >= 5:
+                    measured.append(answer.first_data_at - sent)
+    finally:
+        await connection.close()
+    return times[0], times[1], errors
 
 
 def percentile(values: list[float], fraction: float) -> float:

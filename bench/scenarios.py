@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from load import HOST, Connection, message_request, open_load, percentile, run_wrk
+from load import HOST, Answer, Connection, alternating, message_request, open_load, percentile, run_wrk
 from servers import Server, open_sockets, rss_bytes, thread_count
 
 
@@ -139,24 +139,12 @@ def streaming(server: Server, settings: Settings, progress: Callable[[str], None
 
 async def _paired(port: int, pairs: int) -> tuple[list[float], list[float], int]:
     """Alternate a whole and a streamed echo of the same text on one connection, 10 ms apart."""
-    whole, streamed = message_request().raw(), message_request(stream=True).raw()
-    responses: list[float] = []
-    first_events: list[float] = []
-    errors = 0
-    connection = await Connection.open(port)
-    try:
-        for n in range(pairs + 5):  # the first five warm up
-            for raw, times in ((whole, responses), (streamed, first_events)):
-                await asyncio.sleep(0.01)
-                sent = time.perf_counter()
-                answer = await connection.exchange(raw)
-                if answer.status != 200 or (raw is streamed and b"event: message_stop" not in answer.body):
-                    errors += 1
-                elif n >= 5:
-                    times.append(answer.first_data_at - sent)
-    finally:
-        await connection.close()
-    return responses, first_events, errors
+    streamed = message_request(stream=True).raw()
+
+    def whole(raw: bytes, answer: Answer) -> bool:
+        return raw is not streamed or b"event: message_stop" in answer.body
+
+    return await alternating(port, message_request().raw(), streamed, pairs=pairs, whole=whole)
 
 
 def _hold_streams(

@@ -27,6 +27,23 @@ class Clock:
         return self.now
 
 
+def upstream_env(key: str, admin_key: str) -> dict[str, str]:
+    """The settings of an echo Understudy standing in for the real API behind a proxy: it takes only the proxy's
+    key, and journals what reaches it."""
+    return {"UNDERSTUDY_API_KEYS": key, "UNDERSTUDY_JOURNAL": "true", "UNDERSTUDY_ADMIN_KEY": admin_key}
+
+
+def gateway_env(upstream_url: str, upstream_key: str, client_key: str, **extra: str) -> dict[str, str]:
+    """The settings of a proxy to `upstream_url` that holds `upstream_key` and takes `client_key` from its clients."""
+    return {
+        "UNDERSTUDY_BACKEND": "proxy",
+        "UNDERSTUDY_UPSTREAM_URL": upstream_url,
+        "UNDERSTUDY_UPSTREAM_API_KEY": upstream_key,
+        "UNDERSTUDY_API_KEYS": client_key,
+        **extra,
+    }
+
+
 def message_body(text: str = "Hello, Claude", **fields: Any) -> dict[str, Any]:
     """A small valid create-message body; keyword arguments add or replace fields."""
     return {"model": "claude-sonnet-4-5", "max_tokens": 100, "messages": [{"role": "user", "content": text}], **fields}

@@ -15,6 +15,7 @@ from typing import Any
 
 from connexion.security import NO_VALUE
 
+from app.doors.base import DOOR_KEY
 from app.http.sigv4 import SIGV4, is_signed
 from backends.wire import ADMIN_KEY_HEADER, SETTINGS_KEY, ApiError
 
@@ -55,6 +56,10 @@ def check_admin_key(key: str, required_scopes: Any = None, request: Any = None) 
     return {"sub": "admin"}
 
 
+#: The AWS service each door's signatures are made for.
+SIGNING_SERVICES = {"bedrock": "bedrock", "mantle": "bedrock-mantle", "aws": "aws-external-anthropic"}
+
+
 def check_sigv4(value: str, required_scopes: Any = None, request: Any = None) -> Any:
     """x-apikeyInfoFunc for AwsSigV4Auth: an `Authorization` header signed as AWS signs (Bedrock's, Bedrock Mantle's
     and Claude Platform on AWS's clients), well formed and dated by `x-amz-date`. Its access key is one of
@@ -65,6 +70,11 @@ def check_sigv4(value: str, required_scopes: Any = None, request: Any = None) ->
     signed = SIGV4.fullmatch(value)
     if signed is None or "x-amz-date" not in request.headers:
         raise ApiError(401, "The AWS signature is malformed: Authorization and X-Amz-Date must be as SigV4 makes them")
+    # As every AWS endpoint, a door takes only a signature made for its own service (Bedrock's client, say, signs
+    # its stray count_tokens call for `bedrock`, which Claude Platform on AWS's endpoint does not serve).
+    service = SIGNING_SERVICES.get(request.scope.get(DOOR_KEY))
+    if signed["service"] != service:
+        raise ApiError(403, f"Credential should be scoped to correct service: '{service or 'none: no AWS signature'}'.")
     if request.scope[SETTINGS_KEY].aws_credentials:
         return {"sub": signed["key"]}  # verified, signature and all, before the body reached validation
     return _check(signed["key"], request)

@@ -45,6 +45,13 @@ TOP_LEVEL_REQUESTS = (
     "MessageCreateParams20230601",
     "MessageCountTokensParams",
     "MessageCountTokensParams20230601",
+    # the doors' bodies that are Messages bodies (doors/bedrock.yaml, doors/vertex.yaml)
+    "BedrockInvokeParams",
+    "BedrockInvokeParams20230601",
+    "VertexRawPredictParams",
+    "VertexRawPredictParams20230601",
+    "VertexCountTokensParams",
+    "VertexCountTokensParams20230601",
 )
 ADMIN_TAG = "Admin"
 

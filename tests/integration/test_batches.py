@@ -27,7 +27,7 @@ import pytest
 from app.launcher.server_process import ServerProcess
 
 from answers import Answer
-from builders import API_KEY, PATIENCE_SECONDS, ended, message_body
+from builders import API_KEY, PATIENCE_SECONDS, ended, gateway_env, message_body, upstream_env
 
 ADMIN_KEY = "admin-key-for-batch-tests"
 MODEL = "claude-sonnet-4-5"
@@ -501,21 +501,14 @@ CLIENT_KEY = "client-key-of-the-gateway"
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[ServerProcess]:
     """An echo Understudy that runs the batches; it accepts only the upstream key, and journals."""
-    env = {"UNDERSTUDY_API_KEYS": UPSTREAM_KEY, "UNDERSTUDY_JOURNAL": "true", "UNDERSTUDY_ADMIN_KEY": ADMIN_KEY}
-    with ServerProcess(env) as running:
+    with ServerProcess(upstream_env(UPSTREAM_KEY, ADMIN_KEY)) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
 def gateway(upstream: ServerProcess) -> Iterator[ServerProcess]:
-    env = {
-        "UNDERSTUDY_BACKEND": "proxy",
-        "UNDERSTUDY_UPSTREAM_URL": upstream.base_url,
-        "UNDERSTUDY_UPSTREAM_API_KEY": UPSTREAM_KEY,
-        "UNDERSTUDY_API_KEYS": CLIENT_KEY,
-        "UNDERSTUDY_ADMIN_KEY": ADMIN_KEY,
-        "UNDERSTUDY_VALIDATE_RESPONSES": "true",
-    }
+    settings = {"UNDERSTUDY_ADMIN_KEY": ADMIN_KEY, "UNDERSTUDY_VALIDATE_RESPONSES": "true"}
+    env = gateway_env(upstream.base_url, UPSTREAM_KEY, CLIENT_KEY, **settings)
     with ServerProcess(env, workers=2) as running:
         yield running
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import anthropic
 import httpx2
+import openai
 import pytest
 from anthropic import (
     AnthropicAWS,
@@ -24,6 +25,9 @@ from anthropic import (
     AnthropicBedrockMantle,
     AnthropicVertex,
 )
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from door_clients import AMBIENT, DOORS, IDS, SECRET, Door, aws_keys
 
 from app.launcher.server_process import ServerProcess
@@ -321,3 +325,43 @@ def test_a_signed_get_is_verified_too(verifying) -> None:
     forged = AnthropicAWS(base_url=verifying.base_url, aws_secret_key="wrong", max_retries=0, **keys)
     with forged, pytest.raises(anthropic.AuthenticationError, match="signature we calculated does not match"):
         forged.models.list()
+
+
+def test_a_signature_for_another_aws_service_is_refused(server) -> None:
+    # The TypeScript Bedrock client sends its count_tokens call to /v1/messages/count_tokens, signed for
+    # `bedrock`: Claude Platform on AWS's endpoint, which that path is, takes only `aws-external-anthropic`.
+    request = AWSRequest(
+        method="POST",
+        url=f"{server.base_url}/v1/messages/count_tokens",
+        data=b'{"model": "claude-haiku-4-5", "messages": [{"role": "user", "content": "hi"}]}',
+        headers={"content-type": "application/json", "anthropic-version": "2023-06-01"},
+    )
+    SigV4Auth(Credentials(API_KEY, SECRET), "bedrock", "us-east-1").add_auth(request)
+    refused = httpx2.post(request.url, content=request.body, headers=dict(request.headers))
+    assert refused.status_code == 403
+    assert (
+        refused.json()["error"]["message"]
+        == "Credential should be scoped to correct service: 'aws-external-anthropic'."
+    )
+
+
+def test_a_529_then_a_reply_at_every_door(understudy) -> None:
+    server = understudy(
+        [
+            {
+                "replies": [{"error": {"status": 529, "message": "Overloaded"}}, {"text": "after a retry"}],
+                "when_exhausted": "cycle",
+            }
+        ]
+    )
+    for door in DOORS:
+        with door.sync(**door.arguments(server.base_url, server.api_key), max_retries=1) as client:
+            assert ask(door, client, "hi").content[0].text == "after a retry", door.name
+    with openai.OpenAI(api_key=server.api_key, base_url=f"{server.base_url}/v1/", max_retries=1) as chat:
+        answer = chat.chat.completions.create(model="claude-haiku-4-5", messages=[{"role": "user", "content": "hi"}])
+    assert answer.choices[0].message.content == "after a retry"
+    # Bedrock sends an overloaded model's 529 as a 503 ServiceUnavailableException; the SDKs retry either.
+    overloaded = [503 if door.sync is AnthropicBedrock else 529 for door in DOORS] + [529]
+    assert [entry["status"] for entry in server.journal()] == [
+        status for first in overloaded for status in (first, 200)
+    ]

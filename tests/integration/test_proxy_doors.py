@@ -18,6 +18,8 @@ from door_clients import AMBIENT, DOORS, IDS, Door
 
 from app.launcher.server_process import ServerProcess
 
+from builders import gateway_env, upstream_env
+
 UPSTREAM_KEY = "sk-upstream-secret-for-doors"
 CLIENT_KEY = "client-key-of-the-door-gateway"
 ADMIN_KEY = "admin-key-for-door-tests"
@@ -31,20 +33,13 @@ def no_ambient_cloud_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[ServerProcess]:
-    env = {"UNDERSTUDY_API_KEYS": UPSTREAM_KEY, "UNDERSTUDY_JOURNAL": "true", "UNDERSTUDY_ADMIN_KEY": ADMIN_KEY}
-    with ServerProcess(env) as running:
+    with ServerProcess(upstream_env(UPSTREAM_KEY, ADMIN_KEY)) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
 def gateway(upstream: ServerProcess) -> Iterator[ServerProcess]:
-    env = {
-        "UNDERSTUDY_BACKEND": "proxy",
-        "UNDERSTUDY_UPSTREAM_URL": upstream.base_url,
-        "UNDERSTUDY_UPSTREAM_API_KEY": UPSTREAM_KEY,
-        "UNDERSTUDY_API_KEYS": CLIENT_KEY,
-    }
-    with ServerProcess(env) as running:
+    with ServerProcess(gateway_env(upstream.base_url, UPSTREAM_KEY, CLIENT_KEY)) as running:
         yield running
 
 

@@ -39,7 +39,12 @@ def test_without_the_admin_routes_nothing_of_them_is_shown(app: Any) -> None:
         *("Messages", "Message Batches", "Models", "Files", "Operations"),
         *("Amazon Bedrock", "OpenAI compatibility", "Vertex AI"),
     ]
-    assert set(document["components"]["securitySchemes"]) == {"ApiKeyAuth", "BearerAuth", "AwsSigV4Auth"}
+    assert set(document["components"]["securitySchemes"]) == {
+        "ApiKeyAuth",
+        "BearerAuth",
+        "AwsSigV4Auth",
+        "FoundryKeyAuth",
+    }
     assert not {"JournalPage", "JournalEntry"} & set(document["components"]["schemas"])
     # what the admin routes share with the others stays
     assert {"ErrorResponse", "NullValue", "MessageStreamEvent"} <= set(document["components"]["schemas"])
