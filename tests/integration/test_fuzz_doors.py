@@ -8,6 +8,8 @@ through the door's codec: exactly that rule's 400); and every error must have it
 versions are pinned to the newest (2026-10-21), whose schema is the one schemathesis generates from: an older
 version's body is checked against its own, laxer schema (the SDK tests cover those). The coverage phase, tens of
 thousands of cases over a Messages body, is the first-party fuzz's (test_fuzz.py), which checks the same schemas.
+The checks here are plain functions handed to each case, never registered: schemathesis applies a registered
+check to every schema in the process, and test_fuzz.py's are its own.
 """
 
 from __future__ import annotations
@@ -19,7 +21,18 @@ from typing import Any
 
 import pytest
 import schemathesis
-from schemathesis.specs.openapi.checks import positive_data_acceptance
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    ignored_auth,
+    missing_required_header,
+    negative_data_rejection,
+    positive_data_acceptance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+    unsupported_method,
+)
 
 from app.doors import bedrock, openai, vertex
 from app.launcher.server_process import ServerProcess
@@ -97,7 +110,6 @@ def _rule_refusal(case: Any) -> ApiError | None:
     return None
 
 
-@schemathesis.check
 def door_requests_that_keep_their_schema_are_accepted(ctx: Any, response: Any, case: Any) -> bool | None:
     """schemathesis's positive_data_acceptance, except for the 400 of a rule (exactly that rule's message)."""
     positive = case.meta is not None and case.meta.generation.mode.is_positive
@@ -114,7 +126,6 @@ def _message_of(error: dict[str, Any]) -> str:
     return str(error["message"] if "message" in error else error["error"]["message"])
 
 
-@schemathesis.check
 def errors_have_the_doors_shape(ctx: Any, response: Any, case: Any) -> bool | None:
     """Bedrock's `{"message"}` and exception name, Google's or Claude's at Vertex AI, OpenAI's `{"error"}`."""
     if response.status_code < 400:
@@ -144,6 +155,21 @@ def _refused_by_gunicorn(response: Any) -> bool:
     return response.status_code in (400, 414, 431) and plain
 
 
+#: schemathesis's checks, named: the first-party fuzz registers checks of its own (test_fuzz.py), which a run of both
+#: modules in one process would otherwise apply here too. positive_data_acceptance is replaced (above).
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    negative_data_rejection,
+    missing_required_header,
+    unsupported_method,
+    ignored_auth,
+]
+
+
 @SCHEMA.parametrize()
 def test_the_doors(case: Any, server: ServerProcess) -> None:
     response = case.call(base_url=server.base_url)
@@ -151,6 +177,7 @@ def test_the_doors(case: Any, server: ServerProcess) -> None:
         return
     case.validate_response(
         response,
+        checks=CHECKS,
         additional_checks=(door_requests_that_keep_their_schema_are_accepted, errors_have_the_doors_shape),
         transport_kwargs={"base_url": server.base_url},
     )
