@@ -141,7 +141,8 @@ def test_the_wheel_takes_one_top_level_name(installed):
     with zipfile.ZipFile(installed.wheel) as wheel:
         names = wheel.namelist()
     assert {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")} == {"understudy"}
-    for part in ("openapi.yaml", "wsgi.py", "gunicorn.conf.py", "backends/scripted/schema.yaml"):
+    parts = ("openapi.yaml", "wsgi.py", "gunicorn.conf.py", "backends/scripted/schema.yaml", "doors/bedrock.yaml")
+    for part in (*parts, "doors/vertex.yaml", "doors/openai.yaml"):
         assert f"understudy/server/{part}" in names
 
 
@@ -181,7 +182,18 @@ def test_serve_answers_the_sdk(installed):
         reply = client.messages.create(
             model="claude-sonnet-4-5", max_tokens=50, messages=[{"role": "user", "content": "Hello, wheel"}]
         )
+        # A door, from the specs the wheel carries beside openapi.yaml.
+        door = client.post(
+            "/model/anthropic.claude-sonnet-4-5-20250929-v1:0/invoke",
+            body={
+                "anthropic_version": "bedrock-2023-05-31",
+                "max_tokens": 50,
+                "messages": [{"role": "user", "content": "Hi"}],
+            },
+            cast_to=object,
+        )
     assert reply.content[0].text == "Hello, wheel"
+    assert door["model"] == "claude-sonnet-4-5-20250929" and door["content"][0]["text"] == "Hi"
     assert "Using worker: app.http.worker.Worker" in server.output  # gunicorn.conf.py's, as in a checkout
 
 
