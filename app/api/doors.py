@@ -83,11 +83,11 @@ def chat_completions(body: dict[str, Any]) -> Response:
     created = int(time.time())
     if request.body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        return sse_response(
-            backend().stream_message(request), openai.ChunkFraming(created, include_usage=include_usage)
-        )
+        framing = openai.ChunkFraming(created, include_usage=include_usage, functions=openai.uses_functions(body))
+        return sse_response(backend().stream_message(request), framing)
     reply = backend().create_message(request)
-    return json_response(Reply(openai.completion(reply.body, created), reply.headers))
+    completion = openai.completion(reply.body, created, functions=openai.uses_functions(body))
+    return json_response(Reply(completion, reply.headers))
 
 
 def _client_key(headers: Mapping[str, str]) -> dict[str, str]:

@@ -4,7 +4,8 @@ As Anthropic's page "OpenAI SDK compatibility" describes it: system and
 developer messages are hoisted into one system prompt, joined by newlines;
 user text and images (a URL, or a base64 data URL) become content blocks; an
 assistant's tool calls become tool_use blocks and tool messages tool_result
-blocks; functions become tools, `required` tool choice `any`; temperature
+blocks (the deprecated functions, function calls and function messages
+likewise); functions become tools, `required` tool choice `any`; temperature
 above 1 is taken as 1; whitespace-only stop sequences are dropped; fields the
 page lists as ignored are. The answer is a chat completion (one choice), or
 `chat.completion.chunk`s ending in `data: [DONE]`; errors keep OpenAI's shape.
@@ -51,9 +52,10 @@ def message_body(body: Mapping[str, Any]) -> JSON:
     stops = [stop for stop in _listed(body.get("stop")) if stop.strip()]
     if stops:
         message["stop_sequences"] = stops
-    if body.get("tools"):
-        message["tools"] = [_tool(tool["function"]) for tool in body["tools"]]
-    tool_choice = _tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"))
+    functions = [tool["function"] for tool in body.get("tools") or ()] + list(body.get("functions") or ())
+    if functions:
+        message["tools"] = [_tool(function) for function in functions]
+    tool_choice = _tool_choice(_choice_of(body), body.get("parallel_tool_calls"))
     if tool_choice is not None:
         message["tool_choice"] = tool_choice
     if body.get("thinking") is not None:
@@ -106,6 +108,12 @@ def _blocks(message: Mapping[str, Any], index: int) -> list[JSON]:
         if not message.get("tool_call_id"):
             raise ApiError(400, f"messages.{index}.tool_call_id: Field required")
         return [{"type": "tool_result", "tool_use_id": message["tool_call_id"], "content": _text_of(content)}]
+    if role == "function":  # the deprecated tool message: it answers the call of the function it names
+        if not message.get("name"):
+            raise ApiError(400, f"messages.{index}.name: Field required")
+        return [
+            {"type": "tool_result", "tool_use_id": _function_call_id(message["name"]), "content": _text_of(content)}
+        ]
     blocks = [{"type": "text", "text": content}] if isinstance(content, str) and content else []
     for part in content if isinstance(content, list) else ():
         if part.get("type") == "text" and part.get("text"):
@@ -113,8 +121,18 @@ def _blocks(message: Mapping[str, Any], index: int) -> list[JSON]:
         elif part.get("type") == "image_url" and role == "user" and "image_url" in part:
             blocks.append(_image(part["image_url"]["url"]))
     if role == "assistant":
-        blocks.extend(_tool_use(call, index) for call in message.get("tool_calls") or ())
+        calls = list(message.get("tool_calls") or ())
+        if message.get("function_call"):
+            function = message["function_call"]
+            calls.append({"id": _function_call_id(function["name"]), "type": "function", "function": function})
+        blocks.extend(_tool_use(call, index) for call in calls)
     return blocks
+
+
+def _function_call_id(name: str) -> str:
+    """The tool_use id of a deprecated function call, which has none: made of the function's name, so that the
+    function message that answers it (naming the function) names the same call."""
+    return f"call_{name}"
 
 
 def _image(url: str) -> JSON:
@@ -143,6 +161,19 @@ def _tool(function: Mapping[str, Any]) -> JSON:
     return tool
 
 
+def _choice_of(body: Mapping[str, Any]) -> Any:
+    """The request's tool choice, in `tool_choice`'s form (the deprecated `function_call` turned into it)."""
+    if "function_call" not in body or body.get("tool_choice") is not None:
+        return body.get("tool_choice")
+    chosen = body["function_call"]
+    return chosen if isinstance(chosen, str) else {"type": "function", "function": {"name": chosen["name"]}}
+
+
+def uses_functions(body: Mapping[str, Any]) -> bool:
+    """Whether the request names its functions in the deprecated way, and is answered in that way too."""
+    return bool(body.get("functions")) and not body.get("tools")
+
+
 def _tool_choice(choice: Any, parallel: bool | None) -> JSON | None:
     """The Messages tool_choice of a chat completion's (and its parallel_tool_calls)."""
     if choice is None:
@@ -156,20 +187,23 @@ def _tool_choice(choice: Any, parallel: bool | None) -> JSON | None:
     return chosen
 
 
-def completion(message: Mapping[str, Any], created: int) -> JSON:
-    """A message as a chat completion."""
+def completion(message: Mapping[str, Any], created: int, *, functions: bool = False) -> JSON:
+    """A message as a chat completion; with `functions` (the request named them the deprecated way), its first tool
+    call as a `function_call`."""
     reply: JSON = {"role": "assistant", "content": _reply_text(message["content"]), "refusal": None}
     calls = [_tool_call(block) for block in message["content"] if block["type"] == "tool_use"]
-    if calls:
+    finish_reason = _finish_reason(message["stop_reason"])
+    if calls and functions:
+        reply["function_call"] = calls[0]["function"]
+        finish_reason = "function_call"
+    elif calls:
         reply["tool_calls"] = calls
     return {
         "id": message["id"],
         "object": "chat.completion",
         "created": created,
         "model": message["model"],
-        "choices": [
-            {"index": 0, "message": reply, "finish_reason": _finish_reason(message["stop_reason"]), "logprobs": None}
-        ],
+        "choices": [{"index": 0, "message": reply, "finish_reason": finish_reason, "logprobs": None}],
         "usage": _usage(message["usage"], message["usage"]),
     }
 
@@ -218,9 +252,11 @@ class ChunkFraming:
     content_type = "text/event-stream; charset=utf-8"
     headers: Mapping[str, str] = {}
 
-    def __init__(self, created: int, *, include_usage: bool) -> None:
+    def __init__(self, created: int, *, include_usage: bool, functions: bool = False) -> None:
         self.created = created
         self.include_usage = include_usage
+        #: The request named its functions the deprecated way: the call streams as `function_call` deltas.
+        self.functions = functions
         self._id = ""
         self._model = ""
         self._start_usage: Mapping[str, Any] = {}
@@ -237,6 +273,8 @@ class ChunkFraming:
             block = event["content_block"]
             call = self._tool_calls[event["index"]] = len(self._tool_calls)
             function = {"name": block["name"], "arguments": ""}
+            if self.functions:
+                return self._chunk({"function_call": function}) if call == 0 else b""
             return self._chunk(
                 {"tool_calls": [{"index": call, "id": block["id"], "type": "function", "function": function}]}
             )
@@ -244,7 +282,10 @@ class ChunkFraming:
             return self._delta(event["index"], event["delta"])
         if kind == "message_delta":
             self._end_usage = event.get("usage") or {}
-            return self._chunk({}, _finish_reason(event["delta"].get("stop_reason")))
+            finish_reason = _finish_reason(event["delta"].get("stop_reason"))
+            if self.functions and finish_reason == "tool_calls":
+                finish_reason = "function_call"
+            return self._chunk({}, finish_reason)
         if kind == "message_stop" and self.include_usage:
             return self._data({**self._envelope(), "choices": [], "usage": _usage(self._start_usage, self._end_usage)})
         return b""
@@ -253,8 +294,10 @@ class ChunkFraming:
         if delta["type"] == "text_delta":
             return self._chunk({"content": delta["text"]})
         if delta["type"] == "input_json_delta" and index in self._tool_calls:
-            call = {"index": self._tool_calls[index], "function": {"arguments": delta["partial_json"]}}
-            return self._chunk({"tool_calls": [call]})
+            arguments = {"arguments": delta["partial_json"]}
+            if self.functions:
+                return self._chunk({"function_call": arguments}) if self._tool_calls[index] == 0 else b""
+            return self._chunk({"tool_calls": [{"index": self._tool_calls[index], "function": arguments}]})
         return b""  # thinking, citations and the like: the page says the SDK sees none of them
 
     def _envelope(self) -> JSON:

@@ -139,3 +139,37 @@ def test_a_key_the_server_does_not_take_is_a_401(server) -> None:
     with stranger, pytest.raises(openai.AuthenticationError) as caught:
         stranger.chat.completions.create(model="claude-haiku-4-5", messages=[{"role": "user", "content": "hi"}])
     assert caught.value.body["type"] == "authentication_error"
+
+
+def test_the_deprecated_functions_are_answered_as_function_calls(client: openai.OpenAI) -> None:
+    function = WEATHER["function"]
+    asked = [{"role": "user", "content": "What is the weather in Paris?"}]
+    called = client.chat.completions.create(
+        model="claude-haiku-4-5", messages=asked, functions=[function], function_call={"name": "get_weather"}
+    )
+    (choice,) = called.choices
+    assert choice.finish_reason == "function_call" and choice.message.tool_calls is None
+    call = choice.message.function_call
+    assert call is not None and call.name == "get_weather" and json.loads(call.arguments)["city"]
+
+    streamed = [
+        chunk.choices[0]
+        for chunk in client.chat.completions.create(
+            model="claude-haiku-4-5", messages=asked, functions=[function], function_call="auto", stream=True
+        )
+        if chunk.choices
+    ]
+    calls = [choice.delta.function_call for choice in streamed if choice.delta.function_call]
+    assert calls[0].name == "get_weather" and json.loads("".join(call.arguments or "" for call in calls))["city"]
+    assert streamed[-1].finish_reason == "function_call"
+
+    answered = client.chat.completions.create(
+        model="claude-haiku-4-5",
+        messages=[
+            *asked,
+            {"role": "assistant", "content": None, "function_call": {"name": call.name, "arguments": call.arguments}},
+            {"role": "function", "name": "get_weather", "content": "Sunny, 21 degrees"},
+        ],
+        functions=[function],
+    )
+    assert answered.choices[0].finish_reason == "stop" and answered.choices[0].message.content
