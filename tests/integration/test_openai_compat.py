@@ -116,6 +116,11 @@ def test_a_tool_is_called_and_its_result_answered(client: openai.OpenAI) -> None
     [
         ({"n": 2}, openai.BadRequestError, "n: Input should be less than or equal to 1"),
         ({"messages": []}, openai.BadRequestError, "messages: List should have at least 1 item"),
+        (
+            {"messages": [{"role": "tool", "content": "x"}]},
+            openai.BadRequestError,
+            "messages.0.tool_call_id: Field required",
+        ),
         ({"model": "gpt-4o"}, openai.NotFoundError, "model: gpt-4o"),
         # Claude Opus 5.5's own rules, as on the Messages API: no forced tool.
         (
