@@ -17,9 +17,9 @@ from typing import Any
 from flask import Response
 
 from app.api import backend, request_headers, request_id, rules
-from app.api.messages import checked
+from app.api.messages import answered, checked
 from app.api.responses import json_response
-from app.api.streaming import sse_response
+from app.api.streaming import stream_response
 from app.doors import bedrock, openai, vertex
 from backends.exchange import Reply
 
@@ -36,7 +36,7 @@ def bedrock_invoke_stream(modelId: str, body: dict[str, Any]) -> Response:
     """InvokeModelWithResponseStream: the message's events as event-stream chunks."""
     message_body, headers = _bedrock_request(modelId, body)
     request = checked({**message_body, "stream": True}, headers, counting=False)
-    return sse_response(backend().stream_message(request), bedrock.EventStreamFraming(_id()))
+    return stream_response(backend().stream_message(request), bedrock.EventStreamFraming(_id()))
 
 
 def _bedrock_request(model_id: str, body: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -57,10 +57,7 @@ def vertex_stream_raw_predict(project: str, location: str, model: str, body: dic
 
 def _vertex_message(model: str, body: dict[str, Any], *, stream: bool | None) -> Response:
     message_body = vertex.message_body(vertex.model_name(model, rules().catalogue), body, stream=stream)
-    request = checked(message_body, _vertex_headers(body), counting=False)
-    if message_body.get("stream"):
-        return sse_response(backend().stream_message(request))
-    return json_response(backend().create_message(request))
+    return answered(checked(message_body, _vertex_headers(body), counting=False))
 
 
 def vertex_count_tokens(project: str, location: str, body: dict[str, Any]) -> Response:
@@ -84,18 +81,16 @@ def chat_completions(body: dict[str, Any]) -> Response:
     if request.body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         framing = openai.ChunkFraming(created, include_usage=include_usage, functions=openai.uses_functions(body))
-        return sse_response(backend().stream_message(request), framing)
+        return stream_response(backend().stream_message(request), framing)
     reply = backend().create_message(request)
     completion = openai.completion(reply.body, created, functions=openai.uses_functions(body))
     return json_response(Reply(completion, reply.headers))
 
 
 def _client_key(headers: Mapping[str, str]) -> dict[str, str]:
-    """The client's key as the first-party API takes it, if it sent one so (not an AWS signature)."""
-    key = {name: headers[name] for name in ("x-api-key",) if name in headers}
-    if headers.get("authorization", "").lower().startswith("bearer "):
-        key["authorization"] = headers["authorization"]
-    return key
+    """The client's key as the first-party API takes it, if it sent one (request_headers has left out an AWS
+    signature and Foundry's key header)."""
+    return {name: headers[name] for name in ("x-api-key", "authorization") if name in headers}
 
 
 def _id() -> str:

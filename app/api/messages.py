@@ -16,7 +16,7 @@ from flask import Response
 
 from app.api import backend, client_gone, door, file_store, request_headers, rules
 from app.api.responses import json_response
-from app.api.streaming import sse_response
+from app.api.streaming import stream_response
 from backends.exchange import MessageRequest
 from backends.files import resolve_file_sources
 
@@ -26,15 +26,19 @@ MANTLE_DOORS = ("mantle", "foundry")
 
 def create(body: dict[str, Any]) -> Response:
     """Create a message: whole as JSON, or as server-sent events when `stream` is true."""
-    message_request = checked(_with_mantle_model(body), request_headers(), counting=False)
-    if body.get("stream"):
-        return sse_response(backend().stream_message(message_request))
-    return json_response(backend().create_message(message_request))
+    return answered(checked(_with_mantle_model(body), request_headers(), counting=False))
 
 
 def count_tokens(body: dict[str, Any]) -> Response:
     """Count the input tokens of a would-be message."""
     return json_response(backend().count_tokens(checked(_with_mantle_model(body), request_headers(), counting=True)))
+
+
+def answered(request: MessageRequest) -> Response:
+    """The backend's answer to a create-message request: the message as JSON, or (`stream` true) its events."""
+    if request.body.get("stream"):
+        return stream_response(backend().stream_message(request))
+    return json_response(backend().create_message(request))
 
 
 def checked(body: Mapping[str, Any], headers: Mapping[str, str], *, counting: bool) -> MessageRequest:

@@ -28,7 +28,7 @@ logger = logging.getLogger("understudy")
 HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
-def sse_response(stream: EventStream, framing: Framing | None = None) -> Response:
+def stream_response(stream: EventStream, framing: Framing | None = None) -> Response:
     """A streaming response for `stream`, framed by `framing` (server-sent events unless a door says otherwise);
     raises at once if the stream fails before its first event."""
     try:
