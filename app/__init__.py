@@ -2,7 +2,7 @@
 
 The request path, outermost first (README, "How a request travels"):
 
-1. `http/` — ASGI plumbing: `journal` (when on), `methods` (HEAD and
+1. `http/` — ASGI plumbing: `scopes` (whose state the request works in), `journal` (when on), `methods` (HEAD and
    OPTIONS without a body), then `doors/mounts` (which door the request came
    in by: the first-party API, Bedrock, Vertex AI, the OpenAI-compatible
    endpoint …), `envelope` (request id, the last-resort error in the door's shape),
@@ -23,7 +23,8 @@ handlers and the batch processor alike), the backend (each given its
 constructor arguments explicitly), whoever runs Message Batches (the server's
 own, with a processor thread per worker that the app's lifespan starts and
 stops, or the backend's), the file store (the Files API's, whatever the
-backend) and the app.
+backend), the rate limiter in front of the backend and the batches when
+UNDERSTUDY_RATE_LIMITS sets limits (`ratelimits/`), and the app.
 `internals.install` adds the private Connexion and Flask hooks that make it
 fast, unless UNDERSTUDY_INTERNALS is off.
 """
@@ -35,6 +36,7 @@ import contextlib
 import dataclasses
 import functools
 from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import connexion
@@ -55,8 +57,10 @@ from app.http.journal import JournalMiddleware
 from app.http.memory import MemoryReturnMiddleware, give_memory_back
 from app.http.methods import BodylessMethodsMiddleware
 from app.http.request_checks import RequestChecksMiddleware
+from app.http.scopes import ScopeMiddleware
 from app.http.sigv4 import SignatureMiddleware
 from app.http.spec_document import SpecDocumentMiddleware
+from app.ratelimits.guards import rate_limited
 from app.settings import ConfigError, Settings, load_settings
 from app.spec.batch_params import params_check
 from app.spec.loading import load_spec
@@ -66,11 +70,11 @@ from app.spec.request_rules import RequestRules
 from app.spec.validators import RequestBodyValidator, RequestParameterValidator
 from backends import backend_class
 from backends.base import Backend
-from backends.batches import Batches, BatchProcessor, BatchStore, LocalBatches
+from backends.batches import Batches, BatchProcessor, BatchStore, LocalBatches, SQLiteBatchStore
 from backends.catalogue import DEFAULT_FILE, ModelCatalogue
 from backends.exchange import MessageRequest, Reply
-from backends.files import FileStore, default_files_dir, resolve_file_sources
-from backends.state import SQLiteStore, StateStore, default_state_file
+from backends.files import FileStore, default_files_dir, resolve_file_sources, shared_files_dir
+from backends.state import SQLiteStore, StateStore, StoreUnavailable, default_state_file
 
 __all__ = ["ConfigError", "check_configuration", "create_app"]
 
@@ -88,6 +92,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> connexion.FlaskApp
     spec = load_spec(allow_unknown_fields=settings.allow_unknown_fields, admin=bool(settings.admin_key))
     files = _files(settings, store)
     batches, processor = _batches(settings, backend, store, files, params_check(spec, rules))
+    served, batches = rate_limited(settings, store, catalogue, backend, batches)  # as they are without limits
 
     app = connexion.FlaskApp(
         __name__,
@@ -103,7 +108,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> connexion.FlaskApp
     app.add_api(spec, validate_responses=settings.validate_responses)
     for caught in (connexion.ProblemException, HTTPException, Exception):
         app.add_error_handler(caught, render_error)
-    app.app.extensions[BACKEND_KEY] = backend
+    app.app.extensions[BACKEND_KEY] = served
     app.app.extensions[STORE_KEY] = store
     app.app.extensions[BATCHES_KEY] = batches
     app.app.extensions[FILES_KEY] = files
@@ -119,6 +124,11 @@ def check_configuration() -> None:
     no SQLite connection is carried across fork() into the workers.
     """
     app = create_app()
+    store = app.app.extensions[STORE_KEY]
+    try:
+        store.ping()
+    except StoreUnavailable:
+        raise ConfigError(f"UNDERSTUDY_STATE_URL: cannot reach the state store at {store.location}") from None
     app.app.extensions[BACKEND_KEY].close()
     app.app.extensions[FILES_KEY].close()
     app.app.extensions[STORE_KEY].close()
@@ -133,6 +143,7 @@ def _middlewares(settings: Settings, store: StateStore, spec: Mapping[str, Any])
         else []
     )
     return [
+        functools.partial(ScopeMiddleware, key_scopes=dict(settings.key_scopes)),
         *journal,
         MemoryReturnMiddleware,
         BodylessMethodsMiddleware,
@@ -157,25 +168,37 @@ def _middlewares(settings: Settings, store: StateStore, spec: Mapping[str, Any])
     ]
 
 
-def _store(settings: Settings) -> SQLiteStore:
-    """The one state store every part shares, in the file UNDERSTUDY_STATE_FILE names or one of this process's
-    own: the journal, the admin routes, scripts, the echo backend's prompt cache, Message Batches (which the
-    server runs for every backend but the proxy, whose upstream runs them) and the files' metadata (kept with
-    every backend, so the store is always opened)."""
-    return SQLiteStore(
-        default_state_file() if settings.state_file is None else settings.state_file,
-        max_journal_bytes=settings.journal_max_mb * 1024 * 1024,
-        max_journal_entries=settings.journal_max_entries,
-        temporary=settings.state_file is None,  # this process's own file, removed with the store
-    )
+def _store(settings: Settings) -> StateStore:
+    """The one state store every part shares: the journal, the admin routes, scripts, the echo backend's prompt
+    cache, Message Batches (which the server runs for every backend but the proxy, whose upstream runs them),
+    the files' metadata (kept with every backend, so the store is always opened) and rate limits.
+
+    In the Redis UNDERSTUDY_STATE_URL names (servers on several hosts share it), in the SQLite file it or
+    UNDERSTUDY_STATE_FILE names, or in a file of this process's own.
+    """
+    limits = {
+        "max_journal_bytes": settings.journal_max_mb * 1024 * 1024,
+        "max_journal_entries": settings.journal_max_entries,
+    }
+    url = settings.state_url
+    if url is not None and not url.startswith("sqlite:"):
+        from backends.state.redis_store import RedisStore  # only a server on Redis imports redis-py
+
+        return RedisStore(url, prefix=settings.state_prefix, **limits)
+    path = url.removeprefix("sqlite://") if url is not None else settings.state_file
+    # With no file named, this process's own, removed with the store.
+    return SQLiteStore(default_state_file() if path is None else Path(path), temporary=path is None, **limits)
 
 
-def _files(settings: Settings, store: SQLiteStore) -> FileStore:
-    """The Files API's store: files in UNDERSTUDY_FILES_DIR, else beside the state file (and then, like a state
-    file of this process's own, removed with the store); their metadata in the shared state store."""
+def _files(settings: Settings, store: StateStore) -> FileStore:
+    """The Files API's store: files in UNDERSTUDY_FILES_DIR, else beside the SQLite state file (and then, like a
+    state file of this process's own, removed with the store) or, on Redis, in a directory every server on this
+    machine that shares the Redis (and the key prefix) shares; their metadata in the shared state store."""
     if settings.files_dir is not None:
         return FileStore(settings.files_dir, store)
-    return FileStore(default_files_dir(store.path), store, temporary=settings.state_file is None)
+    if isinstance(store, SQLiteStore):
+        return FileStore(default_files_dir(store.path), store, temporary=store.temporary)
+    return FileStore(shared_files_dir(f"{settings.state_url} {settings.state_prefix}"), store)
 
 
 def _validators(settings: Settings, files: FileStore) -> dict[str, Any]:
@@ -242,7 +265,7 @@ def _backend_arguments(settings: Settings, store: StateStore) -> dict[str, Any]:
 def _batches(
     settings: Settings,
     backend: Backend,
-    store: SQLiteStore,
+    store: StateStore,
     files: FileStore,
     check: Callable[[Mapping[str, Any], Mapping[str, str]], None],
 ) -> tuple[Batches, BatchProcessor | None]:
@@ -250,7 +273,7 @@ def _batches(
     own = backend.own_batches()
     if own is not None:
         return own, None
-    batch_store = BatchStore(store)
+    batch_store = _batch_store(store)
     processor = BatchProcessor(
         batch_store,
         _answering_with_files(backend, files),
@@ -266,6 +289,17 @@ def _batches(
         wake=processor.wake,
     )
     return batches, processor
+
+
+def _batch_store(store: StateStore) -> BatchStore:
+    """The batches' store, beside the state store: in its SQLite file, or in its Redis."""
+    if isinstance(store, SQLiteStore):
+        return SQLiteBatchStore(store)
+    from backends.batches.redis_store import RedisBatchStore  # only a server on Redis imports redis-py
+    from backends.state.redis_store import RedisStore
+
+    assert isinstance(store, RedisStore)
+    return RedisBatchStore(store.client, store.prefix)
 
 
 def _answering_with_files(backend: Backend, files: FileStore) -> Callable[[MessageRequest], Reply]:

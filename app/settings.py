@@ -12,12 +12,17 @@ backends: what a setting means to a backend, the composition root
 from __future__ import annotations
 
 import os
+import re
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from app.ratelimits.config import RateLimits, parse_rate_limits
+from backends.state.scopes import is_scope_name
 
 
 class ConfigError(Exception):
@@ -40,6 +45,45 @@ def _aws_credentials(value: Any) -> tuple[tuple[str, str], ...]:
     if not all(credentials.values()) or not all(credentials):
         raise ValueError("must be ACCESS_KEY_ID:SECRET pairs, comma-separated")
     return tuple(sorted(credentials.items()))
+
+
+def _state_url(value: Any) -> str:
+    """`redis://HOST:PORT/DB` (`rediss://` with TLS, `unix:///path.sock?db=N`) or `sqlite:///PATH`."""
+    text = _text(value)
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme == "sqlite" and parts.path and not parts.netloc:
+        return text
+    if parts.scheme == "unix" and parts.path:
+        return text
+    try:
+        parts.port  # noqa: B018 - read for its ValueError: a port that is not a number
+    except ValueError:
+        parts = parts._replace(scheme="")
+    database = parts.path.strip("/")
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname or (database and not database.isdigit()):
+        raise ValueError("must be redis://HOST:PORT/DB, rediss://…, unix:///PATH or sqlite:///PATH")
+    return text
+
+
+def _without_password(value: Any) -> str:
+    """A URL as it may be quoted back: any password in it replaced by ***."""
+    return repr(re.sub(r"(//[^/@]*?:)[^/@]*@", r"\1***@", str(value)))
+
+
+def _key_prefix(value: Any) -> str:
+    text = _text(value)
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", text):
+        raise ValueError("must be 1-64 letters, digits and _.:- (no braces: they make Redis Cluster's hash tags)")
+    return text
+
+
+def _key_scopes(value: Any) -> tuple[tuple[str, str], ...]:
+    """`KEY=SCOPE` pairs, comma-separated (or a mapping, from a settings file): the scope each API key works in."""
+    pairs = value.items() if isinstance(value, Mapping) else (item.partition("=")[::2] for item in _keys(value))
+    scopes = {str(key).strip(): str(scope).strip() for key, scope in pairs}
+    if not all(scopes) or not all(is_scope_name(scope) for scope in scopes.values()):
+        raise ValueError("must be KEY=SCOPE pairs, comma-separated, each scope 1-64 letters, digits and _.-")
+    return tuple(sorted(scopes.items()))
 
 
 def _positive_int(value: Any) -> int:
@@ -95,9 +139,13 @@ def _file(value: Any) -> Path:
     return path
 
 
-def setting(default: Any, variable: str, parse: Callable[[Any], Any], meaning: str) -> Any:
-    """A settings field: its default, environment variable, parser and one-line meaning."""
-    return field(default=default, metadata={"variable": variable, "parse": parse, "meaning": meaning})
+def setting(
+    default: Any, variable: str, parse: Callable[[Any], Any], meaning: str, *, shown: Callable[[Any], str] = repr
+) -> Any:
+    """A settings field: its default, environment variable, parser and one-line meaning; `shown` says how a bad
+    value is quoted back (a URL without its password)."""
+    metadata = {"variable": variable, "parse": parse, "meaning": meaning, "shown": shown}
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
@@ -144,6 +192,22 @@ class Settings:
     script: Path | None = setting(None, "UNDERSTUDY_SCRIPT", _path, "the scripted backend's YAML script")
     state_file: Path | None = setting(
         None, "UNDERSTUDY_STATE_FILE", _path, "SQLite file for sequences and the journal, shared by workers"
+    )
+    state_url: str | None = setting(
+        None,
+        "UNDERSTUDY_STATE_URL",
+        _state_url,
+        "where shared state lives: redis://HOST:PORT/DB for several hosts, sqlite:///PATH; default: the state file",
+        shown=_without_password,
+    )
+    state_prefix: str = setting(
+        "understudy", "UNDERSTUDY_STATE_PREFIX", _key_prefix, "Redis: the prefix of every key this server writes"
+    )
+    key_scopes: tuple[tuple[str, str], ...] = setting(
+        (),
+        "UNDERSTUDY_KEY_SCOPES",
+        _key_scopes,
+        "KEY=SCOPE pairs: a request with that API key works in that scope (else the x-understudy-scope header's)",
     )
     files_dir: Path | None = setting(
         None, "UNDERSTUDY_FILES_DIR", _path, "where uploaded files are kept; default: beside the state file"
@@ -236,6 +300,12 @@ class Settings:
         _seconds,
         "a worker's claim on batch requests lasts this long unrenewed; then another worker takes them over",
     )
+    rate_limits: RateLimits | None = setting(
+        None,
+        "UNDERSTUDY_RATE_LIMITS",
+        parse_rate_limits,
+        "rate limits as the API's, e.g. rpm=50,itpm=30000,otpm=8000 (per key, scope, model class: a settings file)",
+    )
 
     @property
     def journal_on(self) -> bool:
@@ -269,7 +339,7 @@ def load_settings(environ: Mapping[str, str] | None = None, overrides: Mapping[s
         try:
             values[name] = SETTINGS[name]["parse"](value)
         except (TypeError, ValueError) as error:
-            raise ConfigError(f"{source}: {error} (got {value!r})") from None
+            raise ConfigError(f"{source}: {error} (got {SETTINGS[name]['shown'](value)})") from None
     settings = Settings(**values)
     _check(settings)
     return settings

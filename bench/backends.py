@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,28 +37,6 @@ GOAL_RULE_COST = 0.05
 GOAL_ADDED_P50_MS = 2.0
 GOAL_ADDED_P99_MS = 10.0
 GOAL_FIRST_EVENT_MS = 5.0
-
-
-class ConfiguredServer(servers.Server):
-    """A bench server started with some UNDERSTUDY_* settings of its own."""
-
-    def __init__(self, name: str, env: dict[str, str], command: list[str] | None = None) -> None:
-        port = servers.free_port()
-        command = command or [sys.executable, "-m", "gunicorn", "wsgi:app", "--bind", f"127.0.0.1:{port}"]
-        workers = int(env.get("WEB_CONCURRENCY", servers.default_workers()))
-        super().__init__(name, command, cwd=servers.REPO, port=port, health="/health", asgi_workers=workers)
-        self.env = env
-
-    def start(self) -> None:
-        environment = {key: value for key, value in os.environ.items() if not key.startswith(servers.SCRUBBED_PREFIXES)}
-        self.process = subprocess.Popen(
-            self.command,
-            cwd=self.cwd,
-            env={**environment, **self.env},
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
 
 
 def rule_script(folder: Path) -> Path:
@@ -82,8 +58,8 @@ def rule_script(folder: Path) -> Path:
 def scripted_rules(wrk: str, rounds: int, seconds: float) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as folder:
         one_worker = {"WEB_CONCURRENCY": "1"}
-        echo = ConfiguredServer("echo", one_worker)
-        scripted = ConfiguredServer(
+        echo = servers.ConfiguredServer("echo", one_worker)
+        scripted = servers.ConfiguredServer(
             "scripted",
             {
                 **one_worker,
@@ -131,10 +107,10 @@ async def _first_events(port: int, raw: bytes, count: int) -> list[float]:
 
 
 def proxy_overhead(rounds: int, seconds: float, streams: int) -> dict[str, float]:
-    upstream = ConfiguredServer("upstream", {})
+    upstream = servers.ConfiguredServer("upstream", {})
     upstream.start()
     upstream.wait_until_healthy()
-    proxy = ConfiguredServer(
+    proxy = servers.ConfiguredServer(
         "proxy", {"UNDERSTUDY_BACKEND": "proxy", "UNDERSTUDY_UPSTREAM_URL": f"http://127.0.0.1:{upstream.port}"}
     )
     samples: dict[str, list[float]] = {"direct": [], "proxy": []}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -111,6 +112,88 @@ class Server:
     def cpu_seconds(self) -> float:
         """CPU time (user + system) used so far by the serving processes."""
         return sum(cpu_seconds(pid) for pid in self.worker_pids())
+
+
+class ConfiguredServer(Server):
+    """A bench server started with some UNDERSTUDY_* settings of its own."""
+
+    def __init__(self, name: str, env: dict[str, str], command: list[str] | None = None) -> None:
+        port = free_port()
+        command = command or [sys.executable, "-m", "gunicorn", "wsgi:app", "--bind", f"127.0.0.1:{port}"]
+        workers = int(env.get("WEB_CONCURRENCY", default_workers()))
+        super().__init__(name, command, cwd=REPO, port=port, health="/health", asgi_workers=workers)
+        self.env = env
+
+    def start(self) -> None:
+        environment = {key: value for key, value in os.environ.items() if not key.startswith(SCRUBBED_PREFIXES)}
+        self.process = subprocess.Popen(
+            self.command,
+            cwd=self.cwd,
+            env={**environment, **self.env},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+class RedisServer:
+    """A redis-server on a free loopback port, its files in a temporary directory, run as tests/redis_server.py
+    runs one: the append-only file fsynced every second, as the README advises operators."""
+
+    def __init__(self, binary: str) -> None:
+        self.binary = binary
+        self.port = free_port()
+        self.directory = Path(tempfile.mkdtemp(prefix="understudy-bench-redis-"))
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> None:
+        self.process = subprocess.Popen(
+            [
+                self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
+                "--save", "", "--appendonly", "yes", "--appendfsync", "everysec", "--protected-mode", "no",
+                "--loglevel", "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while not self._answers():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server did not start on port {self.port}")
+            time.sleep(0.02)
+
+    def cpu_seconds(self) -> float:
+        assert self.process is not None
+        return cpu_seconds(self.process.pid)
+
+    def command(self, *words: str) -> bytes:
+        """One command in Redis's inline protocol; its answer's first line, or a bulk string's value."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as connection:
+            connection.sendall((" ".join(words) + "\r\n").encode())
+            answer = connection.makefile("rb")
+            line = answer.readline()
+            return answer.readline().rstrip(b"\r\n") if line.startswith(b"$") and line != b"$-1\r\n" else line
+
+    def _answers(self) -> bool:
+        try:
+            return self.command("PING").startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def close(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def cpu_seconds(pid: int) -> float:

@@ -15,6 +15,7 @@ from _pytest.mark.expression import Expression
 from app import create_app
 
 from builders import API_KEY, Clock
+from redis_server import RedisServer
 from small_disk import mounted_tmpfs
 
 INTEGRATION = Path(__file__).parent / "integration"
@@ -81,3 +82,10 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A folder on a 2 MB file system of its own (a tmpfs; skipped unless root), to fill up."""
     with mounted_tmpfs(tmp_path / "small-disk", "2m") as folder:
         yield folder
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server for the session (each xdist worker its own); tests keep apart by key prefix."""
+    with RedisServer() as running:
+        yield running

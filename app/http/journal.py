@@ -22,7 +22,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from backends.state import StateStore, StoreFull
+from backends.state import StateStore, StoreFull, StoreUnavailable
 from backends.wire import RULE_HEADER, SECRET_HEADERS
 
 logger = logging.getLogger("understudy")
@@ -101,8 +101,8 @@ class JournalMiddleware:
             "rule": response_headers.get(RULE_HEADER.encode(), b"").decode() or None,
         }
         try:
-            await asyncio.get_running_loop().run_in_executor(None, self.store.add_entry, entry)
-        except StoreFull:
-            pass  # the store says so in the log, once, when it fills
+            await asyncio.to_thread(self.store.add_entry, entry)  # in the request's scope: to_thread copies it
+        except (StoreFull, StoreUnavailable):
+            pass  # the store says so in the log
         except Exception:
             logger.exception("could not write a journal entry")

@@ -72,12 +72,12 @@ def _leave_out_admin(spec: dict[str, Any]) -> None:
     kept: dict[str, Any] = {}
     left_out: dict[str, Any] = {}
     for route, operations in spec["paths"].items():
-        is_admin = any(ADMIN_TAG in operation.get("tags", ()) for operation in operations.values())
+        is_admin = any(ADMIN_TAG in operation.get("tags", ()) for operation in _operations(operations))
         (left_out if is_admin else kept)[route] = operations
     spec["paths"] = kept
     spec["tags"] = [tag for tag in spec.get("tags", []) if tag["name"] != ADMIN_TAG]
     components = spec["components"]
-    used = {name for operations in kept.values() for operation in operations.values() for name in _schemes(operation)}
+    used = {name for path_item in kept.values() for operation in _operations(path_item) for name in _schemes(operation)}
     components["securitySchemes"] = {name: it for name, it in components["securitySchemes"].items() if name in used}
     # Left out: what the admin routes reach and nothing else does, neither a kept route nor another component
     # (one no route refers to, such as MessageStreamEvent, is there for the spec's readers).
@@ -87,6 +87,11 @@ def _leave_out_admin(spec: dict[str, Any]) -> None:
     for ref in reached_by_admin - _reached(spec, kept, *others):
         family, name = ref.split("/")[2:]
         del components[family][name]
+
+
+def _operations(path_item: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """A path's operations (its other keys, `parameters`, are the path's own)."""
+    return (operation for key, operation in path_item.items() if key != "parameters")
 
 
 def _schemes(operation: dict[str, Any]) -> Iterator[str]:

@@ -6,6 +6,9 @@ is the MessageBatch object as the API shapes it — `msgbatch_` ids, RFC 3339
 timestamps, request counts that are all `processing` until the batch ends —
 and the rules of each call: only an ended batch can be deleted or has results,
 and an ended one cannot be canceled.
+
+Every call here is in the request's scope: the store looks batches up in it,
+so another scope's batch id is a 404, as an unknown one is.
 """
 
 from __future__ import annotations

@@ -17,6 +17,11 @@ stops there if its batch was canceled or has expired meanwhile) and handed
 back when the worker stops, so the workers share a big batch and one killed
 mid-run loses nothing.
 
+The processor looks at every scope's batches, and works on each inside its
+scope (`in_scope`): the backend's scripted sequences and prompt caches, and the
+journal entries it writes, are the batch's scope's, as they would have been for
+its requests sent one by one.
+
 With the journal on, every request answered gets an entry once its result is
 kept: `POST /v1/messages/batches/{batch id}/requests/{custom_id}`, with the
 request's params as its body, the status the answer would have had, and the
@@ -36,7 +41,7 @@ from typing import Any
 
 from backends.batches.store import Answer, BatchStore, Claimed, StoredBatch
 from backends.exchange import MessageRequest, Reply
-from backends.state import StateStore
+from backends.state import StateStore, StoreUnavailable, in_scope
 from backends.wire import JSON, RULE_HEADER, ApiError, ConnectionAbort, compact_json, error_body, new_id
 
 logger = logging.getLogger("understudy")
@@ -115,6 +120,8 @@ class BatchProcessor:
         while not self._stopping.is_set():
             try:
                 busy = self.step()
+            except StoreUnavailable:
+                busy = False  # logged where it was met; tried again once the store is back
             except Exception:
                 logger.exception("batch processing failed; trying again")
                 busy = False
@@ -132,6 +139,8 @@ class BatchProcessor:
         """Idle work: let go of what the downloads of a worker that died held."""
         try:
             self.store.sweep_downloads(self.clock())
+        except StoreUnavailable:
+            pass  # logged where it was met
         except Exception:
             logger.exception("sweeping the batches' downloads failed; trying again")
 
@@ -142,14 +151,19 @@ class BatchProcessor:
         for batch in self.store.running():
             if self._stopping.is_set():
                 break
-            now = self.clock()
-            if batch.unanswered and now < batch.expires_at and batch.status == "in_progress":
-                answered = self._answer_run(batch) or answered
-                continue
-            if batch.unanswered:
-                self.store.close_out(batch, "expired" if now >= batch.expires_at else "canceled", now)
-            self.store.finish(batch, now)  # once the requests still being answered elsewhere are done
+            with in_scope(batch.scope):
+                answered = self._step_batch(batch) or answered
         return answered
+
+    def _step_batch(self, batch: StoredBatch) -> bool:
+        """Answer a run of the batch's requests, or close it out and end it; whether any request was answered."""
+        now = self.clock()
+        if batch.unanswered and now < batch.expires_at and batch.status == "in_progress":
+            return self._answer_run(batch)
+        if batch.unanswered:
+            self.store.close_out(batch, "expired" if now >= batch.expires_at else "canceled", now)
+        self.store.finish(batch, now)  # once the requests still being answered elsewhere are done
+        return False
 
     def _answer_run(self, batch: StoredBatch) -> bool:
         """Claim a run of the batch's due requests and answer them; whether there were any."""
@@ -167,7 +181,7 @@ class BatchProcessor:
                     break
                 if self.clock() >= renew_at:
                     renew_at = self.clock() + self.lease_seconds / 3
-                    self.store.renew(token, self.clock() + self.lease_seconds)
+                    self.store.renew(batch, token, self.clock() + self.lease_seconds)
                     if not self._still_running(batch):
                         break  # canceled or expired meanwhile: the rest are handed back, to be closed out
                 answered[request.position] = self._answer_one(batch, request)
@@ -177,7 +191,7 @@ class BatchProcessor:
                 time.sleep(0)
             kept = self.store.complete(batch, token, [answer for answer, _ in answered.values()])
         finally:
-            self.store.release(token)
+            self.store.release(batch, token)
         self._write_journal([answered[answer.position][1] for answer in kept])
         return True
 
@@ -193,6 +207,8 @@ class BatchProcessor:
         try:
             self.check(params, batch.headers)
             reply = self.answer(MessageRequest(params, batch.headers, custom_id=request.custom_id))
+        except StoreUnavailable:
+            raise  # not the request's fault: the run is handed back, to be answered once the store is back
         except ApiError as error:
             headers, status = error.headers, error.status
             result: JSON = {"type": "errored", "error": error_body(error, request_id)}

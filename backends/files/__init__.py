@@ -14,6 +14,6 @@ upstream knows only if the file was uploaded there).
 from __future__ import annotations
 
 from backends.files.sources import FileReader, resolve_file_sources
-from backends.files.store import FileStore, default_files_dir, spool_prefix
+from backends.files.store import FileStore, default_files_dir, shared_files_dir, spool_prefix
 
-__all__ = ["FileReader", "FileStore", "default_files_dir", "resolve_file_sources", "spool_prefix"]
+__all__ = ["FileReader", "FileStore", "default_files_dir", "resolve_file_sources", "shared_files_dir", "spool_prefix"]

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import os
 import shutil
 import socket
+import tempfile
 import time
 import weakref
 from collections.abc import Callable, Sequence
@@ -41,6 +43,14 @@ ABANDONED_SPOOL_SECONDS = 3600.0
 def default_files_dir(state_file: Path) -> Path:
     """Where files live when no directory is configured: beside the state file, named after it (state-files/)."""
     return state_file.with_name(f"{state_file.stem}-files")
+
+
+def shared_files_dir(shared_by: str) -> Path:
+    """Where files live when the state is in Redis and no directory is configured: a directory in the temporary
+    directory named after what the servers that use it share (their Redis and key prefix), so that servers on one
+    machine share it. Servers on several machines share files through UNDERSTUDY_FILES_DIR on a shared mount."""
+    digest = hashlib.sha256(shared_by.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"understudy-files-{digest}"
 
 
 class FileStore:

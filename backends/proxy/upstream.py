@@ -24,6 +24,7 @@ import httpcore
 
 from backends.exchange import Reply
 from backends.proxy.redaction import Secrets
+from backends.state.scopes import SCOPE_HEADER
 from backends.wire import ADMIN_KEY_HEADER, JSON, ApiError, ConnectionAbort, compact_json
 
 #: Connection-level headers, which belong to one hop and are never forwarded (RFC 9110 §7.6.1).
@@ -31,8 +32,9 @@ HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te",
      "trailer", "transfer-encoding", "upgrade"}
 )  # fmt: skip
-#: Request headers the gateway sets itself, or that must not travel upstream.
-NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length", "accept-encoding", ADMIN_KEY_HEADER}
+#: Request headers the gateway sets itself, or that must not travel upstream (this server's own: the admin key,
+#: the scope the request works in here).
+NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length", "accept-encoding", ADMIN_KEY_HEADER, SCOPE_HEADER}
 CLIENT_KEYS = frozenset({"x-api-key", "authorization"})
 #: Response headers this server sets itself.
 NOT_RETURNED = HOP_BY_HOP | {"content-length", "content-encoding", "content-type", "server", "date", "set-cookie"}

@@ -34,7 +34,7 @@ from backends.scripted import replies
 from backends.scripted.matching import RequestView, captured, reasons
 from backends.scripted.prefilter import first_match
 from backends.scripted.script import Rule, Script, ScriptError, load_script, parse_script
-from backends.state import StateStore, StoreFull
+from backends.state import StateStore, StoreFull, StoreUnavailable
 from backends.wire import RULE_HEADER, ApiError
 
 if TYPE_CHECKING:
@@ -148,7 +148,7 @@ class ScriptedBackend(Backend):
         try:
             return self._load(self._seen)
         except ScriptError as error:
-            last_good = self.store.last_script(str(self.path))
+            last_good = self._last_good()
             if last_good is None:
                 raise ValueError(str(error)) from None
             logger.error("%s — serving the last script that loaded", error)
@@ -158,9 +158,17 @@ class ScriptedBackend(Backend):
         script, source = load_script(self.path)
         for warning in script.warnings:
             logger.warning("%s", warning)
-        with contextlib.suppress(StoreFull):  # on a full disk the script serves all the same, just not kept
+        # On a full disk, or with Redis away, the script serves all the same, just not kept.
+        with contextlib.suppress(StoreFull, StoreUnavailable):
             self.store.save_script(str(self.path), source, version.changed_ns if version else 0)
         return script
+
+    def _last_good(self) -> str | None:
+        """The last good script text the store keeps for this path; none while the store cannot be reached."""
+        try:
+            return self.store.last_script(str(self.path))
+        except StoreUnavailable:
+            return None
 
     def _reload_if_changed(self) -> None:
         """Load the script again if its file changed since this worker last read it.
@@ -180,7 +188,7 @@ class ScriptedBackend(Backend):
                 self.script = self._load(version)
                 logger.info("reloaded the script %s (pid %s)", self.path, os.getpid())
             except ScriptError as error:
-                last_good = self.store.last_script(str(self.path))
+                last_good = self._last_good()
                 if last_good is not None:
                     self.script = parse_script(last_good, str(self.path))
                 logger.error("%s — the previous script keeps serving", error)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -66,6 +67,30 @@ def test_the_hostile_upstream_benchmark_runs_and_prints_each_case() -> None:
     cases = _cases_of("bench/hostile_upstream.py", "--seconds", "10")
     assert [case["case"] for case in cases] == ["huge-body", "endless-event"]
     assert all("rss_mb_peak" in case and "client" in case for case in cases)
+
+
+def test_the_state_stores_benchmark_runs_both_stores_and_prints_the_ratio() -> None:
+    run = subprocess.run(
+        [sys.executable, "bench/state_stores.py", "--quick", "--no-install"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    output = run.stdout + run.stderr
+    if run.returncode == TOOL_MISSING:
+        pytest.skip(f"the benchmark's tools are not available: {output.strip().splitlines()[-1]}")
+    assert run.returncode == 0, output
+    for expected in ("round 1/1: sqlite", "CPU µs/req", "p50 ms", "throughput redis / sqlite", "errors: 0"):
+        assert expected in run.stdout, output
+    table = [line.split() for line in run.stdout.splitlines() if line.startswith(("sqlite ", "redis "))]
+    assert [row[0] for row in table] == ["sqlite", "redis"] and all(float(row[1]) > 0 for row in table), output
+    # The Redis server kept its journal in Redis: an entry for every request answered (and none for health checks).
+    kept = re.search(r"its journal has ([\d,]+) entries for ([\d,]+) requests", run.stdout)
+    assert kept is not None, output
+    entries, answered = (int(count.replace(",", "")) for count in kept.groups())
+    assert entries >= answered > 0, output
 
 
 def _cases_of(script: str, *arguments: str) -> list[dict[str, Any]]:

@@ -81,7 +81,7 @@ from app.launcher.server_process import ServerProcess
 from app.spec import cross_field
 from app.spec.loading import load_spec
 from app.spec.request_rules import RequestRules
-from backends.batches import BatchStore, LocalBatches
+from backends.batches import LocalBatches, SQLiteBatchStore
 from backends.catalogue import DEFAULT_FILE, ModelCatalogue
 from backends.echo import limits
 from backends.files import FileStore
@@ -381,7 +381,7 @@ RULES = RequestRules(CATALOGUE)
 SCRATCH = Path(tempfile.mkdtemp(prefix="understudy-fuzz-"))
 atexit.register(shutil.rmtree, SCRATCH, ignore_errors=True)
 EMPTY_STATE = state_store(SCRATCH / "empty.sqlite3")
-NO_BATCHES = LocalBatches(BatchStore(EMPTY_STATE))
+NO_BATCHES = LocalBatches(SQLiteBatchStore(EMPTY_STATE))
 NO_FILES = FileStore(SCRATCH / "no-files", EMPTY_STATE)
 
 

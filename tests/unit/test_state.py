@@ -1,4 +1,5 @@
-"""The SQLite state store: atomic counters across processes, the journal, its limits and filters, a full disk."""
+"""The SQLite state store's own ways: atomic counters across processes, the journal's bytes on disk, its WAL and
+indexes, older files, a full disk (what every store does: test_stores.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import time
 
 import pytest
 
-from backends.state import FILTERS, SCHEMA_VERSION, WAL_LIMIT_BYTES, StoreFull, page_query
+from backends.state import FILTERS, StoreFull
+from backends.state.sqlite_store import SCHEMA_VERSION, WAL_LIMIT_BYTES, page_query
 
 from builders import state_store
 from small_disk import fill
@@ -68,53 +70,6 @@ def test_a_temporary_store_removes_its_file_when_closed_and_another_keeps_it(tmp
     assert sorted(path.name for path in tmp_path.iterdir()) == ["kept.sqlite3", "kept.sqlite3-reserve"]
 
 
-def test_reset_counters(tmp_path):
-    store = state_store(tmp_path / "state.sqlite3")
-    assert [store.next_count("a"), store.next_count("a"), store.next_count("b")] == [1, 2, 1]
-    store.reset_counters()
-    assert store.next_count("a") == 1
-
-
-def test_journal_filters_and_paging(tmp_path):
-    store = state_store(tmp_path / "state.sqlite3")
-    for status in (200, 529, 200):
-        store.add_entry(
-            {"method": "POST", "path": "/v1/messages", "status": status, "rule": "r", "body": {"n": status}}
-        )
-    store.add_entry({"method": "GET", "path": "/v1/models", "status": 200})
-    assert [entry["status"] for entry in entries(store, path="/v1/messages")] == [200, 529, 200]
-    assert [entry["id"] for entry in entries(store, status=529)] == [2]
-    assert [entry["id"] for entry in entries(store, after=2, limit=1)] == [3]
-    assert entries(store, method="GET")[0]["path"] == "/v1/models"
-    store.clear_entries()
-    assert entries(store) == []
-
-
-def test_last_good_script(tmp_path):
-    store = state_store(tmp_path / "state.sqlite3")
-    assert store.last_script("s.yaml") is None
-    store.save_script("s.yaml", "one", 1)
-    store.save_script("s.yaml", "two", 2)
-    assert store.last_script("s.yaml") == "two"
-
-
-def test_a_script_saved_late_does_not_replace_a_later_edit(tmp_path):
-    """Two workers load two edits at once; the one that read the earlier edit saves it last."""
-    store = state_store(tmp_path / "state.sqlite3")
-    store.save_script("s.yaml", "edit 3", 3)
-    store.save_script("s.yaml", "edit 2", 2)
-    assert store.last_script("s.yaml") == "edit 3"
-
-
-def test_the_journal_keeps_its_newest_entries_within_the_entry_limit(tmp_path):
-    store = state_store(tmp_path / "state.sqlite3", max_journal_entries=40)
-    for sent in range(1, 201):
-        store.add_entry(ENTRY)
-        ids = [entry["id"] for entry in entries(store)]
-        assert len(ids) <= 40 and ids == list(range(ids[0], sent + 1))  # the newest, none missing between
-    assert len(ids) >= 38  # deleted in batches of a twentieth, not all at once
-
-
 def test_the_journal_keeps_its_newest_entries_within_the_byte_limit(tmp_path):
     path = tmp_path / "state.sqlite3"
     store = state_store(path, max_journal_bytes=100_000)
@@ -123,13 +78,6 @@ def test_the_journal_keeps_its_newest_entries_within_the_byte_limit(tmp_path):
         _, size = stored(path)
         assert size <= 100_000 and entries(store)[-1]["id"] == sent
     assert size > 100_000 * 0.95 - 3_300
-
-
-def test_an_entry_over_the_byte_limit_is_kept_alone(tmp_path):
-    store = state_store(tmp_path / "state.sqlite3", max_journal_bytes=10_000)
-    store.add_entry(ENTRY)
-    store.add_entry({**ENTRY, "body": "x" * 20_000})
-    assert [len(entry["body"]) for entry in entries(store)] == [20_000]  # the newest always stays
 
 
 def write_entries(path: str, times: int, wal_sizes) -> None:
@@ -178,25 +126,16 @@ def test_a_writer_waits_for_another_workers_checkpoint_rather_than_writing_on(tm
     assert busy == 0 and frames == copied
 
 
-def test_a_page_stops_before_its_byte_budget_and_says_there_is_more(tmp_path):
-    store = state_store(tmp_path / "state.sqlite3")
-    for _ in range(5):
-        store.add_entry({**ENTRY, "body": "x" * 40_000})
-    page = store.journal_page(after=0, limit=100, max_bytes=100_000)
-    assert [entry["id"] for entry in page.entries] == [1, 2] and page.has_more
-    page = store.journal_page(after=2, limit=2, max_bytes=100_000)
-    assert [entry["id"] for entry in page.entries] == [3, 4] and page.has_more
-    page = store.journal_page(after=4, limit=1, max_bytes=100)  # one entry, whatever its size
-    assert [entry["id"] for entry in page.entries] == [5] and not page.has_more
-
-
 @pytest.mark.parametrize("name", [None, *FILTERS])
 def test_every_filter_is_served_by_an_index(tmp_path, name):
     store = state_store(tmp_path / "state.sqlite3")
     sql, values = page_query(after=10, limit=100, filters={name: "x"} if name else {})
     plan = " ".join(row[3] for row in store._connection().execute(f"EXPLAIN QUERY PLAN {sql}", values))
     assert plan.startswith("SEARCH journal USING") and "TEMP B-TREE" not in plan, plan  # no scan, no sort
-    assert f"INDEX journal_by_{name} ({name}=? AND rowid>?)" in plan if name else "(rowid>?)" in plan
+    index = (
+        f"journal_by_{name} (scope=? AND {name}=? AND rowid>?)" if name else "journal_by_scope (scope=? AND rowid>?)"
+    )
+    assert f"INDEX {index}" in plan, plan
 
 
 def test_a_journal_from_before_retention_goes_and_sequences_stay(tmp_path):

@@ -1,15 +1,13 @@
-"""State shared by every gunicorn worker: sequences, the journal, the last good script, batches, prompt cache, files.
+"""StateStore in one SQLite file: the state of every gunicorn worker of one machine (base.py: the interface).
 
-Message Batches keep their two tables in the same file (`batches` and `batch_items`, in SCHEMA below);
-backends/batches/store.py reads and writes them through `connection()`, `write()` and
-`separate_connection()`, so that its writes meet a full disk and the WAL's limit as the store's own do.
-
-gunicorn runs several worker processes, and a scripted test like "the first
-call gets a 529, the second a 200" must hold whichever worker takes each
-call; so must the journal a test reads back. `StateStore` is the small
-interface; `SQLiteStore` keeps it in one SQLite file (stdlib, WAL mode, safe
-across processes and threads). A networked store (Redis, for servers on
-several machines) is one more class with the same methods.
+Sequences, the journal, the last good script, prompt-cache entries, the files'
+metadata and rate-limit buckets (buckets.py) are kept here, in one file (stdlib,
+WAL mode, safe across processes and threads). Message Batches keep their tables
+in the same file (`batches`, `batch_items` and `batch_downloads`, in SCHEMA
+below); backends/batches/sqlite_store.py reads and writes them through
+`connection()`, `write()` and `separate_connection()`, so that its writes meet a
+full disk and the WAL's limit as the store's own do. Rows of the journal, files
+and batches carry their scope; counters and cache entries, their scope in their key.
 
 Two things keep the file bounded and the server up when its disk is not:
 
@@ -40,17 +38,21 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
-from backends.wire import ApiError
+from backends.state import buckets as buckets_sql
+from backends.state.base import FILTERS, Bucket, BucketLevels, FileRow, JournalPage, StoreFull
+from backends.state.scopes import DEFAULT_SCOPE, current_scope
 
 logger = logging.getLogger("understudy")
 
 #: The schema's version, in the file's user_version: 0 before retention, 1 with it, 2 with the probe table,
-#: 3 with the batches' tables, the prompt-cache entries and the files table, 4 with the batches' downloads.
-SCHEMA_VERSION = 4
+#: 3 with the batches' tables, the prompt-cache entries and the files table, 4 with the batches' downloads,
+#: 5 with scopes (SCOPED_TABLES).
+SCHEMA_VERSION = 5
+#: The first version with scopes.
+SCOPES_VERSION = 5
 #: The first version whose journal entries carry their sizes.
 RETENTION_VERSION = 1
 SCHEMA = (
@@ -67,18 +69,12 @@ SCHEMA = (
         running_bytes INTEGER NOT NULL,  -- the sizes of this entry and every one before it since the journal was empty
         entry TEXT NOT NULL              -- last: the columns before it are read without reading it
     )""",
-    # An index's entries end with the row's id, so each serves `column = ? AND id > ? ORDER BY id`.
-    "CREATE INDEX IF NOT EXISTS journal_by_path ON journal (path)",
-    "CREATE INDEX IF NOT EXISTS journal_by_method ON journal (method)",
-    "CREATE INDEX IF NOT EXISTS journal_by_status ON journal (status)",
-    "CREATE INDEX IF NOT EXISTS journal_by_rule ON journal (rule)",
-    "CREATE INDEX IF NOT EXISTS journal_by_request_id ON journal (request_id)",
     # (A state file from before script versions were kept also holds a `scripts` table, now unused.)
     "CREATE TABLE IF NOT EXISTS good_scripts (path TEXT PRIMARY KEY, text TEXT NOT NULL, version INTEGER NOT NULL)",
     # One row, written by `writable()` (for /health) to find out whether the store can write.
     "CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, at REAL NOT NULL)",
     # Message Batches and their requests, claimed by the workers with leases (read and written by
-    # backends/batches/store.py, through `connection()`, `write()` and `separate_connection()`).
+    # backends/batches/sqlite_store.py, through `connection()`, `write()` and `separate_connection()`).
     """CREATE TABLE IF NOT EXISTS batches (
         number INTEGER PRIMARY KEY AUTOINCREMENT,  -- creation order, for listing
         id TEXT NOT NULL UNIQUE,
@@ -119,12 +115,20 @@ SCHEMA = (
     # are newest first and cursors name a number.
     "CREATE TABLE IF NOT EXISTS files (number INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,"
     " metadata TEXT NOT NULL)",
-    f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
-#: A file's number (its place in upload order) and its metadata (its FileMetadata).
-FileRow = tuple[int, dict[str, Any]]
-#: Journal filters and the column each compares.
-FILTERS = {"path": "path", "rule": "rule", "status": "status", "method": "method", "request_id": "request_id"}
+#: The tables whose rows belong to a scope, given a `scope` column (the default scope's, in a file from before).
+#: Counters and prompt-cache entries carry their scope in their key instead (`scoped`); the last good scripts
+#: are the server's own, whatever the scope.
+SCOPED_TABLES = ("journal", "files", "batches")
+#: The journal's indexes, made after its scope column. An index's entries end with the row's id, so each serves
+#: `scope = ? AND column = ? AND id > ? ORDER BY id` (journal_by_scope: the unfiltered page).
+SCOPE_INDEXES = (
+    *(f"DROP INDEX IF EXISTS journal_by_{name}" for name in FILTERS),  # a file's from before scopes: (column) only
+    *(f"CREATE INDEX journal_by_{name} ON journal (scope, {name})" for name in FILTERS),
+    "CREATE INDEX IF NOT EXISTS journal_by_scope ON journal (scope)",
+    "CREATE INDEX IF NOT EXISTS files_by_scope ON files (scope)",
+    "CREATE INDEX IF NOT EXISTS batches_by_scope ON batches (scope)",
+)
 #: Over a limit, the journal deletes its oldest entries down to this share under it, so deletes come in batches.
 PRUNE_SHARE = 1 / 20
 #: The WAL is checkpointed and started over when its file passes this size, and cut back to it.
@@ -162,91 +166,18 @@ def remove_state_file(path: Path | str) -> None:
             os.remove(f"{path}{suffix}")
 
 
-class StoreFull(ApiError):
-    """A write found no room (SQLite's "database or disk is full"): a 503 api_error, whichever layer meets it."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            503,
-            "The state store is full (database or disk is full): scripted sequences cannot advance and requests "
-            "are not journaled until there is room again",
-        )
-
-
-@dataclass(frozen=True)
-class JournalPage:
-    """Journal entries, oldest first, and whether more match after the last of them."""
-
-    entries: list[dict[str, Any]]
-    has_more: bool
-
-
-class StateStore(Protocol):
-    """What the scripted backend, the journal, the admin routes, the echo backend's prompt cache and the Files API need.
-
-    Every method that writes raises StoreFull when there is no room for the write.
-    """
-
-    def next_count(self, key: str) -> int:
-        """Add one to the counter `key` and return its new value (1 the first time), atomically."""
-
-    def reset_counters(self) -> None:
-        """Set every counter back to zero (on a full disk too, when it can)."""
-
-    def add_entry(self, entry: Mapping[str, Any]) -> int:
-        """Append a journal entry, deleting the oldest ones beyond the store's limits; its id."""
-
-    def journal_page(self, *, after: int, limit: int, max_bytes: int, **filters: Any) -> JournalPage:
-        """Entries with ids above `after`, oldest first, matching `filters` (see FILTERS): at most `limit` of them
-        and `max_bytes` of entries, but one at least."""
-
-    def clear_entries(self) -> None:
-        """Empty the journal (on a full disk too, when it can)."""
-
-    def save_script(self, path: str, text: str, version: int) -> None:
-        """Remember a script text that loaded without error, unless one of a later `version` is already kept.
-
-        `version` grows with every edit of the file (its ctime): two workers that load two edits
-        at once may save them in either order, and the later edit is kept all the same.
-        """
-
-    def last_script(self, path: str) -> str | None:
-        """The last good script text for `path`, if any."""
-
-    def put_cache_entry(self, prefix: str, expires_at: float) -> None:
-        """Remember that the prompt prefix hashed as `prefix` is cached until `expires_at` (a Unix time)."""
-
-    def cache_entry(self, prefix: str) -> float | None:
-        """When the cache entry for `prefix` expires, if there is one (expired or not)."""
-
-    def add_file(self, metadata: Mapping[str, Any]) -> int:
-        """Record an uploaded file's metadata (its `id` among it); its number, larger than every earlier one."""
-
-    def file(self, file_id: str) -> FileRow | None:
-        """The number and metadata of the file `file_id`, if it exists."""
-
-    def files(self, *, below: int | None = None, above: int | None = None, limit: int = 20) -> list[FileRow]:
-        """Up to `limit` files, newest first: those numbered below `below`, or else the ones just above `above`."""
-
-    def files_by_id(self, file_ids: Sequence[str]) -> list[FileRow]:
-        """The files among `file_ids` that exist, newest first."""
-
-    def delete_file(self, file_id: str) -> bool:
-        """Forget the file `file_id`; whether it existed."""
-
-    def writable(self) -> bool:
-        """Whether the store can write now (a small write, tried)."""
-
-    def close(self) -> None:
-        """Let go of what the store holds open; it is not used afterwards."""
+def scoped(key: str) -> str:
+    """`key` in the current scope: a counter's or a cache entry's key in the table they share with every scope."""
+    return f"{current_scope()}/{key}"
 
 
 def page_query(after: int, limit: int, filters: Mapping[str, Any]) -> tuple[str, list[Any]]:
-    """The SQL of a journal page, and its parameters: one more row than `limit`, to tell whether there are more."""
-    clauses, values = ["id > ?"], [after]
+    """The SQL of a journal page in the current scope, and its parameters: one more row than `limit`, to tell
+    whether there are more."""
+    clauses, values = ["scope = ?", "id > ?"], [current_scope(), after]
     for name, value in filters.items():
         if value is not None:
-            clauses.append(f"{FILTERS[name]} = ?")
+            clauses.append(f"{name} = ?")
             values.append(value)
     sql = f"SELECT id, bytes, entry FROM journal WHERE {' AND '.join(clauses)} ORDER BY id LIMIT ?"
     return sql, [*values, limit + 1]
@@ -270,6 +201,7 @@ class SQLiteStore:
         temporary: bool = False,
     ) -> None:
         self.path = Path(path)
+        self.temporary = temporary
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_journal_bytes = max_journal_bytes
         self.max_journal_entries = max_journal_entries
@@ -288,16 +220,26 @@ class SQLiteStore:
         if not self._make_reserve():
             logger.warning("no room for a reserve beside %s: a clear on a full disk may fail", self.path)
 
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    def ping(self) -> None:
+        """Nothing to reach: the file was opened (and its schema made) when the store was."""
+
     # ------------------------------------------------------------- counters
     def next_count(self, key: str) -> int:
         sql = (
             "INSERT INTO counters (key, value) VALUES (?, 1)"
             " ON CONFLICT (key) DO UPDATE SET value = value + 1 RETURNING value"
         )
-        return int(self._write(lambda connection: connection.execute(sql, (key,)).fetchone()[0]))
+        return int(self._write(lambda connection: connection.execute(sql, (scoped(key),)).fetchone()[0]))
 
     def reset_counters(self) -> None:
-        self._write(lambda connection: connection.execute("DELETE FROM counters"), clearing=True)
+        # The scope's keys, as a range: they start with "scope/", and "0" follows "/".
+        bounds = (scoped(""), f"{current_scope()}0")
+        sql = "DELETE FROM counters WHERE key >= ? AND key < ?"
+        self._write(lambda connection: connection.execute(sql, bounds), clearing=True)
 
     # -------------------------------------------------------------- journal
     def add_entry(self, entry: Mapping[str, Any]) -> int:
@@ -311,11 +253,13 @@ class SQLiteStore:
             "rule": entry.get("rule"),
             "bytes": len(text.encode()),
             "entry": text,
+            "scope": current_scope(),
         }
+        # Retention is the file's, over every scope's entries: it keeps the file bounded.
         sql = (
-            "INSERT INTO journal (at, request_id, method, path, status, rule, bytes, running_bytes, entry)"
+            "INSERT INTO journal (at, request_id, method, path, status, rule, bytes, running_bytes, entry, scope)"
             " VALUES (:at, :request_id, :method, :path, :status, :rule, :bytes,"
-            " :bytes + coalesce((SELECT running_bytes FROM journal ORDER BY id DESC LIMIT 1), 0), :entry)"
+            " :bytes + coalesce((SELECT running_bytes FROM journal ORDER BY id DESC LIMIT 1), 0), :entry, :scope)"
             " RETURNING id, running_bytes"
         )
         entry_id, running_bytes = self._write(lambda connection: connection.execute(sql, row).fetchone())
@@ -358,7 +302,8 @@ class SQLiteStore:
         return JournalPage(entries, has_more=False)
 
     def clear_entries(self) -> None:
-        self._write(lambda connection: connection.execute("DELETE FROM journal"), clearing=True)
+        scope = (current_scope(),)
+        self._write(lambda connection: connection.execute("DELETE FROM journal WHERE scope = ?", scope), clearing=True)
 
     # -------------------------------------------------------------- scripts
     def save_script(self, path: str, text: str, version: int) -> None:
@@ -378,39 +323,48 @@ class SQLiteStore:
             "INSERT INTO cache_entries (prefix, expires_at) VALUES (?, ?)"
             " ON CONFLICT (prefix) DO UPDATE SET expires_at = excluded.expires_at"
         )
-        self._write(lambda connection: connection.execute(sql, (prefix, expires_at)))
+        self._write(lambda connection: connection.execute(sql, (scoped(prefix), expires_at)))
 
     def cache_entry(self, prefix: str) -> float | None:
-        row = self._connection().execute("SELECT expires_at FROM cache_entries WHERE prefix = ?", (prefix,)).fetchone()
+        sql = "SELECT expires_at FROM cache_entries WHERE prefix = ?"
+        row = self._connection().execute(sql, (scoped(prefix),)).fetchone()
         return None if row is None else float(row[0])
 
     # ---------------------------------------------------------------- files
     def add_file(self, metadata: Mapping[str, Any]) -> int:
-        sql = "INSERT INTO files (id, metadata) VALUES (?, ?) RETURNING number"
-        values = (metadata["id"], json.dumps(metadata))
+        sql = "INSERT INTO files (id, metadata, scope) VALUES (?, ?, ?) RETURNING number"
+        values = (metadata["id"], json.dumps(metadata), current_scope())
         return int(self._write(lambda connection: connection.execute(sql, values).fetchone()[0]))
 
     def file(self, file_id: str) -> FileRow | None:
-        row = self._connection().execute("SELECT number, metadata FROM files WHERE id = ?", (file_id,)).fetchone()
+        sql = "SELECT number, metadata FROM files WHERE id = ? AND scope = ?"
+        row = self._connection().execute(sql, (file_id, current_scope())).fetchone()
         return None if row is None else (int(row[0]), json.loads(row[1]))
 
     def files(self, *, below: int | None = None, above: int | None = None, limit: int = 20) -> list[FileRow]:
         if above is not None:  # the page just above `above`: read upwards from it, then turn it newest first
-            query = "SELECT number, metadata FROM files WHERE number > ? ORDER BY number LIMIT ?"
-            rows = list(self._connection().execute(query, (above, limit)))[::-1]
+            query = "SELECT number, metadata FROM files WHERE scope = ? AND number > ? ORDER BY number LIMIT ?"
+            rows = list(self._connection().execute(query, (current_scope(), above, limit)))[::-1]
         else:
-            query = "SELECT number, metadata FROM files WHERE number < ? ORDER BY number DESC LIMIT ?"
-            rows = list(self._connection().execute(query, (below if below is not None else 2**63 - 1, limit)))
+            query = "SELECT number, metadata FROM files WHERE scope = ? AND number < ? ORDER BY number DESC LIMIT ?"
+            values = (current_scope(), below if below is not None else 2**63 - 1, limit)
+            rows = list(self._connection().execute(query, values))
         return [(int(number), json.loads(metadata)) for number, metadata in rows]
 
     def files_by_id(self, file_ids: Sequence[str]) -> list[FileRow]:
         marks = ", ".join("?" * len(file_ids))
-        query = f"SELECT number, metadata FROM files WHERE id IN ({marks}) ORDER BY number DESC"
-        return [(int(number), json.loads(metadata)) for number, metadata in self._connection().execute(query, file_ids)]
+        query = f"SELECT number, metadata FROM files WHERE scope = ? AND id IN ({marks}) ORDER BY number DESC"
+        rows = self._connection().execute(query, (current_scope(), *file_ids))
+        return [(int(number), json.loads(metadata)) for number, metadata in rows]
 
     def delete_file(self, file_id: str) -> bool:
-        sql = "DELETE FROM files WHERE id = ?"
-        return bool(self._write(lambda connection: connection.execute(sql, (file_id,)).rowcount > 0))
+        sql = "DELETE FROM files WHERE id = ? AND scope = ?"
+        values = (file_id, current_scope())
+        return bool(self._write(lambda connection: connection.execute(sql, values).rowcount > 0))
+
+    # ---------------------------------------------------------- rate limits
+    def take_tokens(self, subject: str, buckets: Sequence[Bucket], *, force: bool = False) -> BucketLevels:
+        return self._write(lambda connection: buckets_sql.take(connection, subject, buckets, time.time(), force))
 
     # --------------------------------------------------------------- health
     def writable(self) -> bool:
@@ -461,6 +415,10 @@ class SQLiteStore:
                 # A journal from before retention has no sizes to keep it by: it goes; sequences and scripts stay.
                 connection.execute("DROP TABLE IF EXISTS journal")
             for statement in SCHEMA:
+                connection.execute(statement)
+            if _schema_version(connection) < SCOPES_VERSION:
+                _move_into_the_default_scope(connection)
+            for statement in (*SCOPE_INDEXES, *buckets_sql.SCHEMA, f"PRAGMA user_version = {SCHEMA_VERSION}"):
                 connection.execute(statement)
             connection.execute("COMMIT")
         finally:
@@ -591,6 +549,15 @@ def _run(operation: Callable[[sqlite3.Connection], T], connection: sqlite3.Conne
         if error.sqlite_errorcode == sqlite3.SQLITE_FULL:
             raise StoreFull() from error
         raise
+
+
+def _move_into_the_default_scope(connection: sqlite3.Connection) -> None:
+    """A file from before scopes: its rows are the default scope's (a new file: its tables get the column)."""
+    for table in SCOPED_TABLES:
+        if "scope" not in {column[1] for column in connection.execute(f"PRAGMA table_info({table})")}:
+            connection.execute(f"ALTER TABLE {table} ADD COLUMN scope TEXT NOT NULL DEFAULT '{DEFAULT_SCOPE}'")
+    connection.execute("UPDATE counters SET key = ? || key", (f"{DEFAULT_SCOPE}/",))
+    connection.execute("UPDATE cache_entries SET prefix = ? || prefix", (f"{DEFAULT_SCOPE}/",))
 
 
 def _schema_version(connection: sqlite3.Connection) -> int:
