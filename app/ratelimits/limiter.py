@@ -21,12 +21,11 @@ in the API's words, with `retry-after` and the headers (headers.py).
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import os
-import queue
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -143,7 +142,7 @@ class RateLimiter:
 
     def _give_back(self, taken: Sequence[tuple[str, tuple[Bucket, ...]]]) -> None:
         for subject, buckets in taken:
-            self.store.take_tokens(subject, [dataclasses.replace(b, cost=-b.cost) for b in buckets], force=True)
+            self.store.take_tokens(subject, [_costing(bucket, -bucket.cost) for bucket in buckets], force=True)
 
     # ------------------------------------------------------------------------------ settling
     def settle(self, admission: Admission | None, usage: Mapping[str, Any] | None) -> None:
@@ -163,9 +162,7 @@ class RateLimiter:
         corrections = {INPUT: counted_input - admission.input_estimate, OUTPUT: output - admission.output_estimate}
         for subject, buckets in admission.taken:
             corrected = tuple(
-                dataclasses.replace(bucket, cost=corrections[bucket.name])
-                for bucket in buckets
-                if corrections.get(bucket.name)
+                _costing(bucket, corrections[bucket.name]) for bucket in buckets if corrections.get(bucket.name)
             )
             if corrected:
                 self._corrections.put(subject, corrected)
@@ -235,14 +232,16 @@ class _Corrections:
     """Forced takes (corrections), written by one thread per process, started with the first of them (in the
     worker, after gunicorn's fork: a thread does not survive a fork).
 
-    The thread gathers what arrives within COALESCE_SECONDS of a first correction and writes each subject's as
-    one take, its costs summed: under load, one write stands for many requests, and a bucket is corrected at
-    most that much later than its request ended."""
+    A request's path only appends its corrections to a list; the thread looks every COALESCE_SECONDS and writes
+    each subject's as one take, its costs summed. Under load, one write stands for many requests, and a bucket is
+    corrected at most that much later than its request ended; and no request waits on waking the thread (a
+    queue's put wakes a waiting reader: some 30 µs of a request's latency, when every request settled)."""
 
     def __init__(self, store: StateStore) -> None:
         self.store = store
-        self.queue: queue.Queue[tuple[str, tuple[Bucket, ...]] | None] = queue.Queue()
-        self._lock = threading.Lock()
+        self.pending: collections.deque[tuple[str, tuple[Bucket, ...]]] = collections.deque()
+        self._lock = threading.Lock()  # one writer of the corrections at a time: the thread, or a flush
+        self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid = 0
 
@@ -250,51 +249,45 @@ class _Corrections:
         if self._pid != os.getpid():
             with self._lock:
                 if self._pid != os.getpid():
-                    self.queue = queue.Queue()  # a queue copied across a fork may hold a lock taken at the time
-                    self._thread = threading.Thread(target=self._write, name="rate-limit-corrections", daemon=True)
+                    self.pending.clear()  # a parent's, copied across the fork: the parent writes them
+                    self._stopping = threading.Event()
+                    self._thread = threading.Thread(target=self._run, name="rate-limit-corrections", daemon=True)
                     self._thread.start()
                     self._pid = os.getpid()
-        self.queue.put((subject, buckets))
+        self.pending.append((subject, buckets))  # a deque's append is atomic: no lock on a request's path
 
     def flush(self) -> None:
+        """Write every correction so far, now."""
         if self._pid == os.getpid():
-            self.queue.join()
+            self._write()
 
     def close(self) -> None:
         if self._pid == os.getpid() and self._thread is not None:
-            self.queue.put(None)
+            self._stopping.set()
             self._thread.join(timeout=5)
+            self._write()
             self._pid = 0
 
+    def _run(self) -> None:
+        while not self._stopping.wait(COALESCE_SECONDS):
+            self._write()
+
     def _write(self) -> None:
-        work = self.queue
-        while True:
-            items = [work.get()]
-            if items[0] is not None:
-                time.sleep(COALESCE_SECONDS)
-                while not work.empty():
-                    items.append(work.get_nowait())
+        with self._lock:
             summed: dict[str, dict[str, Bucket]] = {}
-            for item in items:
-                if item is not None:
-                    buckets = summed.setdefault(item[0], {})
-                    for bucket in item[1]:
-                        known = buckets.get(bucket.name)
-                        buckets[bucket.name] = (
-                            bucket if known is None else dataclasses.replace(known, cost=known.cost + bucket.cost)
-                        )
+            while self.pending:
+                subject, buckets = self.pending.popleft()
+                known = summed.setdefault(subject, {})
+                for bucket in buckets:
+                    before = known.get(bucket.name)
+                    known[bucket.name] = bucket if before is None else _costing(before, before.cost + bucket.cost)
             try:
-                for subject, buckets in summed.items():
-                    self.store.take_tokens(subject, list(buckets.values()), force=True)
+                for subject, by_name in summed.items():
+                    self.store.take_tokens(subject, list(by_name.values()), force=True)
             except ApiError as error:  # the answers are made: a store that fails now costs only the corrections
                 logger.warning("rate limits: corrections were lost (%s)", error.message)
             except Exception:
                 logger.exception("rate limits: corrections failed")
-            finally:
-                for _ in items:
-                    work.task_done()
-            if None in items:
-                return
 
 
 def api_key(headers: Mapping[str, str]) -> str:
@@ -304,6 +297,11 @@ def api_key(headers: Mapping[str, str]) -> str:
         return key
     scheme, _, token = headers.get("authorization", "").partition(" ")
     return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def _costing(bucket: Bucket, cost: float) -> Bucket:
+    """`bucket` with another cost (dataclasses.replace does as much, in some ten times as long)."""
+    return Bucket(bucket.name, bucket.capacity, bucket.per_second, cost)
 
 
 def _limits_of(kind: str, limits: Limits) -> bool:

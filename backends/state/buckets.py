@@ -8,7 +8,8 @@ them or none; a forced take (a correction at a request's end, whose cost may be
 negative: tokens given back) always applies, and never lifts a level above its
 capacity. A bucket never touched is full.
 
-Redis keeps one HASH per subject (`take_in_redis`), each bucket's level and
+SQLite keeps one row per subject, read and written under the store's writer
+lock. Redis keeps one HASH per subject (`take_in_redis`), each bucket's level and
 time in a field named as the bucket, changed by one Lua script in one round
 trip; the script reads Redis's clock (TIME), so hosts whose clocks
 disagree still agree on every bucket. A key expires once every bucket in it
@@ -28,14 +29,11 @@ from backends.state.base import Bucket, BucketLevels
 if TYPE_CHECKING:  # only the Redis store imports redis-py
     import redis
 
-#: SQLite's table of buckets (the state file's): each bucket's level when it was last touched, and when.
+#: SQLite's table of buckets (the state file's): one row a subject, its buckets' levels and times in one text.
 SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS rate_buckets (
-        subject TEXT NOT NULL,        -- whose buckets: a scope, an API key's hash (never the key)
-        name TEXT NOT NULL,           -- requests, input_tokens, output_tokens ...
-        level REAL NOT NULL,
-        updated_at REAL NOT NULL,     -- Unix seconds
-        PRIMARY KEY (subject, name)
+    """CREATE TABLE IF NOT EXISTS rate_levels (
+        subject TEXT PRIMARY KEY,     -- whose buckets: a scope, an API key's hash (never the key)
+        levels TEXT NOT NULL          -- "NAME LEVEL TIME NAME LEVEL TIME ...", TIME in Unix seconds
     ) WITHOUT ROWID""",
 )
 
@@ -48,34 +46,40 @@ def refilled(level: float, updated_at: float, bucket: Bucket, now: float) -> flo
 def take(
     connection: sqlite3.Connection, subject: str, buckets: Sequence[Bucket], now: float, force: bool
 ) -> BucketLevels:
-    """The take, in one immediate transaction on `connection`: no other worker reads the levels meanwhile."""
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        stored = dict(
-            (name, (level, updated_at))
-            for name, level, updated_at in connection.execute(
-                "SELECT name, level, updated_at FROM rate_buckets WHERE subject = ?", (subject,)
-            )
+    """The take on `connection`: the subject's levels read, and written back if taken.
+
+    Two statements, not a transaction: the caller holds the store's writer lock (sqlite_store.WriterLock), which
+    every write of the store takes, so no other writer comes between the read and the write; and a transaction's
+    BEGIN and COMMIT would cost two more statements on every request's path.
+    """
+    row = connection.execute("SELECT levels FROM rate_levels WHERE subject = ?", (subject,)).fetchone()
+    stored: dict[str, tuple[float, float]] = {}
+    if row is not None:
+        words = row[0].split()
+        stored = {words[place]: (float(words[place + 1]), float(words[place + 2])) for place in range(0, len(words), 3)}
+    levels = [
+        refilled(*stored[bucket.name], bucket, now) if bucket.name in stored else bucket.capacity for bucket in buckets
+    ]
+    taken = force or all(level >= bucket.cost for level, bucket in zip(levels, buckets, strict=True))
+    if taken:
+        levels = [min(bucket.capacity, level - bucket.cost) for level, bucket in zip(levels, buckets, strict=True)]
+        stored.update((bucket.name, (level, now)) for level, bucket in zip(levels, buckets, strict=True))
+        text = " ".join(f"{name} {level!r} {at!r}" for name, (level, at) in stored.items())
+        connection.execute(
+            "INSERT INTO rate_levels (subject, levels) VALUES (?, ?)"
+            " ON CONFLICT (subject) DO UPDATE SET levels = excluded.levels",
+            (subject, text),
         )
-        levels = [
-            refilled(stored[bucket.name][0], stored[bucket.name][1], bucket, now)
-            if bucket.name in stored
-            else bucket.capacity
-            for bucket in buckets
-        ]
-        taken = force or all(level >= bucket.cost for level, bucket in zip(levels, buckets, strict=True))
-        if taken:
-            levels = [min(bucket.capacity, level - bucket.cost) for level, bucket in zip(levels, buckets, strict=True)]
-            connection.executemany(
-                "INSERT INTO rate_buckets (subject, name, level, updated_at) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (subject, name) DO UPDATE SET level = excluded.level, updated_at = excluded.updated_at",
-                [(subject, bucket.name, level, now) for level, bucket in zip(levels, buckets, strict=True)],
-            )
-        connection.execute("COMMIT")
-    finally:
-        if connection.in_transaction:
-            connection.execute("ROLLBACK")
     return BucketLevels(taken, tuple(levels), now)
+
+
+def given_text(buckets: Sequence[Bucket]) -> str:
+    """The buckets as TAKE_SCRIPT's argument: each one's name, capacity, per_second and cost, separated by spaces
+    (repr: the shortest text that reads back as the same float, in Lua too)."""
+    return " ".join(
+        f"{bucket.name} {float(bucket.capacity)!r} {float(bucket.per_second)!r} {float(bucket.cost)!r}"
+        for bucket in buckets
+    )
 
 
 #: The take in Lua. KEYS[1]: the subject's hash. ARGV[1]: "1" to force; ARGV[2]: each bucket's name, capacity,
@@ -135,11 +139,7 @@ def take_in_redis(client: redis.Redis, key: str, buckets: Sequence[Bucket], forc
     """The take, by TAKE_SCRIPT on the HASH `key`: one EVALSHA (an EVAL the first time a Redis meets it)."""
     import redis  # here, not above: redis-py is imported only where Redis is used
 
-    # repr: the shortest text that reads back as the same float, in Lua too
-    given = " ".join(
-        f"{bucket.name} {float(bucket.capacity)!r} {float(bucket.per_second)!r} {float(bucket.cost)!r}"
-        for bucket in buckets
-    )
+    given = given_text(buckets)
     flag = "1" if force else "0"
     try:
         answer = client.evalsha(TAKE_SHA, 1, key, flag, given)
