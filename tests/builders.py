@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -82,3 +84,16 @@ def ended(client: Any, batch_id: str) -> Any:
             return batch
         time.sleep(0.1)
     raise AssertionError(f"batch {batch_id} did not end within {PATIENCE_SECONDS} s")
+
+
+def start_up(environment: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`gunicorn wsgi:app` in the checkout with only `environment` (and a PATH), run until it exits: for settings
+    that must stop start-up (its stderr's last line says why)."""
+    return subprocess.run(
+        [sys.executable, "-m", "gunicorn", "wsgi:app", "--bind", "127.0.0.1:0"],
+        cwd=REPO_ROOT,
+        env={"PATH": "/usr/bin:/bin", **environment},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )

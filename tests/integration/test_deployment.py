@@ -7,15 +7,13 @@ import json
 import select
 import signal
 import socket
-import subprocess
-import sys
 import time
 
 import pytest
 
 from app.launcher.server_process import ServerProcess
 
-from builders import API_KEY, REPO_ROOT, message_body
+from builders import API_KEY, message_body, start_up
 
 
 def test_the_state_file_the_master_made_goes_when_it_stops_after_a_reload(tmp_path):
@@ -42,14 +40,7 @@ def raw_request(port: int, method: str, path: str, body: bytes | None = None, he
 
 
 def test_bad_configuration_stops_start_up_with_one_line():
-    result = subprocess.run(
-        [sys.executable, "-m", "gunicorn", "wsgi:app", "--bind", "127.0.0.1:0"],
-        cwd=REPO_ROOT,
-        env={"PATH": "/usr/bin:/bin", "UNDERSTUDY_MAX_BODY_BYTES": "lots"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = start_up({"UNDERSTUDY_MAX_BODY_BYTES": "lots"})
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
@@ -61,14 +52,7 @@ def test_a_script_that_will_not_load_stops_start_up_and_leaves_no_state_file(tmp
     script = tmp_path / "bad.yaml"
     script.write_text("- reply: {txt: typo}\n")
     environment = {"UNDERSTUDY_BACKEND": "scripted", "UNDERSTUDY_SCRIPT": str(script), "TMPDIR": str(tmp_path)}
-    result = subprocess.run(
-        [sys.executable, "-m", "gunicorn", "wsgi:app", "--bind", "127.0.0.1:0"],
-        cwd=REPO_ROOT,
-        env={"PATH": "/usr/bin:/bin", **environment},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = start_up(environment)
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1].startswith("understudy: configuration error: UNDERSTUDY_BACKEND")
     assert [path.name for path in tmp_path.iterdir()] == ["bad.yaml"]  # the master's state file went with it

@@ -12,36 +12,21 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import anthropic
 import pytest
 
 from app.launcher.server_process import ServerProcess, free_port
 
-from builders import API_KEY
+from builders import API_KEY, start_up
 from redis_server import RedisServer
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 MODEL = "claude-sonnet-4-5"
 COUNTED = "- name: counted\n  reply: {text: 'call {{ counter }}'}\n"
-
-
-def start_up(environment: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gunicorn", "wsgi:app", "--bind", "127.0.0.1:0"],
-        cwd=REPO_ROOT,
-        env={"PATH": "/usr/bin:/bin", **environment},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 @pytest.mark.parametrize(
