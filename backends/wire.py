@@ -203,3 +203,17 @@ ADMIN_KEY_HEADER = "x-understudy-admin-key"
 SECRET_HEADERS = frozenset(
     {"x-api-key", "api-key", "authorization", "proxy-authorization", "cookie", "x-amz-security-token", ADMIN_KEY_HEADER}
 )
+
+
+#: The headers a client's API key comes in, besides a bearer token: the first-party API's, and Azure AI Foundry's.
+KEY_HEADERS = ("x-api-key", "api-key")
+
+
+def client_key(headers: Mapping[str, str]) -> str:
+    """The client's API key (`headers` named in lower case): x-api-key, api-key or a bearer token; "" for none
+    (an AWS-signed request's)."""
+    for name in KEY_HEADERS:
+        if headers.get(name):
+            return headers[name]
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""

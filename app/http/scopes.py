@@ -15,10 +15,9 @@ from collections.abc import Mapping
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from backends.state.scopes import SCOPE_HEADER, enter_scope, is_scope_name
+from backends.wire import client_key
 
 _SCOPE_HEADER = SCOPE_HEADER.encode()
-#: The headers a client's API key comes in: the first-party API's two, and Azure AI Foundry's.
-_KEY_HEADERS = (b"x-api-key", b"api-key")
 
 
 class ScopeMiddleware:
@@ -36,13 +35,11 @@ class ScopeMiddleware:
         await self.app(scope, receive, send)
 
     def scope_of(self, headers: list[tuple[bytes, bytes]]) -> str | None:
-        """The scope the request names, if any. (A plain scan of the raw headers: this runs on every request.)"""
-        named = None
-        for header, value in headers:
-            if header == _SCOPE_HEADER:
-                named = value.decode("latin-1")
-            elif self.key_scopes and (header in _KEY_HEADERS or header == b"authorization"):
-                key = value.decode("latin-1").removeprefix("Bearer ").strip()
-                if key in self.key_scopes:
-                    return self.key_scopes[key]  # a key's scope is not the client's to choose
+        """The scope the request names, if any. (The raw headers scanned, since this runs on every request; decoded
+        whole only when API keys have scopes, to find the key as every part of the server does: wire.client_key.)"""
+        if self.key_scopes:
+            key = client_key({name.decode("latin-1"): value.decode("latin-1") for name, value in headers})
+            if key in self.key_scopes:
+                return self.key_scopes[key]  # a key's scope is not the client's to choose
+        named = next((value.decode("latin-1") for name, value in headers if name == _SCOPE_HEADER), None)
         return named if named is not None and is_scope_name(named) else None

@@ -36,7 +36,7 @@ from backends.catalogue import Model, ModelCatalogue
 from backends.echo.caching import breakpoints_of, has_breakpoints
 from backends.state import Bucket, StateStore, current_scope
 from backends.tokens import CLASSIC
-from backends.wire import ApiError
+from backends.wire import ApiError, client_key
 
 logger = logging.getLogger("understudy")
 
@@ -180,7 +180,7 @@ class RateLimiter:
         self, kind: str, group: str, headers: Mapping[str, str], *, model: str | None = None, line: str | None = None
     ) -> tuple[_Layer, ...]:
         """The layers a request of `kind` (messages, count_tokens, batches) in `group` takes from, remembered."""
-        hashed, scope = key_hash(api_key(headers)), current_scope()
+        hashed, scope = key_hash(client_key(headers)), current_scope()
         remembered = (hashed, scope, kind, group)
         layers = self._layers.get(remembered)
         if layers is None:
@@ -288,15 +288,6 @@ class _Corrections:
                 logger.warning("rate limits: corrections were lost (%s)", error.message)
             except Exception:
                 logger.exception("rate limits: corrections failed")
-
-
-def api_key(headers: Mapping[str, str]) -> str:
-    """The client's API key (x-api-key, or a bearer token); "" for none (an AWS-signed request's)."""
-    key = headers.get("x-api-key")
-    if key:
-        return key
-    scheme, _, token = headers.get("authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
 
 
 def _costing(bucket: Bucket, cost: float) -> Bucket:
