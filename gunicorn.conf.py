@@ -43,9 +43,18 @@ control_socket_disable = True
 
 
 def on_starting(server):
-    """Give the workers one shared state file, and check the configuration once, in the master."""
+    """Give the workers one shared state file and one metrics directory, and check the configuration once, in the
+    master."""
+    import tempfile
+
     from app import ConfigError, check_configuration
     from backends.state import default_state_file
+
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        # prometheus_client's multi-process mode (UNDERSTUDY_METRICS): each worker writes its values to files here,
+        # and a scrape of any worker sums them all. Set before anything imports the library, and before the fork.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="understudy-metrics-")
+        server.made_metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
     if "UNDERSTUDY_STATE_FILE" not in os.environ:
         # Set before the workers fork, so all of them (and their replacements) share sequences and the journal.
@@ -59,8 +68,17 @@ def on_starting(server):
         sys.exit(f"understudy: configuration error: {error}")
 
 
+def child_exit(server, worker):
+    """A worker is gone: its live values (open streams) no longer count; what it counted stays in the sums."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR") and "prometheus_client" in sys.modules:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+
+
 def on_exit(server):
-    """Remove the state file this server made for itself, and the files kept beside it (named ones stay)."""
+    """Remove the state file and the metrics directory this server made for itself, and the files kept beside the
+    state file (named ones stay)."""
     import shutil
     from pathlib import Path
 
@@ -71,3 +89,6 @@ def on_exit(server):
     if made is not None:
         remove_state_file(made)
         shutil.rmtree(default_files_dir(Path(made)), ignore_errors=True)  # used when no directory was configured
+    metrics = getattr(server, "made_metrics_dir", None)
+    if metrics is not None:
+        shutil.rmtree(metrics, ignore_errors=True)

@@ -2,7 +2,8 @@
 
 The request path, outermost first (README, "How a request travels"):
 
-1. `http/` — ASGI plumbing: `scopes` (whose state the request works in), `journal` (when on), `methods` (HEAD and
+1. `http/` — ASGI plumbing: `scopes` (whose state the request works in), `facts` (each request's record, for the
+   journal and the metrics, when either is on), `methods` (HEAD and
    OPTIONS without a body), then `doors/mounts` (which door the request came
    in by: the first-party API, Bedrock, Vertex AI, the OpenAI-compatible
    endpoint …), `envelope` (request id, the last-resort error in the door's shape),
@@ -24,7 +25,8 @@ constructor arguments explicitly), whoever runs Message Batches (the server's
 own, with a processor thread per worker that the app's lifespan starts and
 stops, or the backend's), the file store (the Files API's, whatever the
 backend), the rate limiter in front of the backend and the batches when
-UNDERSTUDY_RATE_LIMITS sets limits (`ratelimits/`), and the app.
+UNDERSTUDY_RATE_LIMITS sets limits (`ratelimits/`), whoever reads each request's facts (the journal, the metrics
+when UNDERSTUDY_METRICS is on: `observing/`) with the backend noting its part of them, and the app.
 `internals.install` adds the private Connexion and Flask hooks that make it
 fast, unless UNDERSTUDY_INTERNALS is off.
 """
@@ -37,7 +39,7 @@ import dataclasses
 import functools
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import connexion
 from connexion.datastructures import MediaTypeDict
@@ -49,17 +51,19 @@ from connexion.validators import JSONResponseBodyValidator
 from starlette.exceptions import HTTPException
 
 from app import internals
-from app.api import BACKEND_KEY, BATCHES_KEY, FILES_KEY, RULES_KEY, STORE_KEY
+from app.api import BACKEND_KEY, BATCHES_KEY, FILES_KEY, METRICS_KEY, RULES_KEY, STORE_KEY
 from app.doors.mounts import DoorMiddleware
 from app.http.body_limit import BodyLimitMiddleware
 from app.http.envelope import EnvelopeMiddleware
-from app.http.journal import JournalMiddleware
+from app.http.facts import FactsMiddleware, Observer
+from app.http.journal import Journal
 from app.http.memory import MemoryReturnMiddleware, give_memory_back
 from app.http.methods import BodylessMethodsMiddleware
 from app.http.request_checks import RequestChecksMiddleware
 from app.http.scopes import ScopeMiddleware
 from app.http.sigv4 import SignatureMiddleware
 from app.http.spec_document import SpecDocumentMiddleware
+from app.observing.backend import ObservedBackend
 from app.ratelimits.guards import rate_limited
 from app.settings import ConfigError, Settings, load_settings
 from app.spec.batch_params import params_check
@@ -76,6 +80,9 @@ from backends.exchange import MessageRequest, Reply
 from backends.files import FileStore, default_files_dir, resolve_file_sources, shared_files_dir
 from backends.state import SQLiteStore, StateStore, StoreUnavailable, default_state_file
 
+if TYPE_CHECKING:
+    from app.observing.metrics import Metrics
+
 __all__ = ["ConfigError", "check_configuration", "create_app"]
 
 #: An upload's body may exceed its file by this much: the multipart framing and the other fields.
@@ -89,14 +96,20 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> connexion.FlaskApp
     catalogue = _catalogue(settings)
     backend = _backend(settings, catalogue, store)
     rules = RequestRules(catalogue)
-    spec = load_spec(allow_unknown_fields=settings.allow_unknown_fields, admin=bool(settings.admin_key))
+    spec = load_spec(
+        allow_unknown_fields=settings.allow_unknown_fields, admin=bool(settings.admin_key), metrics=settings.metrics
+    )
     files = _files(settings, store)
-    batches, processor = _batches(settings, backend, store, files, params_check(spec, rules))
+    metrics = _metrics(settings, catalogue, backend)
+    batches, processor = _batches(settings, backend, store, files, params_check(spec, rules), metrics)
     served, batches = rate_limited(settings, store, catalogue, backend, batches)  # as they are without limits
+    observers = _observers(settings, store, metrics)
+    if observers:  # only then does anyone read what the backend's answers say
+        served = ObservedBackend(served)
 
     app = connexion.FlaskApp(
         __name__,
-        middlewares=_middlewares(settings, store, spec),
+        middlewares=_middlewares(settings, spec, observers),
         jsonifier=Jsonifier(separators=(",", ":"), ensure_ascii=False),
         # The UI only: the spec it reads is served by SpecDocumentMiddleware, as loaded.
         swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/v1/ui", serve_spec=False),
@@ -113,6 +126,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> connexion.FlaskApp
     app.app.extensions[BATCHES_KEY] = batches
     app.app.extensions[FILES_KEY] = files
     app.app.extensions[RULES_KEY] = rules
+    app.app.extensions[METRICS_KEY] = metrics
     return app
 
 
@@ -134,17 +148,15 @@ def check_configuration() -> None:
     app.app.extensions[STORE_KEY].close()
 
 
-def _middlewares(settings: Settings, store: StateStore, spec: Mapping[str, Any]) -> list[Any]:
+def _middlewares(settings: Settings, spec: Mapping[str, Any], observers: list[Observer]) -> list[Any]:
     """Ours, outermost first, then Connexion's own stack (its ServerErrorMiddleware given our error handler)."""
     uploads = upload_routes(spec)
-    journal = (
-        [functools.partial(JournalMiddleware, store=store, max_body_bytes=settings.journal_max_body_bytes)]
-        if settings.journal_on
-        else []
-    )
+    # Bodies and events are kept for the journal only, within its bound; no record at all when nobody reads one.
+    keep_bytes = settings.journal_max_body_bytes if settings.journal_on else None
+    facts = [functools.partial(FactsMiddleware, observers=observers, keep_bytes=keep_bytes)] if observers else []
     return [
         functools.partial(ScopeMiddleware, key_scopes=dict(settings.key_scopes)),
-        *journal,
+        *facts,
         MemoryReturnMiddleware,
         BodylessMethodsMiddleware,
         functools.partial(DoorMiddleware, spec=spec),
@@ -166,6 +178,21 @@ def _middlewares(settings: Settings, store: StateStore, spec: Mapping[str, Any])
         functools.partial(ServerErrorMiddleware, handler=render_error),
         *ConnexionMiddleware.default_middlewares[1:],
     ]
+
+
+def _metrics(settings: Settings, catalogue: ModelCatalogue, backend: Backend) -> Metrics | None:
+    """The metrics /metrics serves, when UNDERSTUDY_METRICS is on."""
+    if not settings.metrics:
+        return None
+    from app.observing.metrics import Metrics  # only a server with metrics on imports prometheus_client
+
+    return Metrics(catalogue, backend.name)
+
+
+def _observers(settings: Settings, store: StateStore, metrics: Metrics | None) -> list[Observer]:
+    """Who reads each request's facts: the journal (which writes its entry first), the metrics."""
+    journal: list[Observer] = [Journal(store)] if settings.journal_on else []
+    return journal + ([metrics] if metrics is not None else [])
 
 
 def _store(settings: Settings) -> StateStore:
@@ -268,6 +295,7 @@ def _batches(
     store: StateStore,
     files: FileStore,
     check: Callable[[Mapping[str, Any], Mapping[str, str]], None],
+    metrics: Metrics | None,
 ) -> tuple[Batches, BatchProcessor | None]:
     """Who runs Message Batches: the backend, if it runs them itself; else the server, with a processor per worker."""
     own = backend.own_batches()
@@ -281,6 +309,7 @@ def _batches(
         lease_seconds=settings.batch_lease_seconds,
         journal=store if settings.journal_on else None,
         when_idle=give_memory_back,
+        on_outcome=metrics.batch_items if metrics is not None else None,
     )
     batches = LocalBatches(
         batch_store,

@@ -230,6 +230,12 @@ class Settings:
     admin_key: str | None = setting(
         None, "UNDERSTUDY_ADMIN_KEY", _text, "key for the /_understudy admin routes, which are off without one"
     )
+    metrics: bool = setting(
+        False,
+        "UNDERSTUDY_METRICS",
+        _flag,
+        "serve Prometheus metrics at /metrics, which needs the admin key as the /_understudy routes do",
+    )
     upstream_url: str = setting(
         "https://api.anthropic.com", "UNDERSTUDY_UPSTREAM_URL", _url, "where the proxy backend forwards to"
     )

@@ -22,13 +22,14 @@ from backends.files import FileStore
 from backends.state import StateStore
 from backends.wire import ON_DISCONNECT_KEY, REQUEST_ID_KEY
 
-#: Where the composition root leaves the backend, the state store, the batches, the file store and the request
-#: rules, in Flask's `app.extensions`.
+#: Where the composition root leaves the backend, the state store, the batches, the file store, the request
+#: rules and the metrics (None when off), in Flask's `app.extensions`.
 BACKEND_KEY = "understudy.backend"
 STORE_KEY = "understudy.store"
 BATCHES_KEY = "understudy.batches"
 FILES_KEY = "understudy.files"
 RULES_KEY = "understudy.rules"
+METRICS_KEY = "understudy.metrics"
 
 
 def backend() -> Backend:

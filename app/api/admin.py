@@ -1,7 +1,7 @@
 """The admin routes under /_understudy: read and clear the request journal, reset sequences.
 
 They exist only when UNDERSTUDY_ADMIN_KEY is set, and need that key in the
-`x-understudy-admin-key` header.
+`x-understudy-admin-key` header (or, from the inspector, as HTTP Basic's password).
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ def list_requests(
     rule: str | None = None,
     status: int | None = None,
     request_id: str | None = None,
+    newest: bool = False,
 ) -> dict[str, Any]:
-    """Journal entries oldest first, filtered; `after` an entry id, to read on from there."""
+    """Journal entries oldest first (or `newest` first), filtered; `after` an entry id, to read on from there."""
     filters = {"path": path, "method": method, "rule": rule, "status": status, "request_id": request_id}
-    page = store().journal_page(after=after, limit=limit, max_bytes=PAGE_BYTES, **filters)
+    page = store().journal_page(after=after, limit=limit, max_bytes=PAGE_BYTES, newest=newest, **filters)
     return {
         "data": page.entries,
         "last_id": page.entries[-1]["id"] if page.entries else after,

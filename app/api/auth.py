@@ -1,4 +1,5 @@
-"""Key checks for the security schemes openapi.yaml declares: x-api-key, Bearer, and AWS Signature Version 4.
+"""Key checks for the security schemes openapi.yaml declares: x-api-key, Bearer, AWS Signature Version 4, and the
+admin key (in its header, or as HTTP Basic's password).
 
 Connexion finds the key in the header the scheme names and calls the function
 the spec points at (`x-apikeyInfoFunc`, `x-bearerInfoFunc`). With
@@ -54,6 +55,11 @@ def check_admin_key(key: str, required_scopes: Any = None, request: Any = None) 
     if not admin_key or not hmac.compare_digest(key.encode(), admin_key.encode()):
         raise ApiError(401, f"invalid {ADMIN_KEY_HEADER}")
     return {"sub": "admin"}
+
+
+def check_admin_basic(username: str, password: str, required_scopes: Any = None, request: Any = None) -> dict[str, str]:
+    """x-basicInfoFunc for the admin routes a browser or Prometheus calls: the admin key as the password (any user)."""
+    return check_admin_key(password, request=request)
 
 
 #: The AWS service each door's signatures are made for.

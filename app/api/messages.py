@@ -17,8 +17,10 @@ from flask import Response
 from app.api import backend, client_gone, door, file_store, request_headers, rules
 from app.api.responses import json_response
 from app.api.streaming import stream_response
+from app.http.facts import note
 from backends.exchange import MessageRequest
 from backends.files import resolve_file_sources
+from backends.wire import ApiError
 
 #: The doors whose clients may name a model as Bedrock Mantle does (Foundry shares Mantle's prefix).
 MANTLE_DOORS = ("mantle", "foundry")
@@ -44,7 +46,12 @@ def answered(request: MessageRequest) -> Response:
 def checked(body: Mapping[str, Any], headers: Mapping[str, str], *, counting: bool) -> MessageRequest:
     """The request for the backend, once it keeps the rules of its fields, its betas and its model, files resolved
     (`body` and `headers` the first-party API's, whichever door the request came in by)."""
-    rules().check(body, headers, counting=counting)
+    note(model=body["model"])
+    try:
+        rules().check(body, headers, counting=counting)
+    except ApiError:
+        note(refused_by="model")
+        raise
     return MessageRequest(
         body=resolve_file_sources(body, file_store()), headers=headers, client_gone=client_gone(), door=door()
     )

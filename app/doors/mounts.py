@@ -7,8 +7,8 @@ each naming its door (`x-understudy-door`). A request under one is routed as
 the path after it. A door's own operations (doors/*.yaml) name theirs the same
 way. Everything else is the first-party door, or Claude Platform on AWS's
 when it is signed with AWS Signature Version 4. The door is noted in the
-scope for the layers below: the error shape, the handlers, the scripted
-backend's `door` match.
+scope for the layers below (the error shape, the handlers, the scripted
+backend's `door` match), and in the request's facts (app/http/facts.py).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.doors.base import DOOR_KEY, FIRST_PARTY, SENT_PATH_KEY
+from app.http.facts import note
 from app.http.sigv4 import is_signed
 
 DOOR_EXTENSION = "x-understudy-door"
@@ -49,6 +50,7 @@ class DoorMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             scope = self._routed(scope)
+            note(door=scope[DOOR_KEY])
         await self.app(scope, receive, send)
 
     def _routed(self, scope: Scope) -> Scope:

@@ -1,14 +1,20 @@
 """The request journal: every API request received, kept in the shared state store for tests to read.
 
 An entry holds the method, path, query, headers (secrets masked), body, the
-status of the response, its request id and the scripted rule that answered.
-It is written before the response starts, so a client that has its answer
-can already read the entry back (`GET /_understudy/requests`), whichever
-worker took the call. The middleware sits outside everything else, so it
-sees the errors every other layer produces, a 413 included. A body longer
-than UNDERSTUDY_JOURNAL_MAX_BODY_BYTES is kept as its size and first 4 KB;
-the store keeps the journal within its own limits. An entry that cannot be
-written (a full disk, say) is lost, never the response it records.
+status of the response, its request id, the scripted rule that answered, the
+door, the model, the scope and what refused it, if a rule did. It is written
+when the response starts, so a client that has its answer can already read
+the entry back (`GET /_understudy/requests`), whichever worker took the call;
+it is completed when the response ends (before its last bytes are sent) with
+what the response was: its body, or a stream's events with their times, the
+duration, the time to the first event and the tokens in and out. The facts
+are the request's record (app/http/facts.py), whose middleware sits outside
+everything but the scopes, so it sees the errors every other layer produces,
+a 413 included. A body longer than UNDERSTUDY_JOURNAL_MAX_BODY_BYTES is kept
+as its size and first 4 KB; a response body alike, and a stream's events up
+to that many bytes; the store keeps the journal within its own limits. An
+entry that cannot be written (a full disk, say) is lost, never the response it
+records.
 """
 
 from __future__ import annotations
@@ -16,20 +22,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
+from app.http.facts import RequestFacts
 from backends.state import StateStore, StoreFull, StoreUnavailable
-from backends.wire import RULE_HEADER, SECRET_HEADERS
+from backends.wire import SECRET_HEADERS
 
 logger = logging.getLogger("understudy")
 
 MASK = "[masked]"
-#: Paths not journaled: the admin routes themselves and load-balancer health checks.
-UNJOURNALED_PREFIXES = ("/_understudy", "/health")
 #: How much of a body longer than the limit an entry keeps, beside its size.
 CUT_BODY_START = 4096
 
@@ -56,53 +60,69 @@ def body_for_journal(body: bytes, received: int) -> Any:
         return body.decode("utf-8", "replace")
 
 
-class JournalMiddleware:
-    """Writes one journal entry per API request, as its response starts."""
+class Journal:
+    """Writes one journal entry per observed request as its response starts, and completes it as it ends."""
 
-    def __init__(self, app: ASGIApp, *, store: StateStore, max_body_bytes: int) -> None:
-        self.app = app
+    def __init__(self, store: StateStore) -> None:
         self.store = store
-        self.max_body_bytes = max_body_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(UNJOURNALED_PREFIXES):
-            await self.app(scope, receive, send)
-            return
-        chunks: list[bytes] = []
-        received = 0
-
-        async def recording_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            body = message.get("body", b"")
-            if body and received < self.max_body_bytes:
-                chunks.append(body[: self.max_body_bytes - received])
-            received += len(body)
-            return message
-
-        async def journaling_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                await self._record(scope, b"".join(chunks), received, message)
-            await send(message)
-
-        await self.app(scope, recording_receive, journaling_send)
-
-    async def _record(self, scope: Scope, body: bytes, received: int, start: Message) -> None:
-        response_headers = {name.lower(): value for name, value in start.get("headers", [])}
+    async def started(self, facts: RequestFacts, scope: Scope) -> None:
         entry = {
-            "at": time.time(),
-            "request_id": response_headers.get(b"request-id", b"").decode() or None,
-            "method": scope["method"],
-            "path": scope["path"],
+            "at": facts.at,
+            "request_id": facts.request_id,
+            "method": facts.method,
+            "path": facts.path,
             "query": scope["query_string"].decode("latin-1"),
             "headers": masked_headers(scope["headers"]),
-            "body": body_for_journal(body, received),
-            "status": start["status"],
-            "rule": response_headers.get(RULE_HEADER.encode(), b"").decode() or None,
+            "body": body_for_journal(bytes(facts.request_body), facts.request_bytes),
+            "status": facts.status,
+            "rule": facts.rule,
+            "door": facts.door,
+            "model": facts.model,
+            "scope": facts.scope,
+            "refused_by": facts.refused_by,
+            "streamed": facts.streaming,
         }
+        # In the request's scope: to_thread copies the context.
+        facts.journal_id = await self._kept(facts, lambda: self.store.add_entry(entry))
+
+    async def ended(self, facts: RequestFacts) -> None:
+        if facts.journal_id is not None:
+            entry_id, ending = facts.journal_id, ending_of(facts)
+            await self._kept(facts, lambda: self.store.complete_entry(entry_id, ending))
+
+    async def _kept(self, facts: RequestFacts, write: Callable[[], Any]) -> Any:
+        """What `write` returns, run on a thread; None when the store cannot keep it (noted, and said in the log)."""
         try:
-            await asyncio.to_thread(self.store.add_entry, entry)  # in the request's scope: to_thread copies it
-        except (StoreFull, StoreUnavailable):
-            pass  # the store says so in the log
+            return await asyncio.to_thread(write)
+        except StoreFull:
+            facts.store_error = "full"
+        except StoreUnavailable:
+            facts.store_error = "unavailable"
         except Exception:
             logger.exception("could not write a journal entry")
+        return None
+
+
+def ending_of(facts: RequestFacts) -> dict[str, Any]:
+    """What an entry gains when its response ends: the response, or the stream's events with their times (in ms
+    since the request arrived), and the timing and tokens."""
+    ending: dict[str, Any] = {
+        "completed": True,
+        "route": facts.route,
+        "duration_ms": _ms(facts.duration),
+        "first_event_ms": _ms(facts.first_event),
+        "input_tokens": facts.input_tokens,
+        "output_tokens": facts.output_tokens,
+        "store_error": facts.store_error,
+    }
+    if facts.streaming:
+        ending["events"] = [{"at_ms": _ms(at), "event": event} for at, event in facts.events]
+        ending["events_left_out"] = facts.events_left_out
+    else:
+        ending["response"] = body_for_journal(bytes(facts.response_body), facts.response_bytes)
+    return ending
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 2)

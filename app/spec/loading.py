@@ -11,9 +11,10 @@ alike, so that a field added to the Messages body is a field of every door's.
 
 The document is used as written, with two switches: UNDERSTUDY_ALLOW_UNKNOWN_FIELDS
 opens the top-level request schemas to fields the spec does not know, for
-SDKs newer than the spec; and the admin routes (tagged Admin) are served only
-when an admin key is set — without them, the spec also leaves out what only
-they use (the tag, their security scheme, their schemas), so that neither
+SDKs newer than the spec; the admin routes (tagged Admin) are served only
+when an admin key is set, and /metrics (tagged Metrics too) only when
+UNDERSTUDY_METRICS is on as well — without them, the spec also leaves out what
+only they use (the tag, their security schemes, their schemas), so that neither
 routing nor the served copy (/openapi.json) shows any of it. Everything else
 the spec says still holds.
 
@@ -54,28 +55,33 @@ TOP_LEVEL_REQUESTS = (
     "VertexCountTokensParams20230601",
 )
 ADMIN_TAG = "Admin"
+METRICS_TAG = "Metrics"
 
 
-def load_spec(*, allow_unknown_fields: bool = False, admin: bool = False, path: Path = SPEC_FILE) -> dict[str, Any]:
+def load_spec(
+    *, allow_unknown_fields: bool = False, admin: bool = False, metrics: bool = False, path: Path = SPEC_FILE
+) -> dict[str, Any]:
     """The spec as a dict of the caller's own, ready for Connexion's add_api."""
     spec = copy.deepcopy(_parsed(path, path.stat().st_mtime_ns, _doors(path.parent / DOORS_DIRECTORY.name)))
     if not admin:
-        _leave_out_admin(spec)
+        _leave_out(spec, ADMIN_TAG)
+    if not metrics:
+        _leave_out(spec, METRICS_TAG)
     if allow_unknown_fields:
         for name in TOP_LEVEL_REQUESTS:
             spec["components"]["schemas"][name]["additionalProperties"] = True
     return spec
 
 
-def _leave_out_admin(spec: dict[str, Any]) -> None:
-    """Take the routes tagged Admin out of `spec`, with the tag, security schemes and components only they use."""
+def _leave_out(spec: dict[str, Any], tag: str) -> None:
+    """Take the routes tagged `tag` out of `spec`, with the tag, security schemes and components only they use."""
     kept: dict[str, Any] = {}
     left_out: dict[str, Any] = {}
     for route, operations in spec["paths"].items():
-        is_admin = any(ADMIN_TAG in operation.get("tags", ()) for operation in _operations(operations))
-        (left_out if is_admin else kept)[route] = operations
+        is_tagged = any(tag in operation.get("tags", ()) for operation in _operations(operations))
+        (left_out if is_tagged else kept)[route] = operations
     spec["paths"] = kept
-    spec["tags"] = [tag for tag in spec.get("tags", []) if tag["name"] != ADMIN_TAG]
+    spec["tags"] = [named for named in spec.get("tags", []) if named["name"] != tag]
     components = spec["components"]
     used = {name for path_item in kept.values() for operation in _operations(path_item) for name in _schemes(operation)}
     components["securitySchemes"] = {name: it for name, it in components["securitySchemes"].items() if name in used}

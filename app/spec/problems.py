@@ -23,6 +23,7 @@ from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from starlette.exceptions import HTTPException
 
 from app.doors import DOOR_KEY, error_answer
+from app.http.facts import note_failure
 from app.spec.loading import load_spec
 from app.spec.validators import CONTENT_TYPE_MESSAGE, EMPTY_BODY_MESSAGE
 from backends.wire import REQUEST_ID_KEY, ApiError
@@ -31,6 +32,8 @@ logger = logging.getLogger("understudy")
 
 #: The API's answer to a request without its key (an admin route names its own header instead).
 NO_KEY_MESSAGE = "x-api-key header is required"
+#: What a 401 of a route that takes HTTP Basic says, so that a browser asks for the admin key (as the password).
+BASIC_CHALLENGE = ("WWW-Authenticate", 'Basic realm="Understudy", charset="UTF-8"')
 #: Connexion's own wording, and the API's.
 CONNEXION_MESSAGES = {
     "No authorization token provided": NO_KEY_MESSAGE,
@@ -63,8 +66,8 @@ def _headers(headers: Mapping[str, str] | None) -> dict[str, str]:
 
 @functools.cache
 def _spec() -> Mapping[str, Any]:
-    """openapi.yaml with the admin routes, loaded once (load_spec hands each caller a copy of its own)."""
-    return load_spec(admin=True)
+    """openapi.yaml with the admin routes and /metrics, loaded once (load_spec hands each caller a copy of its own)."""
+    return load_spec(admin=True, metrics=True)
 
 
 @functools.cache
@@ -93,22 +96,34 @@ def allow_header(path: str) -> str | None:
     return ", ".join(methods + (["HEAD"] if "GET" in methods else []))
 
 
-def key_header(method: str, path: str) -> str:
-    """The header the operation's first security scheme reads its key from (x-api-key, or the admin key's)."""
+def _schemes(method: str, path: str) -> list[Mapping[str, Any]]:
+    """The security schemes the operation takes, in the spec's order."""
     operation = (_operations(path) or {}).get(method.lower(), {})
     schemes = _spec()["components"]["securitySchemes"]
-    for requirement in operation.get("security", []):
-        for name in requirement:
-            if schemes[name].get("in") == "header":
-                return str(schemes[name]["name"])
+    return [schemes[name] for requirement in operation.get("security", []) for name in requirement]
+
+
+def key_header(method: str, path: str) -> str:
+    """The header the operation's first security scheme reads its key from (x-api-key, or the admin key's)."""
+    for scheme in _schemes(method, path):
+        if scheme.get("in") == "header":
+            return str(scheme["name"])
     return "x-api-key"
 
 
+def takes_basic(method: str, path: str) -> bool:
+    """Whether the operation takes HTTP Basic credentials (the inspector's routes, /metrics)."""
+    return any(scheme.get("scheme") == "basic" for scheme in _schemes(method, path))
+
+
 async def render_error(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
-    """Connexion's error handler: the exception as an API error response."""
+    """Connexion's error handler: the exception as an API error response (what it says of the request noted)."""
+    note_failure(exc)
     error = error_from_exception(exc)
     if error.status == 401 and error.message == NO_KEY_MESSAGE:
         error = ApiError(401, f"{key_header(request.method, request.url.path)} header is required")
+    if error.status == 401 and takes_basic(request.method, request.url.path):
+        error.headers[BASIC_CHALLENGE[0]] = BASIC_CHALLENGE[1]  # a browser then asks for the key, once
     if error.status == 405:
         error.headers["Allow"] = allow_header(request.url.path) or error.headers.get("Allow", "")
     if error.status < 500:

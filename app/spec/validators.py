@@ -35,6 +35,7 @@ from jsonschema.exceptions import best_match, relevance
 from starlette.datastructures import Headers
 from starlette.types import Receive, Scope
 
+from app.http.facts import note
 from app.http.parsed_body import hand_on
 from app.spec.fastcheck import passes
 from app.spec.patterns import pattern_keyword
@@ -335,7 +336,13 @@ class RequestBodyValidator(JSONRequestBodyValidator):
         body = parse_json(text)
         if body is not None:
             # Checked here, not in _validate, because the schema may depend on a header: only here is the scope.
-            check_body(for_version(self.schema, request_version(Headers(scope=scope), body)), body)
+            schema = for_version(self.schema, request_version(Headers(scope=scope), body))
+            try:
+                check_body(schema, body)
+            except BadRequestProblem:
+                if refused_by_version(self.schema, schema, body):
+                    note(refused_by="version", model=body.get("model"))  # a body another version takes: an object
+                raise
         return body
 
     def _validate(self, body: Any) -> dict | None:
@@ -380,6 +387,16 @@ def for_version(schema: Mapping[str, Any], version: str | None) -> Mapping[str, 
         cached = (chosen, {**chosen, "components": schema.get("components", {})})
         _versioned[id(chosen)] = cached
     return cached[1]
+
+
+def refused_by_version(schema: Mapping[str, Any], chosen: Mapping[str, Any], body: Any) -> bool:
+    """Whether a body its API version's schema (`chosen`) refused is one another version takes: the version refused
+    it, not the body's shape (a failure's question only, so a valid request pays nothing for it)."""
+    others = [schema, *(for_version(schema, version) for version in schema.get(BY_VERSION, ()))]
+    try:
+        return any(other is not chosen and first_error(schema_validator(other), body) is None for other in others)
+    except RecursionError:
+        return False
 
 
 def check_body(schema: Mapping[str, Any], body: Any) -> None:

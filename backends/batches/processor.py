@@ -36,6 +36,7 @@ import logging
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -70,6 +71,7 @@ class BatchProcessor:
         journal: StateStore | None = None,
         clock: Callable[[], float] = time.time,
         when_idle: Callable[[], None] = lambda: None,
+        on_outcome: Callable[[str, int], None] | None = None,
     ) -> None:
         self.store = store
         #: The backend's create_message.
@@ -82,6 +84,9 @@ class BatchProcessor:
         #: Run each time the processor has answered what there was and goes idle (the composition root gives the
         #: memory the answers used back to the system).
         self.when_idle = when_idle
+        #: Told how many requests this processor gave each outcome (succeeded, errored, canceled, expired), as it
+        #: gives them (the composition root counts them in the metrics).
+        self.on_outcome = on_outcome or (lambda outcome, count: None)
         self.name = f"{os.getpid()}-{new_id('worker')}"
         self._claims = 0
         self._wake = threading.Event()
@@ -161,7 +166,8 @@ class BatchProcessor:
         if batch.unanswered and now < batch.expires_at and batch.status == "in_progress":
             return self._answer_run(batch)
         if batch.unanswered:
-            self.store.close_out(batch, "expired" if now >= batch.expires_at else "canceled", now)
+            outcome = "expired" if now >= batch.expires_at else "canceled"
+            self.on_outcome(outcome, self.store.close_out(batch, outcome, now))
         self.store.finish(batch, now)  # once the requests still being answered elsewhere are done
         return False
 
@@ -192,6 +198,8 @@ class BatchProcessor:
             kept = self.store.complete(batch, token, [answer for answer, _ in answered.values()])
         finally:
             self.store.release(batch, token)
+        for outcome, count in Counter(answer.outcome for answer in kept).items():
+            self.on_outcome(outcome, count)
         self._write_journal([answered[answer.position][1] for answer in kept])
         return True
 

@@ -42,7 +42,7 @@ from backends.base import Backend
 from backends.exchange import EventStream, MessageRequest, Reply
 from backends.proxy.batches import UpstreamBatches
 from backends.proxy.recording import Recorder
-from backends.proxy.upstream import Upstream, cut, query_string, upstream_errors, upstream_fault
+from backends.proxy.upstream import Upstream, UpstreamError, cut, query_string, upstream_errors, upstream_fault
 from backends.wire import JSON, ApiError, MalformedEvent, decode_events
 
 if TYPE_CHECKING:
@@ -152,7 +152,7 @@ class ProxyBackend(Backend):
                     seen.append((time.monotonic() - started, event))
                     yield event
             if not seen or seen[-1][1]["type"] not in ("message_stop", "error"):
-                raise ApiError(502, "The upstream ended the stream before message_stop")
+                raise UpstreamError(502, "The upstream ended the stream before message_stop", kind="bad_answer")
             if self.recorder:
                 self.recorder.record_stream(body, seen)
         except MalformedEvent as error:

@@ -23,34 +23,21 @@ import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import contextmanager
-from itertools import pairwise
 from pathlib import Path
-from statistics import mean
 from typing import Any
 
 import yaml
 
-from backends import text, tokens
-from backends.events import message_from_events
 from backends.proxy.redaction import Secrets
-from backends.safe_yaml import SafeDumper, safe_load
+from backends.safe_yaml import safe_load
+from backends.scripted.replay import match_for, reply_for_error, reply_for_message, reply_for_stream, rules_yaml
 from backends.wire import JSON, ApiError
 
 logger = logging.getLogger("understudy")
 
-#: Content blocks a script can replay; others (server tool results) are left out of a recording.
-REPLAYABLE = {"text": ("text",), "tool_use": ("id", "name", "input"), "thinking": ("thinking", "signature"),
-              "redacted_thinking": ("data",)}  # fmt: skip
 HEADER = (
     "# Recorded by Understudy's proxy backend; replay with UNDERSTUDY_BACKEND=scripted UNDERSTUDY_SCRIPT=<this file>.\n"
 )
-
-
-class Dumper(SafeDumper):
-    """Writes every value out in full: scripts may not use YAML aliases, so none are made for shared values."""
-
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
 
 
 class Recorder:
@@ -70,34 +57,14 @@ class Recorder:
 
     def record_error(self, body: Mapping[str, Any], error: ApiError) -> None:
         """An exchange the upstream answered with an error."""
-        spec: JSON = {"status": error.status, "type": error.error_type, "message": error.message}
-        retry = {name: value for name, value in error.headers.items() if name.startswith(("retry-after", "x-should"))}
-        if retry:
-            spec["headers"] = retry
-        self._add(body, {"error": spec})
+        self._add(body, reply_for_error(error.status, error.error_type, error.message, error.headers))
 
     def record_stream(self, body: Mapping[str, Any], timed_events: Sequence[tuple[float, Mapping[str, Any]]]) -> None:
         """A streamed exchange, with its pace and any error event."""
-        events = [event for _, event in timed_events]
-        failure = next((index for index, event in enumerate(events) if event["type"] == "error"), None)
-        reply = reply_for_message(message_from_events(events[:failure]))
-        reply["stream"] = stream_timing(timed_events)
-        if failure is not None:
-            error = events[failure].get("error", {})
-            reply["fault"] = {
-                "kind": "error_event",
-                "after_events": failure,
-                "error": {"status": 529 if error.get("type") == "overloaded_error" else 500, **error},
-            }
-        self._add(body, reply)
+        self._add(body, reply_for_stream(timed_events))
 
     def _add(self, body: Mapping[str, Any], reply: JSON) -> None:
-        match = {
-            "model": body["model"],
-            "user_text": text.last_user_text(body["messages"]),
-            "turn": sum(1 for message in body["messages"] if message["role"] == "user"),
-        }
-        match, reply = self.secrets.redacted(match), self.secrets.redacted(reply)
+        match, reply = self.secrets.redacted(match_for(body)), self.secrets.redacted(reply)
         try:
             with _locked(self.path):
                 self._catch_up()
@@ -127,7 +94,7 @@ class Recorder:
             self._by_match.setdefault(_key(rule["match"]), rule)  # the first rule with a match is the one that answers
 
     def _append(self, rule: JSON) -> None:
-        piece = yaml.dump([rule], Dumper=Dumper, sort_keys=False, allow_unicode=True)
+        piece = rules_yaml([rule])
         if not self._text:
             piece = HEADER + piece
         elif not self._text.endswith("\n"):  # a file someone saved without a last newline
@@ -145,7 +112,7 @@ class Recorder:
     def _rewrite(self, old: JSON, new: JSON) -> None:
         """The file written again whole, with rule `old` replaced by `new`; memory changes only once it is."""
         rules = [new if rule is old else rule for rule in self._rules]
-        whole = HEADER + yaml.dump(rules, Dumper=Dumper, sort_keys=False, allow_unicode=True)
+        whole = HEADER + rules_yaml(rules)
         temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
             temporary.write_text(whole, encoding="utf-8")
@@ -154,37 +121,6 @@ class Recorder:
             temporary.unlink(missing_ok=True)
         self._text, self._rules = whole, rules
         self._by_match[_key(new["match"])] = new
-
-
-def reply_for_message(message: Mapping[str, Any]) -> JSON:
-    """A script reply that gives back `message`."""
-    content = [
-        {"type": block["type"], **{key: block[key] for key in REPLAYABLE[block["type"]] if key in block}}
-        for block in message.get("content", [])
-        if block["type"] in REPLAYABLE
-    ]
-    usage = {key: value for key, value in message.get("usage", {}).items() if isinstance(value, int)}
-    reply: JSON = {"content": content or [{"type": "text", "text": ""}], "stop_reason": message.get("stop_reason")}
-    if message.get("stop_sequence") is not None:
-        reply["stop_sequence"] = message["stop_sequence"]
-    if usage:
-        reply["usage"] = usage
-    return {key: value for key, value in reply.items() if value is not None}
-
-
-def stream_timing(timed_events: Sequence[tuple[float, Mapping[str, Any]]]) -> JSON:
-    """The pace of a recorded stream: time to the first content delta, and the mean gap after it."""
-    deltas = [(at, event) for at, event in timed_events if event["type"] == "content_block_delta"]
-    if not deltas:
-        return {}
-    timing: JSON = {"first_token_ms": round(deltas[0][0] * 1000, 1)}
-    if len(deltas) > 1:
-        gaps = [later[0] - earlier[0] for earlier, later in pairwise(deltas)]
-        timing["chunk_delay_ms"] = round(mean(gaps) * 1000, 1)
-    pieces = [event["delta"].get("text") for _, event in deltas if event["delta"]["type"] == "text_delta"]
-    if pieces:
-        timing["chunk_tokens"] = max(1, round(mean(tokens.count(piece) for piece in pieces)))
-    return timing
 
 
 @contextmanager

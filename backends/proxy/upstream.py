@@ -42,16 +42,28 @@ NOT_RETURNED = HOP_BY_HOP | {"content-length", "content-encoding", "content-type
 logger = logging.getLogger("understudy")
 
 
+class UpstreamError(ApiError):
+    """An API error that came from the upstream or from the way to it; `kind` says which, for the metrics:
+    `timeout`, `unreachable`, `api_error` (the upstream's own), `error_answer` (an error that is not the API's),
+    `bad_answer` (not JSON, a malformed event, a stream cut short) or `too_large`."""
+
+    def __init__(self, status: int, message: str, *, kind: str, **details: Any) -> None:
+        super().__init__(status, message, **details)
+        self.kind = kind
+
+
 @contextmanager
 def upstream_errors(secrets: Secrets) -> Iterator[None]:
     """Turn the HTTP client's failures into the API errors a client should see (quoting no secret)."""
     try:
         yield
     except httpcore.TimeoutException as error:
-        raise ApiError(504, f"The upstream did not answer in time ({type(error).__name__})") from None
+        raise UpstreamError(
+            504, f"The upstream did not answer in time ({type(error).__name__})", kind="timeout"
+        ) from None
     except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol) as error:
         reason = secrets.redacted(f"{type(error).__name__}: {error}")  # h11 may quote what the upstream sent
-        raise ApiError(502, f"The upstream could not be reached ({reason})") from None
+        raise UpstreamError(502, f"The upstream could not be reached ({reason})", kind="unreachable") from None
 
 
 def query_string(**parameters: Any) -> str:
@@ -59,10 +71,10 @@ def query_string(**parameters: Any) -> str:
     return urlencode({name: value for name, value in parameters.items() if value is not None}, doseq=True)
 
 
-def upstream_fault(message: str) -> ApiError:
+def upstream_fault(message: str, kind: str = "bad_answer") -> UpstreamError:
     """A 502 for an answer the gateway will not pass on, logged in one line (it quotes nothing of the answer)."""
     logger.warning("%s", message)
-    return ApiError(502, message)
+    return UpstreamError(502, message, kind=kind)
 
 
 class Upstream:
@@ -178,19 +190,24 @@ class Upstream:
         headers = self.returned_headers(response.headers)
         body = _api_error_body(content)
         if body is None:  # an error page, a proxy's text: nothing of it reaches the client
-            return ApiError(
-                response.status, f"The upstream answered {response.status}, not with an API error", headers=headers
+            return UpstreamError(
+                response.status,
+                f"The upstream answered {response.status}, not with an API error",
+                kind="error_answer",
+                headers=headers,
             )
         body = self.secrets.redacted(body)
         error = body["error"]
-        return ApiError(response.status, error["message"], error_type=error["type"], headers=headers, body=body)
+        return UpstreamError(
+            response.status, error["message"], kind="api_error", error_type=error["type"], headers=headers, body=body
+        )
 
     def close(self) -> None:
         self.pool.close()
 
     def _too_long(self) -> ApiError:
         return upstream_fault(
-            f"The upstream sent an answer longer than the gateway's limit of {self.max_body_bytes} bytes"
+            f"The upstream sent an answer longer than the gateway's limit of {self.max_body_bytes} bytes", "too_large"
         )
 
 

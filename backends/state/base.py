@@ -68,7 +68,7 @@ class BucketLevels:
 
 @dataclass(frozen=True)
 class JournalPage:
-    """Journal entries, oldest first, and whether more match after the last of them."""
+    """Journal entries, oldest first (or newest first), and whether more match beyond the last of them."""
 
     entries: list[dict[str, Any]]
     has_more: bool
@@ -96,9 +96,15 @@ class StateStore(Protocol):
     def add_entry(self, entry: Mapping[str, Any]) -> int:
         """Append a journal entry, deleting the oldest ones beyond the store's limits; its id."""
 
-    def journal_page(self, *, after: int, limit: int, max_bytes: int, **filters: Any) -> JournalPage:
-        """Entries with ids above `after`, oldest first, matching `filters` (see FILTERS): at most `limit` of them
-        and `max_bytes` of entries, but one at least."""
+    def complete_entry(self, entry_id: int, fields: Mapping[str, Any]) -> None:
+        """Add `fields` to the entry `entry_id` of the current scope (what its response turned out to be, once it
+        ended), keeping the journal within the store's limits; nothing if the entry is gone (deleted, cleared)."""
+
+    def journal_page(
+        self, *, after: int, limit: int, max_bytes: int, newest: bool = False, **filters: Any
+    ) -> JournalPage:
+        """Entries with ids above `after`, oldest first (or, `newest`, the newest of them first), matching `filters`
+        (see FILTERS): at most `limit` of them and `max_bytes` of entries, but one at least."""
 
     def clear_entries(self) -> None:
         """Empty the journal (on a full disk too, when it can)."""

@@ -43,15 +43,10 @@ CACHE_KEY_GRACE_SECONDS = 3600
 #: Journal entries read per round trip while a filtered page looks for matches.
 SCAN_CHUNK = 500
 
-#: KEYS: next, entries, meta, ids, bytes. ARGV: entry, meta, size, max entries, max bytes, keep entries, keep bytes.
-#: Appends the entry, then deletes the oldest while the journal is over a limit (down to the keep marks; never
-#: the newest). Returns the new entry's id.
-ADD_ENTRY = """
-local id = redis.call('INCR', KEYS[1])
-redis.call('HSET', KEYS[2], id, ARGV[1])
-redis.call('HSET', KEYS[3], id, ARGV[2])
-redis.call('ZADD', KEYS[4], id, id)
-local total = redis.call('INCRBY', KEYS[5], ARGV[3])
+#: Deletes a scope's oldest journal entries while the journal is over a limit, down to the keep marks (never the
+#: newest). KEYS[2..5]: entries, meta, ids, bytes; `total` the journal's size; ARGV[4..7]: max entries, max bytes,
+#: keep entries, keep bytes. Part of both scripts below.
+KEEP_WITHIN_LIMITS = """
 local count = redis.call('ZCARD', KEYS[4])
 if count > tonumber(ARGV[4]) or total > tonumber(ARGV[5]) then
   local keep_entries, keep_bytes = tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -64,8 +59,34 @@ if count > tonumber(ARGV[4]) or total > tonumber(ARGV[5]) then
   end
   redis.call('SET', KEYS[5], total)
 end
-return id
 """
+#: KEYS: next, entries, meta, ids, bytes. ARGV: entry, meta, size, then KEEP_WITHIN_LIMITS's. Appends the entry,
+#: then keeps the journal within its limits. Returns the new entry's id.
+ADD_ENTRY = (
+    """
+local id = redis.call('INCR', KEYS[1])
+redis.call('HSET', KEYS[2], id, ARGV[1])
+redis.call('HSET', KEYS[3], id, ARGV[2])
+redis.call('ZADD', KEYS[4], id, id)
+local total = redis.call('INCRBY', KEYS[5], ARGV[3])
+"""
+    + KEEP_WITHIN_LIMITS
+    + "return id\n"
+)
+#: KEYS: next (unused), entries, meta, ids, bytes. ARGV: the completed entry, its meta, its id, then
+#: KEEP_WITHIN_LIMITS's. Replaces the entry if it is still there (not deleted, not cleared), then keeps the journal
+#: within its limits.
+COMPLETE_ENTRY = (
+    """
+if redis.call('HEXISTS', KEYS[2], ARGV[3]) == 0 then return 0 end
+local grown = string.len(ARGV[1]) - redis.call('HSTRLEN', KEYS[2], ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[3], ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[3], ARGV[2])
+local total = redis.call('INCRBY', KEYS[5], grown)
+"""
+    + KEEP_WITHIN_LIMITS
+    + "return 1\n"
+)
 #: KEYS: scripts. ARGV: path, version, text. Keeps the text unless a later version is kept already.
 SAVE_SCRIPT = """
 local kept = redis.call('HGET', KEYS[1], ARGV[1])
@@ -95,6 +116,7 @@ class RedisStore:
         self.max_journal_entries = max_journal_entries
         self.client = connect(url)
         self._add_entry = self.client.register_script(ADD_ENTRY)
+        self._complete_entry = self.client.register_script(COMPLETE_ENTRY)
         self._save_script = self.client.register_script(SAVE_SCRIPT)
         self._delete_file = self.client.register_script(DELETE_FILE)
 
@@ -125,26 +147,40 @@ class RedisStore:
     def _journal_keys(self) -> list[str]:
         return [self._key("journal", part) for part in ("next", "entries", "meta", "ids", "bytes")]
 
-    @needs_redis
-    def add_entry(self, entry: Mapping[str, Any]) -> int:
-        text = json.dumps(entry, ensure_ascii=False, default=str)
-        size = len(text.encode())
-        meta = json.dumps([*(entry.get(name) for name in FILTERS), size])
-        limits = (
+    def _limits(self) -> tuple[int, int, int, int]:
+        """KEEP_WITHIN_LIMITS's arguments: the limits, and the marks a journal over one is cut down to."""
+        return (
             self.max_journal_entries,
             self.max_journal_bytes,
             self.max_journal_entries - int(self.max_journal_entries * PRUNE_SHARE),
             self.max_journal_bytes - int(self.max_journal_bytes * PRUNE_SHARE),
         )
-        return int(self._add_entry(self._journal_keys(), [text, meta, size, *limits]))
 
     @needs_redis
-    def journal_page(self, *, after: int, limit: int, max_bytes: int, **filters: Any) -> JournalPage:
+    def add_entry(self, entry: Mapping[str, Any]) -> int:
+        text, meta = _entry_and_meta(entry)
+        return int(self._add_entry(self._journal_keys(), [text, meta, len(text.encode()), *self._limits()]))
+
+    @needs_redis
+    def complete_entry(self, entry_id: int, fields: Mapping[str, Any]) -> None:
+        keys = self._journal_keys()
+        kept = self.client.hget(keys[1], str(entry_id))
+        if kept is None:  # deleted or cleared meanwhile
+            return
+        # Read, then replaced by a script that checks the entry is still there: nothing else changes an entry.
+        text, meta = _entry_and_meta({**json.loads(kept), **fields})
+        self._complete_entry(keys, [text, meta, entry_id, *self._limits()])
+
+    @needs_redis
+    def journal_page(
+        self, *, after: int, limit: int, max_bytes: int, newest: bool = False, **filters: Any
+    ) -> JournalPage:
         _, entries_key, meta_key, ids_key, _ = self._journal_keys()
         wanted = {FILTERS.index(name): value for name, value in filters.items() if value is not None}
         chosen: list[int] = []
         size = 0
-        for entry_id, meta in self._entries_after(ids_key, meta_key, after, SCAN_CHUNK if wanted else limit):
+        chunk = SCAN_CHUNK if wanted else limit
+        for entry_id, meta in self._entries_beyond(ids_key, meta_key, after, chunk, newest=newest):
             if any(meta[place] != value for place, value in wanted.items()):
                 continue
             entry_bytes = meta[len(FILTERS)]
@@ -154,15 +190,19 @@ class RedisStore:
             chosen.append(entry_id)
         return JournalPage(self._entries(entries_key, chosen), has_more=False)
 
-    def _entries_after(self, ids_key: str, meta_key: str, after: int, chunk: int) -> Iterator[tuple[int, list[Any]]]:
-        """The ids after `after`, oldest first, each with its filter fields and size (the entry's `meta`); read
-        `chunk` and one more at a time, so that an unfiltered page takes one round trip for its ids and one for
-        their fields."""
+    def _entries_beyond(
+        self, ids_key: str, meta_key: str, after: int, chunk: int, *, newest: bool
+    ) -> Iterator[tuple[int, list[Any]]]:
+        """The ids after `after`, oldest first (`newest`: newest first), each with its filter fields and size (the
+        entry's `meta`); read `chunk` and one more at a time, so that an unfiltered page takes one round trip for
+        its ids and one for their fields."""
+        top = "+inf"
         while True:
-            ids = [
-                int(member)
-                for member in _members(self.client.zrangebyscore(ids_key, f"({after}", "+inf", 0, chunk + 1))
-            ]
+            if newest:
+                found = self.client.zrevrangebyscore(ids_key, top, f"({after}", 0, chunk + 1)
+            else:
+                found = self.client.zrangebyscore(ids_key, f"({after}", "+inf", 0, chunk + 1)
+            ids = [int(member) for member in _members(found)]
             if not ids:
                 return
             for entry_id, meta in zip(ids, self.client.hmget(meta_key, ids), strict=True):
@@ -170,7 +210,10 @@ class RedisStore:
                     yield entry_id, json.loads(meta)
             if len(ids) <= chunk:
                 return
-            after = ids[-1]
+            if newest:
+                top = f"({ids[-1]}"
+            else:
+                after = ids[-1]
 
     def _entries(self, entries_key: str, ids: Sequence[int]) -> list[dict[str, Any]]:
         if not ids:
@@ -263,6 +306,12 @@ class RedisStore:
     def close(self) -> None:
         """Close the pool's connections (in this process; a forked worker's pool is its own)."""
         self.client.close()
+
+
+def _entry_and_meta(entry: Mapping[str, Any]) -> tuple[str, str]:
+    """An entry as the journal keeps it, and its `meta`: its filter fields and its size."""
+    text = json.dumps(entry, ensure_ascii=False, default=str)
+    return text, json.dumps([*(entry.get(name) for name in FILTERS), len(text.encode())])
 
 
 def _members(found: Any) -> list[bytes]:

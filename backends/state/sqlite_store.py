@@ -173,15 +173,16 @@ def scoped(key: str) -> str:
     return f"{current_scope()}/{key}"
 
 
-def page_query(after: int, limit: int, filters: Mapping[str, Any]) -> tuple[str, list[Any]]:
-    """The SQL of a journal page in the current scope, and its parameters: one more row than `limit`, to tell
-    whether there are more."""
+def page_query(after: int, limit: int, filters: Mapping[str, Any], *, newest: bool = False) -> tuple[str, list[Any]]:
+    """The SQL of a journal page in the current scope (`newest`: the newest entries first), and its parameters: one
+    more row than `limit`, to tell whether there are more."""
     clauses, values = ["scope = ?", "id > ?"], [current_scope(), after]
     for name, value in filters.items():
         if value is not None:
             clauses.append(f"{name} = ?")
             values.append(value)
-    sql = f"SELECT id, bytes, entry FROM journal WHERE {' AND '.join(clauses)} ORDER BY id LIMIT ?"
+    order = "DESC" if newest else "ASC"
+    sql = f"SELECT id, bytes, entry FROM journal WHERE {' AND '.join(clauses)} ORDER BY id {order} LIMIT ?"
     return sql, [*values, limit + 1]
 
 
@@ -266,10 +267,36 @@ class SQLiteStore:
             " RETURNING id, running_bytes"
         )
         entry_id, running_bytes = self._write(lambda connection: connection.execute(sql, row).fetchone())
-        keep_from = self._oldest_to_keep(entry_id, running_bytes)
+        self._keep_within_limits(entry_id, running_bytes)
+        return int(entry_id)
+
+    def complete_entry(self, entry_id: int, fields: Mapping[str, Any]) -> None:
+        scope = current_scope()
+
+        def complete(connection: sqlite3.Connection) -> tuple[int, int] | None:
+            found = connection.execute(
+                "SELECT entry, bytes FROM journal WHERE id = ? AND scope = ?", (entry_id, scope)
+            ).fetchone()
+            if found is None:  # deleted or cleared meanwhile
+                return None
+            text = json.dumps({**json.loads(found[0]), **fields}, ensure_ascii=False, default=str)
+            grown = len(text.encode()) - found[1]
+            connection.execute("UPDATE journal SET entry = ?, bytes = bytes + ? WHERE id = ?", (text, grown, entry_id))
+            # The running totals of this entry and of every later one (a few: those written while it was answered).
+            connection.execute("UPDATE journal SET running_bytes = running_bytes + ? WHERE id >= ?", (grown, entry_id))
+            last: tuple[int, int] = connection.execute(
+                "SELECT id, running_bytes FROM journal ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+            return last
+
+        last = self._write(complete)
+        if last is not None:
+            self._keep_within_limits(*last)
+
+    def _keep_within_limits(self, last_id: int, running_bytes: int) -> None:
+        keep_from = self._oldest_to_keep(last_id, running_bytes)
         if keep_from is not None:
             self._write(lambda connection: connection.execute("DELETE FROM journal WHERE id < ?", (keep_from,)))
-        return int(entry_id)
 
     def _oldest_to_keep(self, last_id: int, last_running_bytes: int) -> int | None:
         """When the journal up to entry `last_id` is over a limit, the id of the oldest entry to keep (the newest
@@ -291,8 +318,10 @@ class SQLiteStore:
         ).fetchone()
         return min(max(last_id - keep_entries + 1, within_bytes[0] if within_bytes else last_id), last_id)
 
-    def journal_page(self, *, after: int, limit: int, max_bytes: int, **filters: Any) -> JournalPage:
-        sql, values = page_query(after, limit, filters)
+    def journal_page(
+        self, *, after: int, limit: int, max_bytes: int, newest: bool = False, **filters: Any
+    ) -> JournalPage:
+        sql, values = page_query(after, limit, filters, newest=newest)
         entries: list[dict[str, Any]] = []
         size = 0
         # Closed as soon as the page is full: an unfinished read would hold the WAL back from starting over.

@@ -25,7 +25,7 @@ from connexion.json_schema import Draft4RequestValidator, resolve_refs
 from app.spec.loading import load_spec
 from backends.wire import ERROR_TYPES
 
-SPEC = load_spec(admin=True)
+SPEC = load_spec(admin=True, metrics=True)
 SCHEMAS = SPEC["components"]["schemas"]
 REF_PREFIX = "#/components/schemas/"
 #: The branch of an Optional union that stands for null; it has no tag.

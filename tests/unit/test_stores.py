@@ -125,6 +125,47 @@ def test_a_page_stops_before_its_byte_budget_and_says_there_is_more(make_store):
     assert [entry["id"] for entry in page.entries] == [5] and not page.has_more
 
 
+def test_newest_first_pages_read_down_from_the_newest(make_store):
+    store = make_store()
+    for status in (200, 529, 200, 529, 200):
+        store.add_entry({**ENTRY, "status": status})
+    page = store.journal_page(after=0, limit=2, max_bytes=1 << 30, newest=True)
+    assert [entry["id"] for entry in page.entries] == [5, 4] and page.has_more
+    page = store.journal_page(after=1, limit=10, max_bytes=1 << 30, newest=True, status=529)
+    assert [entry["id"] for entry in page.entries] == [4, 2] and not page.has_more
+
+
+def test_a_completed_entry_keeps_what_it_had_and_gains_its_ending(make_store):
+    store = make_store()
+    first = store.add_entry(ENTRY)
+    store.add_entry(ENTRY)
+    ending = {"duration_ms": 12.5, "events": [{"at_ms": 1.0, "event": {"type": "ping"}}], "completed": True}
+    store.complete_entry(first, ending)
+    assert entries(store)[0] == {"id": first, **ENTRY, **ending}
+    assert [entry["id"] for entry in entries(store, rule="greet", status=200)] == [first, first + 1]
+
+
+def test_completing_an_entry_that_is_gone_or_in_another_scope_does_nothing(make_store):
+    store = make_store()
+    with in_scope("elsewhere"):
+        theirs = store.add_entry(ENTRY)
+    store.complete_entry(theirs, {"completed": True})
+    gone = store.add_entry(ENTRY)
+    store.clear_entries()
+    store.complete_entry(gone, {"completed": True})
+    assert entries(store) == []
+    with in_scope("elsewhere"):
+        assert "completed" not in entries(store)[0]
+
+
+def test_completed_entries_are_kept_within_the_byte_limit(make_store):
+    store = make_store(max_journal_bytes=100_000)
+    for sent in range(1, 31):
+        store.complete_entry(store.add_entry(ENTRY), {"response": "x" * 10_000})
+        kept = entries(store)
+        assert sum(len(entry["response"]) for entry in kept) <= 100_000 and len(kept) >= min(sent, 8)
+
+
 def test_prompt_cache_entries(make_store):
     store = make_store()
     assert store.cache_entry("prefix") is None

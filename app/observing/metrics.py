@@ -1,0 +1,167 @@
+"""The metrics operators scrape at /metrics (UNDERSTUDY_METRICS): Prometheus's text format, every worker counted.
+
+Each request's facts (app/http/facts.py) are counted when its response ends:
+requests by door, route, model, status and backend, their latency, a
+stream's time to its first event, tokens in and out, refusals by the rule
+that refused, state-store failures and the proxy's upstream errors by kind;
+open streams while they are open. The batch processor reports its items'
+outcomes as it gives them (`batch_items`, the callback the composition root
+hands it).
+
+prometheus_client keeps each worker's values in files of a directory shared
+by the workers when PROMETHEUS_MULTIPROC_DIR names one (gunicorn.conf.py sets
+it up in the master, and tells the library when a worker dies), so a scrape
+that reaches any worker sums them all; without it (an app in a test's
+process), values are this process's own. prometheus_client is imported only
+by a server with metrics on.
+
+A request's labels are looked up once per set of values: the children of
+each label set are kept together, and a model name is counted as the
+catalogue's model it names, or `other` (a client's names must not make a
+series each).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+from starlette.types import Scope
+
+from app.http.facts import RequestFacts
+from backends.catalogue import ModelCatalogue
+
+#: The seconds a request's latency and a stream's first event fall between.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+#: The label of a model name the catalogue does not know.
+OTHER_MODEL = "other"
+#: The text format's media type, as Prometheus asks for it.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@dataclass(frozen=True)
+class _Series:
+    """The children one set of label values counts in."""
+
+    requests: Any
+    latency: Any
+    first_event: Any
+    input_tokens: Any
+    output_tokens: Any
+
+
+class Metrics:
+    """The server's metrics, in a registry of their own (an app per test may make its own)."""
+
+    def __init__(self, catalogue: ModelCatalogue, backend: str) -> None:
+        self.catalogue = catalogue
+        self.backend = backend
+        self.registry = CollectorRegistry()
+        by_request = ["door", "route", "model", "status", "backend"]
+        self._requests = Counter("understudy_requests", "Requests answered.", by_request, registry=self.registry)
+        self._latency = Histogram(
+            "understudy_request_duration_seconds",
+            "Seconds from a request's arrival to the end of its response.",
+            ["door", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._first_event = Histogram(
+            "understudy_time_to_first_event_seconds",
+            "Seconds from a streamed request's arrival to its first event.",
+            ["door", "model"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._open_streams = Gauge(
+            "understudy_open_streams", "Streams being sent.", multiprocess_mode="livesum", registry=self.registry
+        )
+        tokens = ["model"]
+        self._input_tokens = Counter("understudy_input_tokens", "Input tokens.", tokens, registry=self.registry)
+        self._output_tokens = Counter("understudy_output_tokens", "Output tokens.", tokens, registry=self.registry)
+        self._refusals = Counter(
+            "understudy_refusals", "Requests a rule refused, by rule: model, version, rate_limit.", ["rule"],
+            registry=self.registry,
+        )  # fmt: skip
+        self._upstream_errors = Counter(
+            "understudy_upstream_errors", "The proxy's upstream errors, by kind.", ["kind"], registry=self.registry
+        )
+        self._batch_items = Counter(
+            "understudy_batch_items", "Message Batch requests given an outcome, by outcome.", ["state"],
+            registry=self.registry,
+        )  # fmt: skip
+        self._store_errors = Counter(
+            "understudy_state_store_errors", "State-store failures requests met, by kind: full, unavailable.",
+            ["kind"], registry=self.registry,
+        )  # fmt: skip
+        self._series: dict[tuple[str, str, str, int, str], _Series] = {}
+        self._models: dict[str, str] = {}
+
+    # ----------------------------------------------------------- observer
+    async def started(self, facts: RequestFacts, scope: Scope) -> None:
+        if facts.streaming:
+            self._open_streams.inc()
+
+    async def ended(self, facts: RequestFacts) -> None:
+        if facts.streaming and facts.status is not None:
+            self._open_streams.dec()
+        if facts.status is None:
+            return  # no answer was sent: nothing to count but what it met
+        series = self._series_of(facts)
+        series.requests.inc()
+        series.latency.observe(facts.duration or 0.0)
+        if facts.first_event is not None:
+            series.first_event.observe(facts.first_event)
+        if facts.input_tokens:
+            series.input_tokens.inc(facts.input_tokens)
+        if facts.output_tokens:
+            series.output_tokens.inc(facts.output_tokens)
+        if facts.refused_by is not None:
+            self._refusals.labels(facts.refused_by).inc()
+        if facts.store_error is not None:
+            self._store_errors.labels(facts.store_error).inc()
+        if facts.upstream_error is not None:
+            self._upstream_errors.labels(facts.upstream_error).inc()
+
+    # ------------------------------------------------------ what backends report
+    def batch_items(self, state: str, count: int) -> None:
+        """The batch processor gave `count` requests the outcome `state`."""
+        if count:
+            self._batch_items.labels(state).inc(count)
+
+    # ------------------------------------------------------------- serving
+    def exposition(self) -> bytes:
+        """Every metric in Prometheus's text format: all workers' values, when they share a directory."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            every_worker = CollectorRegistry()
+            MultiProcessCollector(every_worker)
+            return generate_latest(every_worker)
+        return generate_latest(self.registry)
+
+    def _series_of(self, facts: RequestFacts) -> _Series:
+        door, route, model = facts.door or "", facts.route or "unrouted", self._model_label(facts.model)
+        key = (door, route, model, facts.status or 0, self.backend)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = _Series(
+                self._requests.labels(door, route, model, str(facts.status), self.backend),
+                self._latency.labels(door, route),
+                self._first_event.labels(door, model),
+                self._input_tokens.labels(model),
+                self._output_tokens.labels(model),
+            )
+        return series
+
+    def _model_label(self, name: str | None) -> str:
+        if not name:
+            return ""
+        label = self._models.get(name)
+        if label is None:
+            found = self.catalogue.find(name)
+            if found is None:
+                return OTHER_MODEL  # not remembered: a client's names must not grow this table either
+            label = self._models[name] = found.id
+        return label
