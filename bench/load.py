@@ -62,12 +62,15 @@ def _lua_string(value: str) -> str:
     return json.dumps(value)  # a JSON string literal is a valid Lua string literal for this text
 
 
+#: wrk's own latency histogram (what `wrk --latency` prints) gives the p99 at saturation, in microseconds.
 WRK_SUMMARY = """
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
-    'WRK_SUMMARY {"requests":%d,"duration_us":%d,"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d}\\n',
-    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout))
+    'WRK_SUMMARY {"requests":%d,"duration_us":%d,"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d,' ..
+    '"p50_us":%d,"p99_us":%d}\\n',
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(99)))
 end
 """
 
@@ -79,6 +82,8 @@ class WrkResult:
     requests: int
     seconds: float
     errors: int  # socket errors, timeouts and non-2xx/3xx answers
+    p50: float = float("nan")  # seconds, from wrk's latency histogram: at saturation, so mostly queueing
+    p99: float = float("nan")
 
     @property
     def rate(self) -> float:
@@ -101,7 +106,8 @@ def run_wrk(wrk: str, port: int, request: Request, *, connections: int, seconds:
         Path(script.name).unlink()
     summary = json.loads(next(line for line in output.splitlines() if line.startswith("WRK_SUMMARY "))[12:])
     errors = sum(summary[kind] for kind in ("connect", "read", "write", "status", "timeout"))
-    return WrkResult(summary["requests"], summary["duration_us"] / 1e6, errors)
+    p50, p99 = summary["p50_us"] / 1e6, summary["p99_us"] / 1e6
+    return WrkResult(summary["requests"], summary["duration_us"] / 1e6, errors, p50, p99)
 
 
 @dataclass
@@ -194,7 +200,9 @@ class OpenLoadResult:
     """Latencies (seconds) of the answers that came back under an open load, and what went wrong."""
 
     latencies: list[float] = field(default_factory=list)
-    errors: int = 0
+    errors: int = 0  # answers that failed or were not 2xx, and requests never sent (see `unsent`)
+    unsent: int = 0  # requests still waiting to be sent OVERRUN seconds after the load's end: a server far
+    # below the offered rate (Prism) would otherwise hold the run for minutes
 
 
 async def _client(port: int, raw: bytes, *, start: float, interval: float, count: int, result: OpenLoadResult) -> None:
@@ -203,6 +211,10 @@ async def _client(port: int, raw: bytes, *, start: float, interval: float, count
     try:
         for n in range(count):
             due = start + n * interval
+            if time.perf_counter() > start + count * interval + OVERRUN:
+                result.unsent += count - n
+                result.errors += count - n
+                break
             await asyncio.sleep(max(0.0, due - time.perf_counter()))
             sent = time.perf_counter()
             # A request held back by the previous, late answer is charged from when it was due
@@ -224,6 +236,10 @@ async def _client(port: int, raw: bytes, *, start: float, interval: float, count
         await connection.close()
 
 
+#: How long past its last request's due time an open load goes on sending what it could not send in time.
+OVERRUN = 20.0
+
+
 def open_load(port: int, request: Request, *, clients: int, rate: float, seconds: float) -> OpenLoadResult:
     """`clients` connections sending `rate` requests a second in all, evenly staggered, for `seconds`."""
     interval = clients / rate  # each client's gap between requests
@@ -240,7 +256,7 @@ def open_load(port: int, request: Request, *, clients: int, rate: float, seconds
             )
         )  # fmt: skip
 
-    asyncio.run(asyncio.wait_for(run(), timeout=seconds + 60))
+    asyncio.run(asyncio.wait_for(run(), timeout=seconds + OVERRUN + 60))
     return result
 
 
@@ -265,6 +281,38 @@ async def alternating(
     finally:
         await connection.close()
     return times[0], times[1], errors
+
+
+async def first_events(
+    ports: dict[str, int], raw: bytes, *, count: int, whole: Callable[[Answer], bool]
+) -> tuple[dict[str, list[float]], dict[str, int]]:
+    """Send the same streamed request to each target in turn, one keep-alive connection each, 10 ms apart,
+    `count` times after five to warm up (the order rotated each time, so none always goes first): each
+    target's times to the first body bytes (its first event), and how many answers were not 200 or not `whole`."""
+    times: dict[str, list[float]] = {name: [] for name in ports}
+    errors = dict.fromkeys(ports, 0)
+    connections = {name: await Connection.open(port) for name, port in ports.items()}
+    names = list(ports)
+    try:
+        for n in range(count + 5):
+            for name in names[n % len(names) :] + names[: n % len(names)]:
+                await asyncio.sleep(0.01)
+                sent = time.perf_counter()
+                try:
+                    answer = await asyncio.wait_for(connections[name].exchange(raw), timeout=10)
+                except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+                    errors[name] += 1
+                    await connections[name].close()
+                    connections[name] = await Connection.open(ports[name])
+                    continue
+                if answer.status != 200 or not whole(answer):
+                    errors[name] += 1
+                elif n >= 5:
+                    times[name].append(answer.first_data_at - sent)
+    finally:
+        for connection in connections.values():
+            await connection.close()
+    return times, errors
 
 
 def percentile(values: list[float], fraction: float) -> float:

@@ -1,4 +1,4 @@
-"""The benchmark's scenarios: throughput and latency (interleaved across targets), streams, memory.
+"""The benchmark's scenarios: throughput, latency and first events (interleaved across targets), streams, memory.
 
 Each returns plain data for run.py to print and save. Every loop is bounded
 in count and in time.
@@ -7,6 +7,8 @@ in count and in time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 import socket
 import statistics
 import struct
@@ -14,7 +16,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from load import HOST, Answer, Connection, alternating, message_request, open_load, percentile, run_wrk
+from load import (
+    HOST,
+    Answer,
+    Connection,
+    alternating,
+    first_events,
+    message_request,
+    open_load,
+    percentile,
+    run_wrk,
+)
 from servers import Server, open_sockets, rss_bytes, thread_count
 
 
@@ -30,6 +42,7 @@ class Settings:
     latency_clients: int
     latency_rate: float
     stream_pairs: int
+    first_event_count: int  # streamed requests to each streaming target per round, for its time to first event
     streams_per_worker: int
     memory_requests: int
     memory_chunk_seconds: float
@@ -46,6 +59,8 @@ class TargetResult:
     cpu_per_request: list[float] = field(default_factory=list)  # seconds of server CPU per request
     p50s: list[float] = field(default_factory=list)
     p99s: list[float] = field(default_factory=list)
+    saturation_p99s: list[float] = field(default_factory=list)  # wrk's p99 during the closed-loop run
+    first_events: list[float] = field(default_factory=list)  # the round's median time to a stream's first event
     errors: int = 0
 
     def median(self, name: str) -> float:
@@ -54,10 +69,16 @@ class TargetResult:
 
 
 def throughput_and_latency(
-    wrk: str, servers: Sequence[Server], settings: Settings, progress: Callable[[str], None]
+    wrk: str,
+    servers: Sequence[Server],
+    settings: Settings,
+    progress: Callable[[str], None],
+    streaming: Sequence[str] = (),
 ) -> dict[str, TargetResult]:
-    """Rounds of A B C …: in each, every target's closed-loop throughput, then every target's open-load latency."""
+    """Rounds of A B C …: in each, every target's closed-loop throughput, then every target's open-load latency,
+    then the time to first event of the targets named in `streaming`, their requests alternated."""
     request = message_request()
+    streamers = {server.name: server.port for server in servers if server.name in streaming}
     results = {server.name: TargetResult() for server in servers}
     for server in servers:
         run_wrk(wrk, server.port, request, connections=settings.connections, seconds=settings.warmup_seconds)
@@ -70,6 +91,7 @@ def throughput_and_latency(
             cpu = server.cpu_seconds() - cpu_before
             result = results[server.name]
             result.rates.append(measured.rate)
+            result.saturation_p99s.append(measured.p99)
             result.cpu_per_request.append(cpu / measured.requests if measured.requests else float("nan"))
             result.errors += measured.errors
             progress(f"round {round_number}: {server.name} {measured.rate:,.0f} req/s")
@@ -87,7 +109,24 @@ def throughput_and_latency(
             result.p99s.append(percentile(load.latencies, 0.99))
             result.errors += load.errors
             progress(f"round {round_number}: {server.name} p99 {result.p99s[-1] * 1000:.2f} ms")
+        if streamers:
+            times, errors = asyncio.run(asyncio.wait_for(_first_events(streamers, settings.first_event_count), 300))
+            for name, measured_times in times.items():
+                results[name].first_events.append(statistics.median(measured_times) if measured_times else math.nan)
+                results[name].errors += errors[name]
+            medians = ", ".join(f"{name} {results[name].first_events[-1] * 1000:.2f}" for name in times)
+            progress(f"round {round_number}: first event {medians} ms")
     return results
+
+
+async def _first_events(ports: dict[str, int], count: int) -> tuple[dict[str, list[float]], dict[str, int]]:
+    """The same streamed echo of the README's text to each target in turn: the times to its first event."""
+    return await first_events(
+        ports,
+        message_request(stream=True).raw(),
+        count=count,
+        whole=lambda answer: b"event: message_stop" in answer.body,
+    )
 
 
 # ---------------------------------------------------------------- streams
@@ -103,8 +142,15 @@ class StreamResult:
     first_event_p99: float
     held_per_worker: list[int]
     target_per_worker: int
+    opened: int  # streams the client opened and holds (each read to its first event)
+    stopped: str  # why the opening stopped: "reached", or what bounded it
+    seconds_to_open: float
+    rss_before: list[int]  # each worker's RSS (bytes) before the streams were opened
+    rss_held: list[int]  # and while they were all held
     first_event_while_held_p99: float
     reply_while_held_p50: float
+    replies_while_held: int  # whole replies answered while the streams were held
+    replies_tried: int
     threads_per_worker: list[int]
     errors: int
 
@@ -112,27 +158,51 @@ class StreamResult:
     def ratio(self) -> float:
         return self.first_event_p50 / self.response_p50
 
+    @property
+    def bytes_per_stream(self) -> float:
+        """The workers' RSS growth while holding the streams, divided by the streams they held."""
+        held = sum(self.held_per_worker)
+        return (sum(self.rss_held) - sum(self.rss_before)) / held if held > 0 else math.nan
 
-#: Some 6 MB of events: far more than socket buffers hold, so a stream whose client does
-#: not read stays open on the server, as in tests/integration/test_streams.py.
-LONG_TEXT = "stream " * 150_000
+
+#: The held streams' text: some 1.6 MB of events (a 420 KB request), far more than the socket buffers hold, so
+#: a stream whose client does not read stays open on the server, as in tests/integration/test_streams.py. Their
+#: client announces Ethernet's segment size (MSS 1460, where loopback's is 64 KiB), as a client across a network
+#: does: the kernel then grows the server's send buffer to some 0.3-1 MB a stream rather than to 4 MB, and this
+#: text, a third of the 6 MB of events it took without, keeps the server waiting at a third of the cost to open.
+HELD_TEXT = "stream " * 60_000
+CLIENT_MSS = 1460
+#: How long one stream may take to open (to its first event), and how many may fail in a row, before the
+#: opening stops and the streams held so far are what is reported.
+OPEN_TIMEOUT = 10.0
+FAILURES_IN_A_ROW = 3
+#: Whole replies timed while the streams are held, each within a bound.
+REPLIES_WHILE_HELD = 20
+REPLY_TIMEOUT = 10.0
 
 
 def streaming(server: Server, settings: Settings, progress: Callable[[str], None]) -> StreamResult:
     """Time to first event vs. a whole answer (one client, paced); then many streams held open at once."""
     responses, first_events, errors = asyncio.run(asyncio.wait_for(_paired(server.port, settings.stream_pairs), 300))
     progress(f"streams: first event p50 {statistics.median(first_events) * 1000:.2f} ms")
-    held, held_first_events, reply_times, threads = _hold_streams(server, settings.streams_per_worker, progress)
+    held = _hold_streams(server, settings.streams_per_worker, progress)
     return StreamResult(
         response_p50=statistics.median(responses),
         first_event_p50=statistics.median(first_events),
         response_p99=percentile(responses, 0.99),
         first_event_p99=percentile(first_events, 0.99),
-        held_per_worker=held,
+        held_per_worker=held.per_worker,
         target_per_worker=settings.streams_per_worker,
-        first_event_while_held_p99=percentile(held_first_events, 0.99),
-        reply_while_held_p50=statistics.median(reply_times) if reply_times else float("nan"),
-        threads_per_worker=threads,
+        opened=held.opened,
+        stopped=held.stopped,
+        seconds_to_open=held.seconds_to_open,
+        rss_before=held.rss_before,
+        rss_held=held.rss_held,
+        first_event_while_held_p99=percentile(held.first_events, 0.99),
+        reply_while_held_p50=statistics.median(held.reply_times) if held.reply_times else math.nan,
+        replies_while_held=len(held.reply_times),
+        replies_tried=REPLIES_WHILE_HELD,
+        threads_per_worker=held.threads,
         errors=errors,
     )
 
@@ -147,74 +217,130 @@ async def _paired(port: int, pairs: int) -> tuple[list[float], list[float], int]
     return await alternating(port, message_request().raw(), streamed, pairs=pairs, whole=whole)
 
 
-def _hold_streams(
-    server: Server, per_worker: int, progress: Callable[[str], None]
-) -> tuple[list[int], list[float], list[float], list[int]]:
-    """Open streams, each read to its first event and then left unread, until every worker holds `per_worker`."""
+@dataclass
+class _Held:
+    """What holding streams open found."""
+
+    per_worker: list[int]
+    opened: int
+    stopped: str
+    seconds_to_open: float
+    rss_before: list[int]
+    rss_held: list[int]
+    first_events: list[float]
+    reply_times: list[float]
+    threads: list[int]
+
+
+def _hold_streams(server: Server, per_worker: int, progress: Callable[[str], None]) -> _Held:
+    """Open streams, each read to its first event and then left unread, until every worker holds `per_worker`.
+
+    Bounded: a stream that does not reach its first event within OPEN_TIMEOUT is dropped, and the opening
+    stops after FAILURES_IN_A_ROW such failures, at a deadline, or at twice the streams asked for (a worker
+    the connections pass by); what the workers held by then is what is reported."""
     time.sleep(2.5)  # idle keep-alive connections from earlier scenarios close (gunicorn's keepalive is 2 s)
     workers = server.worker_pids()
     baseline = {pid: open_sockets(pid) for pid in workers}
-    raw = message_request(LONG_TEXT, stream=True).raw()
+    rss_before = [rss_bytes(pid) for pid in workers]
+    raw = message_request(HELD_TEXT, stream=True).raw()
     streams: list[socket.socket] = []
     first_events: list[float] = []
-    cap, deadline = 3 * per_worker * len(workers), time.monotonic() + 300
+    target = per_worker * len(workers)
+    cap, began = 2 * target, time.monotonic()
+    deadline = began + 60 + 0.15 * target  # some 0.05 s a stream opens in, on 2 cores, while the server keeps up
     held = [0] * len(workers)
+    stopped, failures = "reached", 0
     try:
-        while min(held) < per_worker and len(streams) < cap and time.monotonic() < deadline:
-            sock, first_event = _open_stream(server.port, raw)
+        while min(held) < per_worker:
+            if len(streams) >= cap:
+                stopped = f"{cap} streams opened"
+                break
+            if time.monotonic() > deadline:
+                stopped = f"deadline ({deadline - began:.0f} s)"
+                break
+            try:
+                sock, first_event = _open_stream(server.port, raw)
+            except (OSError, RuntimeError) as error:
+                failures += 1
+                if failures >= FAILURES_IN_A_ROW:
+                    stopped = f"{failures} streams in a row not opened: {error}"
+                    break
+                continue
+            failures = 0
             streams.append(sock)
             first_events.append(first_event)
-            if len(streams) % 10 == 0 or len(streams) >= per_worker * len(workers):
+            if len(streams) % 10 == 0 or len(streams) >= target:
                 held = [open_sockets(pid) - baseline[pid] for pid in workers]
+            if len(streams) % 200 == 0:
+                progress(f"streams: {len(streams)} open, per worker {held}")
+        seconds_to_open = time.monotonic() - began
+        # Past the keep-alive (2 s): a stream the server finished writing, its connection then idle, is
+        # closed by now and not counted as held.
+        time.sleep(2.5)
         held = [open_sockets(pid) - baseline[pid] for pid in workers]
-        progress(f"streams: {len(streams)} open, per worker {held}")
-        reply_times = asyncio.run(asyncio.wait_for(_replies(server.port, 20), 60))
+        rss_held = [rss_bytes(pid) for pid in workers]
+        progress(f"streams: {len(streams)} open in {seconds_to_open:.0f} s, per worker {held} ({stopped})")
+        reply_times = asyncio.run(_replies(server.port, REPLIES_WHILE_HELD))
         threads = [thread_count(pid) for pid in workers]
     finally:
         for sock in streams:
             _drop(sock)
-    return held, first_events, reply_times, threads
+    return _Held(held, len(streams), stopped, seconds_to_open, rss_before, rss_held, first_events, reply_times, threads)
 
 
 def _open_stream(port: int, raw: bytes) -> tuple[socket.socket, float]:
     """A stream read up to its first event; the socket is left open and unread (small receive buffer)."""
     sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
-    sock.settimeout(30)
-    sock.connect((HOST, port))
-    sent = time.perf_counter()
-    sock.sendall(raw)
-    received = b""
-    while b"event: message_start" not in received:
-        chunk = sock.recv(4096)
-        if not chunk:
-            raise RuntimeError("the server closed a stream before its first event")
-        received += chunk
-    if not received.startswith(b"HTTP/1.1 200"):
-        raise RuntimeError(f"a stream was refused: {received[:200]!r}")
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, CLIENT_MSS)
+        sock.settimeout(OPEN_TIMEOUT)
+        sock.connect((HOST, port))
+        deadline = time.monotonic() + OPEN_TIMEOUT
+        sent = time.perf_counter()
+        sock.sendall(raw)
+        received = b""
+        while b"event: message_start" not in received:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise RuntimeError("the server closed a stream before its first event")
+            received += chunk
+        if not received.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError(f"a stream was refused: {received[:200]!r}")
+    except BaseException:
+        _drop(sock)
+        raise
     return sock, time.perf_counter() - sent
 
 
 def _drop(sock: socket.socket) -> None:
     """Close abruptly (RST), as a client that is killed does."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with contextlib.suppress(OSError):  # never connected
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()
 
 
 async def _replies(port: int, count: int) -> list[float]:
-    """Times of whole answers on a fresh connection, while the streams are held."""
+    """Times of whole answers, each on a fresh connection, while the streams are held (a reply that does not
+    come within REPLY_TIMEOUT, or is not 200, is left out: the count of times says how many were served)."""
     raw = message_request().raw()
-    connection = await Connection.open(port)
     times = []
-    try:
-        for _ in range(count):
+    for _ in range(count):
+        try:
+            connection = await asyncio.wait_for(Connection.open(port), REPLY_TIMEOUT)
+        except (OSError, asyncio.TimeoutError):
+            continue
+        try:
             sent = time.perf_counter()
-            answer = await connection.exchange(raw)
+            answer = await asyncio.wait_for(connection.exchange(raw), REPLY_TIMEOUT)
             if answer.status == 200:
                 times.append(answer.done_at - sent)
-            await asyncio.sleep(0.01)
-    finally:
-        await connection.close()
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            await connection.close()
+        await asyncio.sleep(0.01)
     return times
 
 

@@ -1,4 +1,4 @@
-"""The three servers the benchmark measures, each a subprocess on its own loopback port.
+"""The four servers the benchmark measures, each a subprocess on its own loopback port.
 
 - Understudy: `gunicorn wsgi:app` in the repo root, so with gunicorn.conf.py's
   defaults (the `asgi` worker, one worker per core) and no UNDERSTUDY_*
@@ -11,6 +11,9 @@
   plain WSGI apps.
 - Prism (`prism mock openapi.yaml`), with its per-request log turned off, as
   Understudy's access log is.
+- aimock (`llmock`, one Node process) with bench/aimock-fixtures.json: one
+  fixture that answers the README's request with the text Understudy's echo
+  gives, as a Message (or its stream of events); its log silent too.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 #: Settings a developer's shell may carry that would change what is measured.
-SCRUBBED_PREFIXES = ("UNDERSTUDY_", "ANTHROPIC_", "GUNICORN_CMD_ARGS")
+SCRUBBED_PREFIXES = ("UNDERSTUDY_", "ANTHROPIC_", "GUNICORN_CMD_ARGS", "AIMOCK_")
 BASELINE_THREADS = 4
 
 
@@ -244,6 +247,15 @@ def prism(prism_bin: Path) -> Server:
     spec = str(REPO / "openapi.yaml")
     command = [str(prism_bin), "mock", spec, "--host", "127.0.0.1", "--port", str(port), "--verboseLevel", "silent"]
     return Server("prism", command, cwd=BENCH, port=port, health="/health")
+
+
+def aimock(aimock_bin: Path) -> Server:
+    port = free_port()
+    fixtures = str(BENCH / "aimock-fixtures.json")
+    command = [
+        str(aimock_bin), "--port", str(port), "--host", "127.0.0.1", "--fixtures", fixtures, "--log-level", "silent"
+    ]  # fmt: skip
+    return Server("aimock", command, cwd=BENCH, port=port, health="/health")
 
 
 def start_all(servers: Sequence[Server], timeout: float = 90.0) -> None:

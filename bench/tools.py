@@ -1,9 +1,11 @@
-"""The benchmark's outside tools, installed when missing: wrk and valgrind (Debian's packages), Prism (npm, pinned).
+"""The benchmark's outside tools, installed when missing: wrk and valgrind (Debian's packages), Prism and aimock
+(npm, pinned).
 
 wrk and valgrind come from `apt-get install -y` (after `apt-get update` if the
-package lists are stale); Prism from `npm ci` (or `npm install`) into
-bench/node_modules, at the version pinned in bench/package.json. A tool that
-is missing and cannot be installed raises ToolMissing, saying why.
+package lists are stale); Prism and aimock from `npm ci` (or `npm install`)
+into bench/node_modules, at the versions pinned in bench/package.json and
+bench/package-lock.json. A tool that is missing and cannot be installed raises
+ToolMissing, saying why.
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 PRISM_BIN = BENCH / "node_modules" / ".bin" / "prism"
+PRISM_PACKAGE = "@stoplight/prism-cli"
+#: aimock's server CLI: `llmock` takes fixture files on its command line (the `aimock` bin wants a config file).
+AIMOCK_BIN = BENCH / "node_modules" / ".bin" / "llmock"
+AIMOCK_PACKAGE = "@copilotkit/aimock"
 INSTALL_TIMEOUT = 600
 
 
@@ -53,29 +59,47 @@ def ensure_debian_tool(name: str, *, install: bool = True) -> str:
 
 def ensure_prism(*, install: bool = True) -> Path:
     """The path of the pinned Prism CLI, installing it into bench/node_modules when it is missing (and allowed)."""
-    if PRISM_BIN.exists() and installed_prism_version() == pinned_prism_version():
-        return PRISM_BIN
+    return _ensure_npm_tool("Prism", PRISM_PACKAGE, PRISM_BIN, install=install)
+
+
+def ensure_aimock(*, install: bool = True) -> Path:
+    """The path of the pinned aimock server CLI, installing it into bench/node_modules when missing (and allowed)."""
+    return _ensure_npm_tool("aimock", AIMOCK_PACKAGE, AIMOCK_BIN, install=install)
+
+
+def _ensure_npm_tool(label: str, package: str, binary: Path, *, install: bool) -> Path:
+    pinned = pinned_version(package)
+    if binary.exists() and installed_version(package) == pinned:
+        return binary
     if not install:
-        raise ToolMissing(f"Prism {pinned_prism_version()} is not installed in bench/ (and installing was not allowed)")
+        raise ToolMissing(f"{label} {pinned} is not installed in bench/ (and installing was not allowed)")
     npm = shutil.which("npm")
     if npm is None:
-        raise ToolMissing("Prism is not installed and there is no npm to install it with")
+        raise ToolMissing(f"{label} is not installed and there is no npm to install it with")
     command = "ci" if (BENCH / "package-lock.json").exists() else "install"
-    print(f"bench: installing Prism {pinned_prism_version()} (npm {command} in bench/)", flush=True)
+    print(f"bench: installing {label} {pinned} (npm {command} in bench/)", flush=True)
     _run([npm, command, "--no-audit", "--no-fund", "--loglevel=error"], cwd=BENCH)
-    if not PRISM_BIN.exists():
-        raise ToolMissing(f"Prism is not installed and `npm {command}` in bench/ did not install it")
-    return PRISM_BIN
+    if not binary.exists() or installed_version(package) != pinned:
+        raise ToolMissing(f"{label} {pinned} is not installed and `npm {command}` in bench/ did not install it")
+    return binary
+
+
+def pinned_version(package: str) -> str:
+    """The version of an npm package bench/package.json pins."""
+    return str(json.loads((BENCH / "package.json").read_text())["devDependencies"][package])
+
+
+def installed_version(package: str) -> str | None:
+    installed = BENCH / "node_modules" / package / "package.json"
+    return str(json.loads(installed.read_text())["version"]) if installed.exists() else None
 
 
 def pinned_prism_version() -> str:
-    package = json.loads((BENCH / "package.json").read_text())
-    return str(package["devDependencies"]["@stoplight/prism-cli"])
+    return pinned_version(PRISM_PACKAGE)
 
 
-def installed_prism_version() -> str | None:
-    installed = BENCH / "node_modules" / "@stoplight" / "prism-cli" / "package.json"
-    return str(json.loads(installed.read_text())["version"]) if installed.exists() else None
+def pinned_aimock_version() -> str:
+    return pinned_version(AIMOCK_PACKAGE)
 
 
 def _run(command: list[str], **options: object) -> bool:

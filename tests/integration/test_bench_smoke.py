@@ -2,8 +2,8 @@
 
 They check that the benchmarks work, never how fast anything is: the goals
 they report are not asserted (and the benchmark's load client copes with the
-server closing an idle keep-alive connection). It installs nothing and leaves Prism out
-(`--no-install --without-prism`: no apt-get, no npm, no Node inside a test
+server closing an idle keep-alive connection). It installs nothing and leaves Prism and aimock out
+(`--no-install --without-node`: no apt-get, no npm, no Node inside a test
 run); when wrk is not installed (the benchmark exits with code 3), the test
 is skipped, so the benchmark's tools can never turn the suite red.
 """
@@ -35,7 +35,7 @@ TIMEOUT = 300
 def test_the_quick_benchmark_runs_and_prints_its_table() -> None:
     run = subprocess.run(
         # --compare-with this very checkout: a second Understudy in the same rounds, and the ratios to it
-        [sys.executable, "bench/run.py", "--quick", "--no-install", "--without-prism", "--compare-with", "."],
+        [sys.executable, "bench/run.py", "--quick", "--no-install", "--without-node", "--compare-with", "."],
         cwd=REPO,
         capture_output=True,
         text=True,
