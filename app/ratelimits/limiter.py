@@ -26,15 +26,17 @@ import dataclasses
 import logging
 import os
 import threading
-from collections.abc import Mapping, Sequence
+import weakref
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from app.ratelimits.config import SUBJECT_NAME, Limits, RateLimits, key_hash
 from app.ratelimits.headers import Reading, ratelimit_headers, refusal, retry_after
+from app.ratelimits.leases import GiveBack, Leases
 from backends.catalogue import Model, ModelCatalogue
 from backends.echo.caching import breakpoints_of, has_breakpoints
-from backends.state import Bucket, StateStore, current_scope
+from backends.state import Bucket, BucketLevels, StateStore, current_scope
 from backends.tokens import CLASSIC
 from backends.wire import ApiError, client_key
 
@@ -87,7 +89,9 @@ class RateLimiter:
         self.rules = dataclasses.replace(rules, models=self._models_by_id(rules.models))
         self._layers: dict[tuple[str, str, str, str], tuple[_Layer, ...]] = {}
         self._models: dict[str, tuple[Model | None, str | None, str]] = {}
-        self._corrections = _Corrections(store)
+        self._leases = Leases()
+        self._corrections = _Corrections(store, due=self._leases.expired)
+        _LIMITERS.add(self)
 
     # ------------------------------------------------------------------------------ admitting
     def admit_message(self, body: Mapping[str, Any], headers: Mapping[str, str]) -> Admission | None:
@@ -129,9 +133,8 @@ class RateLimiter:
         taken: list[tuple[str, tuple[Bucket, ...]]] = []
         readings: list[Reading] = []
         for layer, buckets in plan:
-            levels = self.store.take_tokens(layer.subject, buckets)
-            found = [Reading(bucket, level, levels.now) for bucket, level in zip(buckets, levels.levels, strict=True)]
-            if not levels.taken:
+            taken_all, found = self._take_layer(layer.subject, buckets)
+            if not taken_all:
                 self._give_back(taken)
                 given_back = [reading._replace(level=reading.level + reading.bucket.cost) for reading in readings]
                 headers = {**ratelimit_headers([*given_back, *found]), "retry-after": str(retry_after(found))}
@@ -140,9 +143,36 @@ class RateLimiter:
             readings += found
         return Admission(ratelimit_headers(readings), tuple(taken), input_estimate, output_estimate, count_cache_reads)
 
+    def _take_layer(self, subject: str, buckets: tuple[Bucket, ...]) -> tuple[bool, list[Reading]]:
+        """Take `buckets` from this process's lease of them (leases.py), or from the store, with a lease when one
+        fits; whether they were taken, and their readings."""
+        found = self._leases.admit(subject, buckets)
+        if found is not None:
+            return True, found
+        extra = self._leases.wanted(subject, buckets)
+        if extra is not None:
+            with_lease = [bucket.costing(bucket.cost + more) for bucket, more in zip(buckets, extra, strict=True)]
+            levels = self.store.take_tokens(subject, with_lease)
+            if levels.taken:
+                return True, self._hold(subject, buckets, extra, levels)
+        levels = self.store.take_tokens(subject, buckets)  # near the limit: the request's costs alone
+        if levels.taken:
+            return True, self._hold(subject, buckets, [0.0] * len(buckets), levels)
+        return False, [Reading(bucket, level, levels.now) for bucket, level in zip(buckets, levels.levels, strict=True)]
+
+    def _hold(
+        self, subject: str, buckets: tuple[Bucket, ...], extra: Sequence[float], levels: BucketLevels
+    ) -> list[Reading]:
+        readings, replaced = self._leases.hold(subject, buckets, extra, levels)
+        if replaced is not None:
+            self._corrections.put(*replaced)
+        else:
+            self._corrections.start()  # the thread that gives back a lease that outlives its use
+        return readings
+
     def _give_back(self, taken: Sequence[tuple[str, tuple[Bucket, ...]]]) -> None:
         for subject, buckets in taken:
-            self.store.take_tokens(subject, [_costing(bucket, -bucket.cost) for bucket in buckets], force=True)
+            self.store.take_tokens(subject, [bucket.costing(-bucket.cost) for bucket in buckets], force=True)
 
     # ------------------------------------------------------------------------------ settling
     def settle(self, admission: Admission | None, usage: Mapping[str, Any] | None) -> None:
@@ -162,31 +192,38 @@ class RateLimiter:
         corrections = {INPUT: counted_input - admission.input_estimate, OUTPUT: output - admission.output_estimate}
         for subject, buckets in admission.taken:
             corrected = tuple(
-                _costing(bucket, corrections[bucket.name]) for bucket in buckets if corrections.get(bucket.name)
+                bucket.costing(corrections[bucket.name]) for bucket in buckets if corrections.get(bucket.name)
             )
             if corrected:
                 self._corrections.put(subject, corrected)
 
     def flush(self) -> None:
-        """Wait until every correction so far is written."""
+        """Give back every lease, and wait until every correction so far is written."""
+        self._corrections.put_all(self._leases.release())
         self._corrections.flush()
 
     def close(self) -> None:
-        """Write the corrections still waiting, and stop the thread that writes them."""
+        """Give back every lease, write the corrections still waiting, and stop the thread that writes them."""
+        self._corrections.put_all(self._leases.release())
         self._corrections.close()
+
+    def forget_parents(self) -> None:
+        """In a child just forked: what the parent leased and has to correct is the parent's to settle."""
+        self._leases.forget()
+        self._corrections.forget()
 
     # ------------------------------------------------------------------------------ whose buckets
     def _layers_for(
         self, kind: str, group: str, headers: Mapping[str, str], *, model: str | None = None, line: str | None = None
     ) -> tuple[_Layer, ...]:
         """The layers a request of `kind` (messages, count_tokens, batches) in `group` takes from, remembered."""
-        hashed, scope = key_hash(client_key(headers)), current_scope()
-        remembered = (hashed, scope, kind, group)
+        key, scope = client_key(headers), current_scope()
+        remembered = (key, scope, kind, group)  # in this process's memory only: the key is hashed for the store
         layers = self._layers.get(remembered)
         if layers is None:
             if len(self._layers) >= REMEMBERED:
                 self._layers.clear()
-            rules = self.rules
+            hashed, rules = key_hash(key), self.rules
             limits = rules.limits(model=model, model_class=line, scope=scope, hashed_key=hashed)
             who = {"key": f"{scope}/key.{hashed[:32]}", "scope": f"{scope}/scope", "server": "server"}[rules.per]
             candidates = [(who, limits)]
@@ -228,48 +265,74 @@ class RateLimiter:
         return resolved
 
 
+#: Every limiter of this process, each told after a fork() that its parent's leases, corrections and thread are not
+#: the child's (as the standard library's `random` and `logging` reset theirs), rather than checking on every call.
+_LIMITERS: weakref.WeakSet[RateLimiter] = weakref.WeakSet()
+
+
+def _forget_parents() -> None:
+    for limiter in _LIMITERS:
+        limiter.forget_parents()
+
+
+os.register_at_fork(after_in_child=_forget_parents)
+
+
 class _Corrections:
     """Forced takes (corrections), written by one thread per process, started with the first of them (in the
     worker, after gunicorn's fork: a thread does not survive a fork).
 
     A request's path only appends its corrections to a list; the thread looks every COALESCE_SECONDS and writes
-    each subject's as one take, its costs summed. Under load, one write stands for many requests, and a bucket is
-    corrected at most that much later than its request ended; and no request waits on waking the thread (a
-    queue's put wakes a waiting reader: some 30 µs of a request's latency, when every request settled)."""
+    each subject's as one take, its costs summed, with what `due` gives back then (the leases that ran out). Under
+    load, one write stands for many requests, and a bucket is corrected at most that much later than its request
+    ended; and no request waits on waking the thread (a queue's put wakes a waiting reader: some 30 µs of a
+    request's latency, when every request settled)."""
 
-    def __init__(self, store: StateStore) -> None:
+    def __init__(self, store: StateStore, due: Callable[[], list[GiveBack]]) -> None:
         self.store = store
+        self.due = due
         self.pending: collections.deque[tuple[str, tuple[Bucket, ...]]] = collections.deque()
         self._lock = threading.Lock()  # one writer of the corrections at a time: the thread, or a flush
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._pid = 0
 
     def put(self, subject: str, buckets: tuple[Bucket, ...]) -> None:
-        if self._pid != os.getpid():
+        self.start()
+        self.pending.append((subject, buckets))  # a deque's append is atomic: no lock on a request's path
+
+    def put_all(self, corrections: list[GiveBack]) -> None:
+        for subject, buckets in corrections:
+            self.put(subject, buckets)
+
+    def start(self) -> None:
+        """Start the thread, unless it runs."""
+        if self._thread is None or not self._thread.is_alive():
             with self._lock:
-                if self._pid != os.getpid():
-                    self.pending.clear()  # a parent's, copied across the fork: the parent writes them
+                if self._thread is None or not self._thread.is_alive():
                     self._stopping = threading.Event()
                     self._thread = threading.Thread(target=self._run, name="rate-limit-corrections", daemon=True)
                     self._thread.start()
-                    self._pid = os.getpid()
-        self.pending.append((subject, buckets))  # a deque's append is atomic: no lock on a request's path
 
     def flush(self) -> None:
         """Write every correction so far, now."""
-        if self._pid == os.getpid():
-            self._write()
+        self._write()
 
     def close(self) -> None:
-        if self._pid == os.getpid() and self._thread is not None:
+        if self._thread is not None:
             self._stopping.set()
             self._thread.join(timeout=5)
-            self._write()
-            self._pid = 0
+            self._thread = None
+        self._write()
+
+    def forget(self) -> None:
+        """In a child just forked: the parent's corrections are the parent's to write, its thread is not here."""
+        self.pending.clear()
+        self._lock = threading.Lock()
+        self._thread = None
 
     def _run(self) -> None:
         while not self._stopping.wait(COALESCE_SECONDS):
+            self.pending.extend(self.due())
             self._write()
 
     def _write(self) -> None:
@@ -280,7 +343,7 @@ class _Corrections:
                 known = summed.setdefault(subject, {})
                 for bucket in buckets:
                     before = known.get(bucket.name)
-                    known[bucket.name] = bucket if before is None else _costing(before, before.cost + bucket.cost)
+                    known[bucket.name] = bucket if before is None else before.costing(before.cost + bucket.cost)
             try:
                 for subject, by_name in summed.items():
                     self.store.take_tokens(subject, list(by_name.values()), force=True)
@@ -288,11 +351,6 @@ class _Corrections:
                 logger.warning("rate limits: corrections were lost (%s)", error.message)
             except Exception:
                 logger.exception("rate limits: corrections failed")
-
-
-def _costing(bucket: Bucket, cost: float) -> Bucket:
-    """`bucket` with another cost (dataclasses.replace does as much, in some ten times as long)."""
-    return Bucket(bucket.name, bucket.capacity, bucket.per_second, cost)
 
 
 def _limits_of(kind: str, limits: Limits) -> bool:

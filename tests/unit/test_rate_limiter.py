@@ -3,6 +3,7 @@ and the limiter admitting, refusing and settling requests in-process."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import secrets
 import time
@@ -13,6 +14,7 @@ import redis
 
 from app import create_app
 from app.api import BACKEND_KEY
+from app.ratelimits import leases as leases_module
 from app.ratelimits import limiter as limiter_module
 from app.ratelimits.config import Limits, RateLimits, key_hash, parse_rate_limits
 from app.ratelimits.guards import LimitedBackend
@@ -410,3 +412,88 @@ def test_a_stream_is_settled_when_it_ends_and_when_its_client_leaves(store):
     left.close()  # the client went away after the first event
     limits.flush()
     assert level(store, MINE, "output_tokens", 8000) > 7900  # what it had not produced is given back
+
+
+# ------------------------------------------------------------------------------------------------ leases
+class CountedTakes:
+    """A store whose takes are counted: those on a request's path (not forced) and the corrections (forced)."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+        self.plain = 0
+        self.forced = 0
+
+    def take_tokens(self, subject, buckets, *, force=False):
+        if force:
+            self.forced += 1
+        else:
+            self.plain += 1
+        return self.store.take_tokens(subject, buckets, force=force)
+
+
+def test_far_from_the_limit_a_process_admits_from_a_lease_without_a_store_round_trip(store, monkeypatch):
+    monkeypatch.setattr(leases_module, "LEASE_SECONDS", 60)  # however slowly a loaded machine runs the test
+    began = time.monotonic()
+    counted = CountedTakes(store)
+    limits = RateLimiter(parse_rate_limits("rpm=6000"), counted, CATALOGUE)
+    admissions = [limits.admit_message(message_body(), KEY) for _ in range(50)]
+    # The first take finds the bucket; the next ones take leases of 4, 10, 22 and 46 requests beside their own.
+    assert counted.plain == 5
+    remaining = [int(admission.headers["anthropic-ratelimit-requests-remaining"]) for admission in admissions]
+    assert remaining == sorted(remaining, reverse=True) and 5950 - 2 <= remaining[-1] <= 5950 + 2
+    assert_level(store, MINE, "requests", 6000, 6000 - 50 - (46 - 9), began)  # the lease is taken in the store
+    limits.flush()  # and what is left of it goes back
+    assert_level(store, MINE, "requests", 6000, 6000 - 50, began)
+
+
+def test_a_lease_runs_out_in_a_tenth_of_a_second_and_its_rest_goes_back(store, monkeypatch):
+    began = time.monotonic()
+    monkeypatch.setattr(limiter_module, "COALESCE_SECONDS", 0.02)
+    counted = CountedTakes(store)
+    limits = RateLimiter(parse_rate_limits("rpm=6000"), counted, CATALOGUE)
+    for _ in range(3):
+        limits.admit_message(message_body(), KEY)
+    assert counted.plain == 2 and counted.forced == 0  # the second took a lease, which paid for the third
+    deadline = time.monotonic() + 5
+    while counted.forced == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)  # the corrections thread gives the lease back once it is old
+    limits.admit_message(message_body(), KEY)
+    assert_level(store, MINE, "requests", 6000, 6000 - 4, began)
+    assert counted.plain == 3  # the lease ran out: the next request went to the store
+
+
+@pytest.mark.parametrize(
+    ("rules", "body"),
+    [
+        ("rpm=40", message_body()),  # a lease of 2 requests would pay for fewer than 4
+        ("otpm=8000", message_body(max_tokens=1000)),  # a lease of 400 output tokens pays for no request
+    ],
+)
+def test_limits_small_beside_their_requests_take_no_lease(store, rules, body):
+    counted = CountedTakes(store)
+    limits = RateLimiter(parse_rate_limits(rules), counted, CATALOGUE)
+    for _ in range(5):
+        limits.admit_message(body, KEY)
+    assert counted.plain == 5
+
+
+def test_near_the_limit_every_take_is_the_stores_and_two_processes_never_admit_more_than_the_bucket_holds(store):
+    """Two limiters on one store, as two workers: from a full bucket of 200, what both admit together is the bucket
+    and its refill, however their leases fall; and once under half full, neither takes a lease (of at most 10)."""
+    began = time.monotonic()
+    workers = [CountedTakes(store), CountedTakes(store)]
+    limiters = [RateLimiter(parse_rate_limits("rpm=200"), worker, CATALOGUE) for worker in workers]
+    admitted = 0
+    for turn in range(400):
+        try:
+            limiters[turn % 2].admit_message(message_body(), KEY)
+            admitted += 1
+        except RateLimited:
+            pass
+    refill = 200 / 60 * (time.monotonic() - began)
+    assert 200 - 2 * 10 <= admitted <= 200 + refill + 1  # at most two leases of 10 left unspent
+    plain_before = [worker.plain for worker in workers]
+    for turn in range(10):
+        with contextlib.suppress(RateLimited):  # refused, or let through by what refilled meanwhile
+            limiters[turn % 2].admit_message(message_body(), KEY)
+    assert [worker.plain for worker in workers] == [count + 5 for count in plain_before]  # each one the store's
