@@ -51,7 +51,7 @@ from connexion.validators import JSONResponseBodyValidator
 from starlette.exceptions import HTTPException
 
 from app import internals
-from app.api import BACKEND_KEY, BATCHES_KEY, FILES_KEY, METRICS_KEY, RULES_KEY, STORE_KEY
+from app.api import ASKING_THE_BACKEND, BACKEND_KEY, BATCHES_KEY, FILES_KEY, METRICS_KEY, RULES_KEY, STORE_KEY
 from app.doors.mounts import DoorMiddleware
 from app.http.body_limit import BodyLimitMiddleware
 from app.http.envelope import EnvelopeMiddleware
@@ -117,7 +117,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> connexion.FlaskApp
         lifespan=_lifespan(backend, processor),
     )
     if settings.internals:
-        internals.install(app, threads=settings.threads)
+        internals.install(app, threads=settings.threads, on_the_loop=_on_the_loop(served, store))
     app.add_api(spec, validate_responses=settings.validate_responses)
     for caught in (connexion.ProblemException, HTTPException, Exception):
         app.add_error_handler(caught, render_error)
@@ -193,6 +193,13 @@ def _observers(settings: Settings, store: StateStore, metrics: Metrics | None) -
     """Who reads each request's facts: the journal (which writes its entry first), the metrics."""
     journal: list[Observer] = [Journal(store)] if settings.journal_on else []
     return journal + ([metrics] if metrics is not None else [])
+
+
+def _on_the_loop(backend: Backend, store: StateStore) -> frozenset[str]:
+    """The operations whose views run on the event loop's thread: those that only ask a backend that answers in
+    memory, while the store is a local SQLite file (a Redis that stops answering would hold the loop for its
+    timeouts); none otherwise. The rest run on a pool thread each (http/bridge.py)."""
+    return ASKING_THE_BACKEND if backend.answers_in_memory and isinstance(store, SQLiteStore) else frozenset()
 
 
 def _store(settings: Settings) -> StateStore:

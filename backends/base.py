@@ -34,6 +34,9 @@ class Backend:
 
     #: The name the registry knows this backend by.
     name = "base"
+    #: Whether its answers are computed in memory, never waiting on a network, a timer or another process: then the
+    #: server may run the views that ask it on its event loop's thread, with no hop to a pool thread and back.
+    answers_in_memory = False
 
     def __init__(self, catalogue: ModelCatalogue) -> None:
         self.catalogue = catalogue

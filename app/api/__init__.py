@@ -22,6 +22,24 @@ from backends.files import FileStore
 from backends.state import StateStore
 from backends.wire import ON_DISCONNECT_KEY, REQUEST_ID_KEY
 
+#: The operations whose views only ask the backend (and the request rules, and the file store for a file named in a
+#: message): with a backend that answers in memory, they may run on the event loop's thread (http/bridge.py).
+ASKING_THE_BACKEND = frozenset(
+    f"app.api.{name}"
+    for name in (
+        "messages.create",
+        "messages.count_tokens",
+        "models.list_models",
+        "models.get_model",
+        "doors.bedrock_invoke",
+        "doors.bedrock_invoke_stream",
+        "doors.vertex_raw_predict",
+        "doors.vertex_stream_raw_predict",
+        "doors.vertex_count_tokens",
+        "doors.chat_completions",
+    )
+)
+
 #: Where the composition root leaves the backend, the state store, the batches, the file store, the request
 #: rules and the metrics (None when off), in Flask's `app.extensions`.
 BACKEND_KEY = "understudy.backend"

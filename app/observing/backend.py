@@ -29,6 +29,7 @@ class ObservedBackend(Backend):
         super().__init__(backend.catalogue)
         self.backend = backend
         self.name = backend.name
+        self.answers_in_memory = backend.answers_in_memory
 
     def create_message(self, request: MessageRequest) -> Reply:
         reply = self.backend.create_message(request)

@@ -35,6 +35,7 @@ class LimitedBackend(Backend):
         self.backend = backend
         self.limiter = limiter
         self.name = backend.name
+        self.answers_in_memory = backend.answers_in_memory  # most takes spend a lease, in memory (leases.py)
 
     def create_message(self, request: MessageRequest) -> Reply:
         admission = self.limiter.admit_message(request.body, request.headers)

@@ -26,6 +26,7 @@ class EchoBackend(Backend):
     """Replies by echoing, as the catalogue's models; with a store, prompt caching is accounted for."""
 
     name = "echo"
+    answers_in_memory = True  # its prompt cache in a SQLite store: a local file, written in microseconds
 
     def __init__(self, catalogue: ModelCatalogue, *, any_model: bool = False, store: StateStore | None = None) -> None:
         super().__init__(catalogue)

@@ -129,3 +129,39 @@ def test_lifespan_is_acknowledged():
 
     asyncio.run(main())
     assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+
+
+def test_the_operations_named_run_on_the_loops_thread_and_the_rest_on_a_pool_thread():
+    ran_on = []
+
+    def wsgi_app(environ, start_response):
+        ran_on.append(threading.current_thread())
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"{}"]
+
+    bridge = FlaskBridge(wsgi_app, threads=2, on_the_loop={"app.api.messages.create"})
+    for operation_id in ("app.api.messages.create", "app.api.batches.create"):
+        scope = {**SCOPE, "extensions": {"connexion_routing": {"operation_id": operation_id}}}
+        sent = []
+
+        async def receive():
+            return {"type": "http.request", "body": b"{}"}
+
+        async def send(message, sent=sent):
+            sent.append(message)
+
+        asyncio.run(bridge(scope, receive, send))
+        assert [message.get("body") for message in sent] == [None, b"{}"]
+    assert ran_on[0] is threading.current_thread()  # asyncio.run's loop runs on this thread
+    assert ran_on[1] is not threading.current_thread() and ran_on[1].name.startswith("flask")
+
+
+def test_create_app_runs_on_the_loop_only_what_asks_a_backend_that_answers_in_memory(tmp_path):
+    from app import create_app  # the whole app: a unit test of the composition root's choice
+
+    script = tmp_path / "script.yaml"
+    script.write_text("rules:\n  - reply: {text: scripted}\n")
+    for overrides, on_the_loop in (({}, True), ({"backend": "scripted", "script": str(script)}, False)):
+        bridge = create_app(overrides)._middleware_app.asgi_app
+        assert ("app.api.messages.create" in bridge.on_the_loop) is on_the_loop
+        assert "app.api.batches.create" not in bridge.on_the_loop

@@ -32,6 +32,7 @@ from connexion.middleware import ConnexionMiddleware, request_validation, swagge
 from connexion.middleware.security import SecurityMiddleware
 from connexion.operations import OpenAPIOperation
 from connexion.spec import Specification
+from gunicorn.asgi.protocol import ASGIProtocol
 
 from app import create_app, internals
 from app.http.bridge import FlaskBridge
@@ -248,6 +249,14 @@ UPSTREAM = {
     "gunicorn.asgi.protocol:ASGIProtocol._safe_write": (
         "c91fb7e1a7560ea8",
         "Protocol._headers_too_late, which writes its 408 through this",
+    ),
+    "gunicorn.asgi.protocol:ASGIProtocol._check_h1c_protocol_available": (
+        "9c8b662a9b1ed8d8",
+        "hook 7: whether it still caches on the class asked, and _setup_callback_parser still reads ASGIProtocol's",
+    ),
+    "gunicorn.asgi.protocol:ASGIProtocol._setup_callback_parser": (
+        "32ec6e31437f323b",
+        "hook 7: whether it still picks the C parser by ASGIProtocol._h1c_has_limits",
     ),
     "gunicorn.asgi.protocol:ASGIProtocol._handle_connection": (
         "9e8aa1729b5ad113",
@@ -594,3 +603,16 @@ def test_a_wsgi_middleware_added_after_create_app_sees_every_request(internals):
     assert whole.status_code == streamed.status_code == 200
     assert whole.headers["x-tagged"] == streamed.headers["x-tagged"] == "yes"
     assert seen == ["/v1/messages", "/v1/messages"]
+
+
+def test_gunicorns_c_parser_is_chosen_for_our_protocol_once_asked_through_its_own(monkeypatch):
+    """Asked first through a subclass, gunicorn records the C parser's limits where it never reads them (hook 7);
+    when this stops holding, gunicorn has fixed it and the hook can go."""
+    for owner in (ASGIProtocol, internals.Protocol):
+        for attribute in ("_h1c_available", "_h1c_has_limits"):
+            monkeypatch.setattr(owner, attribute, None, raising=False)
+    assert internals.Protocol._check_h1c_protocol_available()
+    assert not ASGIProtocol._h1c_has_limits  # the Python parser would be used
+    monkeypatch.setattr(internals.Protocol, "_h1c_available", None)
+    ASGIProtocol._check_h1c_protocol_available()  # as install_worker asks
+    assert internals.Protocol._check_h1c_protocol_available() and ASGIProtocol._h1c_has_limits
