@@ -12,7 +12,8 @@ The request path, outermost first (README, "How a request travels"):
 2. Connexion's middleware — routing, security (`api/auth.py`) and validation
    (`spec/validators.py`), all driven by openapi.yaml; its problems worded as
    the API's errors by `spec/problems.py`;
-3. `http/bridge.py` — into Flask, on a thread, streams sent as produced;
+3. `http/bridge.py` — into Flask, on a thread (or, for a view that only asks a backend answering in memory, on
+   the event loop's), streams sent as produced;
 4. `api/` — the function the operationId names, which delegates to the
    backend (`backends/`) and answers with JSON (`api/responses.py`) or
    server-sent events (`api/streaming.py`); a door's (`api/doors.py`) goes
