@@ -17,7 +17,7 @@ stream with timing) overrides `stream_message`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from backends import tokens
 from backends.events import events_from_message
@@ -85,3 +85,56 @@ class Backend:
 
     def close(self) -> None:
         """Release what the backend holds (connections, files)."""
+
+
+class BackendInFront(Backend):
+    """A backend in front of another, `backend`: every call passed on to it, as a subclass does not change it.
+
+    The rate limiter (app/ratelimits/guards.py) and the facts' noting (app/observing/backend.py) stand in front
+    of the configured backend so; what else the backend has (the proxy's upstream, say) is reached as it has it.
+    """
+
+    def __init__(self, backend: Backend) -> None:
+        super().__init__(backend.catalogue)
+        self.backend = backend
+        self.name = backend.name
+        self.answers_in_memory = backend.answers_in_memory
+
+    def create_message(self, request: MessageRequest) -> Reply:
+        return self.backend.create_message(request)
+
+    def stream_message(self, request: MessageRequest) -> EventStream:
+        return self.backend.stream_message(request)
+
+    def count_tokens(self, request: MessageRequest) -> Reply:
+        return self.backend.count_tokens(request)
+
+    def tokenizer(self, model: str) -> Tokenizer:
+        return self.backend.tokenizer(model)
+
+    def list_models(
+        self,
+        *,
+        after_id: str | None,
+        before_id: str | None,
+        limit: int,
+        lifecycle: Sequence[str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Reply:
+        return self.backend.list_models(
+            after_id=after_id, before_id=before_id, limit=limit, lifecycle=lifecycle, headers=headers
+        )
+
+    def get_model(self, model_id: str, headers: Mapping[str, str] | None = None) -> Reply:
+        return self.backend.get_model(model_id, headers)
+
+    def own_batches(self) -> Batches | None:
+        return self.backend.own_batches()
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __getattr__(self, name: str) -> Any:
+        if "backend" not in self.__dict__:
+            raise AttributeError(name)
+        return getattr(self.__dict__["backend"], name)

@@ -25,6 +25,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from connexion.middleware.abstract import ROUTING_CONTEXT
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.ratelimits.limiter import RateLimited
@@ -34,9 +35,6 @@ from backends.wire import JSON, RULE_HEADER, compact_json
 
 #: Paths not observed: the admin routes, the inspector and the metrics themselves, and load balancers' health checks.
 UNOBSERVED_PREFIXES = ("/_understudy", "/health", "/metrics")
-#: Where Connexion's routing notes the operation it chose (connexion.middleware.abstract.ROUTING_CONTEXT), in the
-#: scope's `extensions`, a dict every copy of the scope shares.
-ROUTING_CONTEXT = "connexion_routing"
 #: The prefix of every operationId, left out of a route's name.
 HANDLERS_PACKAGE = "app.api."
 _RULE_HEADER = RULE_HEADER.encode()
@@ -168,7 +166,8 @@ class FactsMiddleware:
             await self.app(scope, receive, send)
             return
         facts = RequestFacts(scope["method"], scope["path"], self.keep_bytes)
-        # An `extensions` dict every copy of the scope below shares, for Connexion's routing to note its operation in.
+        # An `extensions` dict every copy of the scope below shares, for Connexion's routing to note its operation in
+        # (under ROUTING_CONTEXT).
         scope = {**scope, "extensions": scope.get("extensions") or {}}
         responder = _Responder(self, facts, scope, send)
         token = _current.set(facts)

@@ -11,25 +11,16 @@ own shapes, before any door's codec reframes them.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterator
 
 from app.http.facts import RequestFacts, current, note_failure
-from backends.base import Backend
-from backends.batches import Batches
+from backends.base import BackendInFront
 from backends.exchange import EventStream, MessageRequest, Reply
-from backends.tokens import Tokenizer
 from backends.wire import JSON
 
 
-class ObservedBackend(Backend):
+class ObservedBackend(BackendInFront):
     """`backend`, its answers noted in the record of the request being served."""
-
-    def __init__(self, backend: Backend) -> None:
-        super().__init__(backend.catalogue)
-        self.backend = backend
-        self.name = backend.name
-        self.answers_in_memory = backend.answers_in_memory
 
     def create_message(self, request: MessageRequest) -> Reply:
         reply = self.backend.create_message(request)
@@ -52,37 +43,6 @@ class ObservedBackend(Backend):
         if facts is not None:
             facts.note_usage(reply.body)  # {"input_tokens": N}
         return reply
-
-    def tokenizer(self, model: str) -> Tokenizer:
-        return self.backend.tokenizer(model)
-
-    def list_models(
-        self,
-        *,
-        after_id: str | None,
-        before_id: str | None,
-        limit: int,
-        lifecycle: Sequence[str] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> Reply:
-        return self.backend.list_models(
-            after_id=after_id, before_id=before_id, limit=limit, lifecycle=lifecycle, headers=headers
-        )
-
-    def get_model(self, model_id: str, headers: Mapping[str, str] | None = None) -> Reply:
-        return self.backend.get_model(model_id, headers)
-
-    def own_batches(self) -> Batches | None:
-        return self.backend.own_batches()
-
-    def close(self) -> None:
-        self.backend.close()
-
-    def __getattr__(self, name: str) -> Any:
-        """What else the backend has (the proxy's upstream, say), as it has it."""
-        if "backend" not in self.__dict__:
-            raise AttributeError(name)
-        return getattr(self.__dict__["backend"], name)
 
 
 def _noted(events: Iterator[JSON], facts: RequestFacts) -> Iterator[JSON]:

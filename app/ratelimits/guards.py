@@ -18,24 +18,20 @@ from typing import Any
 
 from app.ratelimits.limiter import Admission, RateLimiter
 from app.settings import SETTINGS, ConfigError, Settings
-from backends.base import Backend
+from backends.base import Backend, BackendInFront
 from backends.batches import Batches
 from backends.catalogue import ModelCatalogue
 from backends.exchange import ByteStream, EventStream, MessageRequest, Reply
 from backends.state import StateStore
-from backends.tokens import Tokenizer
 from backends.wire import JSON, ApiError
 
 
-class LimitedBackend(Backend):
-    """`backend`, behind the rate limits."""
+class LimitedBackend(BackendInFront):
+    """`backend`, behind the rate limits (most takes spend a lease, in memory: it answers in memory if it does)."""
 
     def __init__(self, backend: Backend, limiter: RateLimiter) -> None:
-        super().__init__(backend.catalogue)
-        self.backend = backend
+        super().__init__(backend)
         self.limiter = limiter
-        self.name = backend.name
-        self.answers_in_memory = backend.answers_in_memory  # most takes spend a lease, in memory (leases.py)
 
     def create_message(self, request: MessageRequest) -> Reply:
         admission = self.limiter.admit_message(request.body, request.headers)
@@ -94,37 +90,9 @@ class LimitedBackend(Backend):
             raise
         return Reply(reply.body, {**reply.headers, **admission.headers})
 
-    def tokenizer(self, model: str) -> Tokenizer:
-        return self.backend.tokenizer(model)
-
-    def list_models(
-        self,
-        *,
-        after_id: str | None,
-        before_id: str | None,
-        limit: int,
-        lifecycle: Sequence[str] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> Reply:
-        return self.backend.list_models(
-            after_id=after_id, before_id=before_id, limit=limit, lifecycle=lifecycle, headers=headers
-        )
-
-    def get_model(self, model_id: str, headers: Mapping[str, str] | None = None) -> Reply:
-        return self.backend.get_model(model_id, headers)
-
-    def own_batches(self) -> Batches | None:
-        return self.backend.own_batches()
-
     def close(self) -> None:
         self.limiter.close()
         self.backend.close()
-
-    def __getattr__(self, name: str) -> Any:
-        """What else the backend has (the proxy's upstream, say), as it has it."""
-        if "backend" not in self.__dict__:
-            raise AttributeError(name)
-        return getattr(self.__dict__["backend"], name)
 
 
 class LimitedBatches(Batches):
