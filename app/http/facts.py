@@ -47,7 +47,7 @@ def current() -> RequestFacts | None:
     return _current.get()
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class RequestFacts:
     """One request's facts, each noted by the layer that knows it. Bodies and events are kept (within `keep_bytes`)
     only for the journal: `keep_bytes` is None when only the metrics read the record."""
@@ -168,7 +168,8 @@ class FactsMiddleware:
         facts = RequestFacts(scope["method"], scope["path"], self.keep_bytes)
         # An `extensions` dict every copy of the scope below shares, for Connexion's routing to note its operation in
         # (under ROUTING_CONTEXT).
-        scope = {**scope, "extensions": scope.get("extensions") or {}}
+        if scope.get("extensions") is None:
+            scope["extensions"] = {}
         responder = _Responder(self, facts, scope, send)
         token = _current.set(facts)
         try:
@@ -207,10 +208,13 @@ class _Responder:
     async def send(self, message: Message) -> None:
         facts = self.facts
         if message["type"] == "http.response.start":
-            headers = {name.lower(): value for name, value in message.get("headers", [])}
             facts.status = message["status"]
-            facts.request_id = headers.get(b"request-id", b"").decode() or None
-            facts.rule = headers.get(_RULE_HEADER, b"").decode() or None
+            for name, value in message.get("headers", ()):
+                lowered = name.lower()
+                if lowered == b"request-id":
+                    facts.request_id = value.decode() or None
+                elif lowered == _RULE_HEADER:
+                    facts.rule = value.decode() or None
             facts.route = _route(self.scope)
             for observer in self.middleware.observers:
                 await observer.started(facts, self.scope)
