@@ -84,8 +84,10 @@ class RequestFacts:
     request_bytes: int = 0
     response_body: bytearray = field(default_factory=bytearray)
     response_bytes: int = 0
-    #: The journal entry written for this request, to complete when it ends.
+    #: The journal entry written for this request, to complete when it ends; or the entry itself, to be written whole
+    #: when it ends (a reply that is not a stream: its client has nothing before then).
     journal_id: int | None = None
+    journal_entry: dict[str, Any] | None = None
     _kept_event_bytes: int = 0
 
     def elapsed(self) -> float:

@@ -61,7 +61,12 @@ def body_for_journal(body: bytes, received: int) -> Any:
 
 
 class Journal:
-    """Writes one journal entry per observed request as its response starts, and completes it as it ends."""
+    """Writes one journal entry per observed request, for its client to read back once it has its answer.
+
+    A stream's entry is written as its response starts, so that a test (or the inspector) sees a stream that has
+    not ended, and completed as it ends. Any other answer's entry is written whole as its response ends, just before
+    its last bytes leave: one write, not two, on the answer's path.
+    """
 
     def __init__(self, store: StateStore) -> None:
         self.store = store
@@ -83,11 +88,17 @@ class Journal:
             "refused_by": facts.refused_by,
             "streamed": facts.streaming,
         }
+        if not facts.streaming:
+            facts.journal_entry = entry
+            return
         # In the request's scope: to_thread copies the context.
         facts.journal_id = await self._kept(facts, lambda: self.store.add_entry(entry))
 
     async def ended(self, facts: RequestFacts) -> None:
-        if facts.journal_id is not None:
+        if facts.journal_entry is not None:
+            whole = {**facts.journal_entry, **ending_of(facts)}
+            facts.journal_id = await self._kept(facts, lambda: self.store.add_entry(whole))
+        elif facts.journal_id is not None:
             entry_id, ending = facts.journal_id, ending_of(facts)
             await self._kept(facts, lambda: self.store.complete_entry(entry_id, ending))
 
