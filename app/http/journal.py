@@ -2,12 +2,13 @@
 
 An entry holds the method, path, query, headers (secrets masked), body, the
 status of the response, its request id, the scripted rule that answered, the
-door, the model, the scope and what refused it, if a rule did. It is written
-when the response starts, so a client that has its answer can already read
-the entry back (`GET /_understudy/requests`), whichever worker took the call;
-it is completed when the response ends (before its last bytes are sent) with
-what the response was: its body, or a stream's events with their times, the
-duration, the time to the first event and the tokens in and out. The facts
+door, the model, the scope and what refused it, if a rule did; and what the
+response was: its body, or a stream's events with their times, the duration,
+the time to the first event and the tokens in and out. It is written before
+the response's last bytes are sent, so a client that has its answer can
+already read the entry back (`GET /_understudy/requests`), whichever worker
+took the call: a stream's as its response starts (a stream not yet ended is
+seen), completed as it ends; any other's whole, as it ends. The facts
 are the request's record (app/http/facts.py), whose middleware sits outside
 everything but the scopes, so it sees the errors every other layer produces,
 a 413 included. A body longer than UNDERSTUDY_JOURNAL_MAX_BODY_BYTES is kept
