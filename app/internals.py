@@ -1,5 +1,5 @@
-"""Every private hook into Connexion, Flask, Werkzeug and gunicorn, behind two doors: `install(app)` and
-`install_worker(worker)`.
+"""Every private hook into Connexion, Flask, Werkzeug, gunicorn and prometheus_client, behind three doors:
+`install(app)`, `install_worker(worker)` and `add_to_histogram(child, ...)`.
 
 Connexion 3 and gunicorn offer no public way to do the following, so this
 module does it, pinned to the versions it was written against (setup.cfg) and
@@ -75,6 +75,11 @@ connections that arrive together may pile onto one worker.
    the parser in Python (some 6% of a worker's time under wrk, against 1.6%).
    Asking through ASGIProtocol first caches the answer where gunicorn reads
    it, and `Protocol` inherits it.
+8. Many observations added to a prometheus_client histogram at once. Its
+   public `observe` takes one value, and writes two of the shared files'
+   values for it; the metrics (app/observing/metrics.py) add each worker's
+   requests up in memory and write the sums once a second, so a histogram's
+   buckets and sum are added to as `observe` adds to them, by a count each.
 """
 
 from __future__ import annotations
@@ -84,7 +89,7 @@ import functools
 import inspect
 import signal
 import socket
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any
 
 import connexion
@@ -415,6 +420,18 @@ def install(app: connexion.FlaskApp, *, threads: int, on_the_loop: Collection[st
     middleware.options.security_map = SECURITY_MAP
     app._middleware_app.asgi_app = FlaskBridge(app.app.wsgi_app, threads=threads, on_the_loop=on_the_loop)
     app.app.view_functions = ViewFunctions(app.app.view_functions)  # views wrapped once, not per request
+
+
+def add_to_histogram(child: Any, counts: Sequence[int], total: float) -> None:
+    """Add to a prometheus_client histogram's child (`Histogram.labels(...)`) what observing values would have added:
+    `counts[i]` values in its i-th bucket (the first whose bound they are at most, +Inf last), summing to `total`.
+
+    prometheus_client's Histogram.observe adds one to that bucket's value and the value to its sum; the buckets
+    are kept apart (not cumulative), each in a value of `_buckets`, the sum in `_sum`."""
+    for place, count in enumerate(counts):
+        if count:
+            child._buckets[place].inc(count)
+    child._sum.inc(total)
 
 
 def install_worker(worker: ASGIWorker, *, header_timeout: float) -> None:

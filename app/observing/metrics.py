@@ -19,18 +19,27 @@ A request's labels are looked up once per set of values: the children of
 each label set are kept together, and a model name is counted as the
 catalogue's model it names, or `other` (a client's names must not make a
 series each).
+
+A request's counts are added up in memory, and a thread of the worker's own
+writes the sums every FLUSH_SECONDS (and a scrape, first, the sums of the
+worker it reaches): writing each request's five values to the shared files
+as it ended cost some 29 µs of a worker's CPU per request, a sixth of an echo
+reply. A scrape so sees another worker's requests up to FLUSH_SECONDS late.
 """
 
 from __future__ import annotations
 
+import bisect
 import os
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import Scope
 
+from app import internals
 from app.http.facts import RequestFacts
 from backends.catalogue import ModelCatalogue
 
@@ -40,6 +49,8 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 OTHER_MODEL = "other"
 #: The text format's media type, as Prometheus asks for it.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: How often a worker writes the counts it has added up.
+FLUSH_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -51,6 +62,19 @@ class _Series:
     first_event: Any
     input_tokens: Any
     output_tokens: Any
+
+
+@dataclass
+class _Tally:
+    """One series' counts since they were last written: requests, tokens, and each histogram's buckets and sum."""
+
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    latency: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))  # the last: +Inf
+    latency_sum: float = 0.0
+    first_event: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    first_event_sum: float = 0.0
 
 
 class Metrics:
@@ -99,6 +123,9 @@ class Metrics:
         )  # fmt: skip
         self._series: dict[tuple[str, str, str, int, str], _Series] = {}
         self._models: dict[str, str] = {}
+        self._tallies: dict[_Series, _Tally] = {}
+        self._lock = threading.Lock()  # the tallies, between the loop that adds and the thread that writes
+        self._writer: threading.Thread | None = None
 
     # ----------------------------------------------------------- observer
     async def started(self, facts: RequestFacts, scope: Scope) -> None:
@@ -111,14 +138,21 @@ class Metrics:
         if facts.status is None:
             return  # no answer was sent: nothing to count but what it met
         series = self._series_of(facts)
-        series.requests.inc()
-        series.latency.observe(facts.duration or 0.0)
-        if facts.first_event is not None:
-            series.first_event.observe(facts.first_event)
-        if facts.input_tokens:
-            series.input_tokens.inc(facts.input_tokens)
-        if facts.output_tokens:
-            series.output_tokens.inc(facts.output_tokens)
+        duration = facts.duration or 0.0
+        with self._lock:
+            tally = self._tallies.get(series)
+            if tally is None:
+                tally = self._tallies[series] = _Tally()
+            tally.requests += 1
+            tally.latency[bisect.bisect_left(LATENCY_BUCKETS, duration)] += 1  # the first bucket it is <= to
+            tally.latency_sum += duration
+            if facts.first_event is not None:
+                tally.first_event[bisect.bisect_left(LATENCY_BUCKETS, facts.first_event)] += 1
+                tally.first_event_sum += facts.first_event
+            tally.input_tokens += facts.input_tokens or 0
+            tally.output_tokens += facts.output_tokens or 0
+        if self._writer is None or not self._writer.is_alive():  # none yet, or a parent's (a fork leaves it behind)
+            self._start_writer()
         if facts.refused_by is not None:
             self._refusals.labels(facts.refused_by).inc()
         if facts.store_error is not None:
@@ -134,12 +168,39 @@ class Metrics:
 
     # ------------------------------------------------------------- serving
     def exposition(self) -> bytes:
-        """Every metric in Prometheus's text format: all workers' values, when they share a directory."""
+        """Every metric in Prometheus's text format: all workers' values, when they share a directory (this one's
+        written first, others' as of their last write)."""
+        self.flush()
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             every_worker = CollectorRegistry()
             MultiProcessCollector(every_worker)
             return generate_latest(every_worker)
         return generate_latest(self.registry)
+
+    def flush(self) -> None:
+        """Write the counts added up since the last write."""
+        with self._lock:
+            tallies, self._tallies = self._tallies, {}
+        for series, tally in tallies.items():
+            series.requests.inc(tally.requests)
+            if tally.input_tokens:
+                series.input_tokens.inc(tally.input_tokens)
+            if tally.output_tokens:
+                series.output_tokens.inc(tally.output_tokens)
+            internals.add_to_histogram(series.latency, tally.latency, tally.latency_sum)
+            if any(tally.first_event):
+                internals.add_to_histogram(series.first_event, tally.first_event, tally.first_event_sum)
+
+    def _start_writer(self) -> None:
+        with self._lock:
+            if self._writer is None or not self._writer.is_alive():
+                self._writer = threading.Thread(target=self._write_now_and_then, name="metrics-writer", daemon=True)
+                self._writer.start()
+
+    def _write_now_and_then(self) -> None:
+        stopped = threading.Event()  # never set: the thread lives as long as the worker
+        while not stopped.wait(FLUSH_SECONDS):
+            self.flush()
 
     def _series_of(self, facts: RequestFacts) -> _Series:
         door, route, model = facts.door or "", facts.route or "unrouted", self._model_label(facts.model)

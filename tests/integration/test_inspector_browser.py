@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -145,12 +146,18 @@ def test_metrics_sum_every_worker_s_counts(tmp_path):
             with anthropic.Anthropic(base_url=running.base_url, api_key=API_KEY, max_retries=0) as sdk:
                 ask(sdk, "Count me")
         request = urllib.request.Request(f"{running.base_url}/metrics", headers={"x-understudy-admin-key": ADMIN})
-        with urllib.request.urlopen(request, timeout=5) as response:
-            text = response.read().decode()
+        deadline = time.monotonic() + 10
+        while True:  # each worker writes what it has added up once a second (app/observing/metrics.py)
+            with urllib.request.urlopen(request, timeout=5) as response:
+                text = response.read().decode()
+            counted = [
+                float(value)
+                for value in re.findall(r'^understudy_requests_total\{[^}]*status="200"[^}]*\} (\S+)$', text, re.M)
+            ]
+            if sum(counted) >= sent or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         workers = set(running.worker_pids())
-    counted = [
-        float(value) for value in re.findall(r'^understudy_requests_total\{[^}]*status="200"[^}]*\} (\S+)$', text, re.M)
-    ]
     assert sum(counted) == sent
     writers = {
         int(match) for match in re.findall(r"_(\d+)\.db$", "\n".join(str(path) for path in directory.iterdir()), re.M)

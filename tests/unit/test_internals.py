@@ -258,6 +258,10 @@ UPSTREAM = {
         "32ec6e31437f323b",
         "hook 7: whether it still picks the C parser by ASGIProtocol._h1c_has_limits",
     ),
+    "prometheus_client.metrics:Histogram.observe": (
+        "38beca3be1d1595b",
+        "hook 8: whether a value still adds one to the first bucket it is at most, kept apart, and itself to `_sum`",
+    ),
     "gunicorn.asgi.protocol:ASGIProtocol._handle_connection": (
         "9e8aa1729b5ad113",
         "the drain: a connection must still go on to its next request while `alive` is true",
@@ -616,3 +620,25 @@ def test_gunicorns_c_parser_is_chosen_for_our_protocol_once_asked_through_its_ow
     monkeypatch.setattr(internals.Protocol, "_h1c_available", None)
     ASGIProtocol._check_h1c_protocol_available()  # as install_worker asks
     assert internals.Protocol._check_h1c_protocol_available() and ASGIProtocol._h1c_has_limits
+
+
+def test_many_observations_added_at_once_read_as_observed_one_by_one():
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    values = [0.0005, 0.001, 0.003, 0.003, 0.2, 7.0, 500.0]
+    bounds = (0.001, 0.01, 1.0, 10.0)
+    one_by_one, at_once = CollectorRegistry(), CollectorRegistry()
+    observed = Histogram("h", "h", ["a"], buckets=bounds, registry=one_by_one).labels("x")
+    for value in values:
+        observed.observe(value)
+    counts = [0] * (len(bounds) + 1)
+    for value in values:
+        counts[next((place for place, bound in enumerate(bounds) if value <= bound), len(bounds))] += 1
+    internals.add_to_histogram(
+        Histogram("h", "h", ["a"], buckets=bounds, registry=at_once).labels("x"), counts, sum(values)
+    )
+
+    def samples(registry: CollectorRegistry) -> list[bytes]:
+        return [line for line in generate_latest(registry).splitlines() if b"_created" not in line]  # made when
+
+    assert samples(at_once) == samples(one_by_one)
