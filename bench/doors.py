@@ -15,17 +15,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
 import json
 import statistics
 import sys
-from pathlib import Path
 
 import servers
 from load import API_KEY, Answer, Request, alternating, message_request, run_wrk
 from tools import ToolMissing, ensure_wrk
 
-RESULTS = Path(__file__).resolve().parent / "results"
 GOAL_THROUGHPUT = 0.9
 GOAL_FIRST_EVENT = 1.2
 TEXT = "Hello, Claude"
@@ -138,21 +135,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{'met' if first_event_ratio <= GOAL_FIRST_EVENT else 'MISSED'})"
     )
     print(f"errors: {errors + stream_errors}")
-    RESULTS.mkdir(exist_ok=True)
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    saved = RESULTS / f"doors-{stamp}.json"
-    saved.write_text(
-        json.dumps(
-            {
-                "rates": rates,
-                "first_party_rates": baselines,
-                "ratios": ratios,
-                "first_events": {"first-party": first_party, "bedrock": door},
-            },
-            indent=2,
-        )
-    )
-    print(f"saved {saved}")
+    figures = {
+        "rates": rates,
+        "first_party_rates": baselines,
+        "ratios": ratios,
+        "first_events": {"first-party": first_party, "bedrock": door},
+    }
+    servers.save_results("doors", figures)
     return 1 if errors + stream_errors else 0
 
 

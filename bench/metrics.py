@@ -17,17 +17,13 @@ numbers (bench/results/metrics-*.json); it never fails on speed. Only 127.0.0.1 
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import statistics
 import sys
-from pathlib import Path
 
 import servers
 from load import message_request, run_wrk
 from tools import ToolMissing, ensure_wrk
 
-RESULTS = Path(__file__).resolve().parent / "results"
 GOAL_RATIO = 0.95
 CONNECTIONS = 16
 ADMIN_KEY = "bench-admin-key"
@@ -107,11 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         low, high = min(result["ratios"][name]), max(result["ratios"][name])
         print(f"{what} (median of rounds): {result['ratio'][name]:.3f} (rounds {low:.3f}–{high:.3f})")
     print(f"metrics: goal >= {GOAL_RATIO}: {verdict}; errors: {result['errors']}")
-    RESULTS.mkdir(exist_ok=True)
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    saved = RESULTS / f"metrics-{stamp}{'-quick' if options.quick else ''}.json"
-    saved.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"saved {saved.relative_to(servers.REPO)}")
+    servers.save_results("metrics", result, quick=options.quick)
     return 0
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import secrets
 import sys
 import time
@@ -34,7 +33,6 @@ GOAL_ADDED_P50_MS = 0.2
 GOAL_ADMITTED_ERROR = 0.02
 #: Limits the latency run never reaches: the limiter does all its work, and nothing is refused.
 UNREACHED = "rpm=100000000,itpm=1000000000000,otpm=100000000000"
-RESULTS = servers.BENCH / "results"
 
 
 def added_latency(redis: servers.RedisServer, rounds: int, seconds: float) -> dict[str, float]:
@@ -179,10 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         print_latency(latency)
     if accuracy:
         print_accuracy(accuracy)
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"rate_limits-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps({"latency": latency, "accuracy": accuracy}, indent=2))
-    print(f"(saved {out.relative_to(servers.REPO)})")
+    servers.save_results("rate_limits", {"latency": latency, "accuracy": accuracy})
     return 0
 
 

@@ -19,6 +19,8 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
+import json
 import os
 import shutil
 import signal
@@ -31,9 +33,12 @@ import time
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
+#: Where every bench saves its figures (not committed).
+RESULTS = BENCH / "results"
 #: Settings a developer's shell may carry that would change what is measured.
 SCRUBBED_PREFIXES = ("UNDERSTUDY_", "ANTHROPIC_", "GUNICORN_CMD_ARGS", "AIMOCK_")
 BASELINE_THREADS = 4
@@ -277,3 +282,13 @@ def start_all(servers: Sequence[Server], timeout: float = 90.0) -> None:
         waiter.join()
     if failures:
         raise failures[0]
+
+
+def save_results(name: str, figures: Any, *, quick: bool = False) -> Path:
+    """Save a bench's figures as bench/results/NAME-STAMP.json (-quick for a smoke run), say where, and return it."""
+    RESULTS.mkdir(exist_ok=True)
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    saved = RESULTS / f"{name}-{stamp}{'-quick' if quick else ''}.json"
+    saved.write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"saved {saved.relative_to(REPO)}")
+    return saved

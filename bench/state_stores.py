@@ -20,19 +20,15 @@ It reports and saves the numbers (bench/results/state-stores-*.json); it never f
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import shutil
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import servers
 from load import message_request, open_load, percentile, run_wrk
 from tools import ToolMissing, ensure_debian_tool, ensure_wrk
 
-RESULTS = Path(__file__).resolve().parent / "results"
 GOAL_RATIO = 0.85
 CONNECTIONS = 16
 LATENCY_CLIENTS = 16
@@ -158,11 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         f"throughput redis / sqlite (median of rounds): {result['ratio']:.2f} (goal >= {GOAL_RATIO}: {verdict}); "
         f"errors: {result['errors']}"
     )
-    RESULTS.mkdir(exist_ok=True)
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    saved = RESULTS / f"state-stores-{stamp}{'-quick' if options.quick else ''}.json"
-    saved.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"saved {saved.relative_to(servers.REPO)}")
+    servers.save_results("state-stores", result, quick=options.quick)
     return 0
 
 
