@@ -115,7 +115,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> connexion.FlaskApp
         # The UI only: the spec it reads is served by SpecDocumentMiddleware, as loaded.
         swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/v1/ui", serve_spec=False),
         validator_map=_validators(settings, files),
-        lifespan=_lifespan(backend, processor),
+        lifespan=_lifespan(backend, processor, metrics),
     )
     if settings.internals:
         internals.install(app, threads=settings.threads, on_the_loop=_on_the_loop(served, store))
@@ -350,20 +350,24 @@ def _answering_with_files(backend: Backend, files: FileStore) -> Callable[[Messa
 
 
 def _lifespan(
-    backend: Backend, processor: BatchProcessor | None
+    backend: Backend, processor: BatchProcessor | None, metrics: Metrics | None
 ) -> Callable[[Any], contextlib.AbstractAsyncContextManager[None]]:
-    """The app's lifespan: the worker's batch processor runs while it does; then the backend lets go of its
-    connections and files."""
+    """The app's lifespan: the worker's batch processor runs while it does, and its metrics are written now and
+    then; then the backend lets go of its connections and files."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
         if processor is not None:
             processor.start()
+        if metrics is not None:
+            metrics.start()
         try:
             yield
         finally:
             if processor is not None:
                 await asyncio.to_thread(processor.stop)  # the request being answered finishes first
+            if metrics is not None:
+                await asyncio.to_thread(metrics.stop)
             backend.close()
 
     return lifespan

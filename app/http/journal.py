@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from starlette.types import Scope
@@ -72,7 +72,7 @@ class Journal:
     def __init__(self, store: StateStore) -> None:
         self.store = store
 
-    async def started(self, facts: RequestFacts, scope: Scope) -> None:
+    def started(self, facts: RequestFacts, scope: Scope) -> Awaitable[None] | None:
         entry = {
             "at": facts.at,
             "request_id": facts.request_id,
@@ -91,17 +91,20 @@ class Journal:
         }
         if not facts.streaming:
             facts.journal_entry = entry
-            return
+            return None
+        return self._added(facts, entry)
+
+    def ended(self, facts: RequestFacts) -> Awaitable[None] | None:
+        if facts.journal_entry is not None:
+            return self._added(facts, {**facts.journal_entry, **ending_of(facts)})
+        if facts.journal_id is not None:
+            entry_id, ending = facts.journal_id, ending_of(facts)
+            return self._kept(facts, lambda: self.store.complete_entry(entry_id, ending))
+        return None
+
+    async def _added(self, facts: RequestFacts, entry: dict[str, Any]) -> None:
         # In the request's scope: to_thread copies the context.
         facts.journal_id = await self._kept(facts, lambda: self.store.add_entry(entry))
-
-    async def ended(self, facts: RequestFacts) -> None:
-        if facts.journal_entry is not None:
-            whole = {**facts.journal_entry, **ending_of(facts)}
-            facts.journal_id = await self._kept(facts, lambda: self.store.add_entry(whole))
-        elif facts.journal_id is not None:
-            entry_id, ending = facts.journal_id, ending_of(facts)
-            await self._kept(facts, lambda: self.store.complete_entry(entry_id, ending))
 
     async def _kept(self, facts: RequestFacts, write: Callable[[], Any]) -> Any:
         """What `write` returns, run on a thread; None when the store cannot keep it (noted, and said in the log)."""

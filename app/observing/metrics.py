@@ -20,11 +20,12 @@ each label set are kept together, and a model name is counted as the
 catalogue's model it names, or `other` (a client's names must not make a
 series each).
 
-A request's counts are added up in memory, and a thread of the worker's own
-writes the sums every FLUSH_SECONDS (and a scrape, first, the sums of the
-worker it reaches): writing each request's five values to the shared files
-as it ended cost some 29 µs of a worker's CPU per request, a sixth of an echo
-reply. A scrape so sees another worker's requests up to FLUSH_SECONDS late.
+A request's counts are added up in memory, by its labels' values, and a
+thread of the worker's own (started and stopped by the app's lifespan) writes
+the sums every FLUSH_SECONDS, and a scrape, first, the sums of the worker it
+reaches: writing each request's five values to the shared files as it ended
+cost some 29 µs of a worker's CPU per request, a sixth of an echo reply. A
+scrape so sees another worker's requests up to FLUSH_SECONDS late.
 """
 
 from __future__ import annotations
@@ -51,6 +52,10 @@ OTHER_MODEL = "other"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: How often a worker writes the counts it has added up.
 FLUSH_SECONDS = 1.0
+
+
+#: A request's labels' values: door, route, model, status.
+_Labels = tuple[str, str, str, int]
 
 
 @dataclass(frozen=True)
@@ -121,28 +126,44 @@ class Metrics:
             "understudy_state_store_errors", "State-store failures requests met, by kind: full, unavailable.",
             ["kind"], registry=self.registry,
         )  # fmt: skip
-        self._series: dict[tuple[str, str, str, int, str], _Series] = {}
+        self._series: dict[_Labels, _Series] = {}
         self._models: dict[str, str] = {}
-        self._tallies: dict[_Series, _Tally] = {}
+        self._tallies: dict[_Labels, _Tally] = {}
         self._lock = threading.Lock()  # the tallies, between the loop that adds and the thread that writes
+        self._stopped = threading.Event()
         self._writer: threading.Thread | None = None
 
+    # ------------------------------------------------------------ lifespan
+    def start(self) -> None:
+        """Write the counts every FLUSH_SECONDS, on a thread of this worker's, until `stop`."""
+        self._stopped.clear()
+        self._writer = threading.Thread(target=self._write_now_and_then, name="metrics-writer", daemon=True)
+        self._writer.start()
+
+    def stop(self) -> None:
+        """Stop writing now and then, and write what is left."""
+        self._stopped.set()
+        if self._writer is not None:
+            self._writer.join()
+            self._writer = None
+        self.flush()
+
     # ----------------------------------------------------------- observer
-    async def started(self, facts: RequestFacts, scope: Scope) -> None:
+    def started(self, facts: RequestFacts, scope: Scope) -> None:
         if facts.streaming:
             self._open_streams.inc()
 
-    async def ended(self, facts: RequestFacts) -> None:
+    def ended(self, facts: RequestFacts) -> None:
         if facts.streaming and facts.status is not None:
             self._open_streams.dec()
         if facts.status is None:
             return  # no answer was sent: nothing to count but what it met
-        series = self._series_of(facts)
+        labels = (facts.door or "", facts.route or "unrouted", self._model_label(facts.model), facts.status)
         duration = facts.duration or 0.0
         with self._lock:
-            tally = self._tallies.get(series)
+            tally = self._tallies.get(labels)
             if tally is None:
-                tally = self._tallies[series] = _Tally()
+                tally = self._tallies[labels] = _Tally()
             tally.requests += 1
             tally.latency[bisect.bisect_left(LATENCY_BUCKETS, duration)] += 1  # the first bucket it is <= to
             tally.latency_sum += duration
@@ -151,8 +172,6 @@ class Metrics:
                 tally.first_event_sum += facts.first_event
             tally.input_tokens += facts.input_tokens or 0
             tally.output_tokens += facts.output_tokens or 0
-        if self._writer is None or not self._writer.is_alive():  # none yet, or a parent's (a fork leaves it behind)
-            self._start_writer()
         if facts.refused_by is not None:
             self._refusals.labels(facts.refused_by).inc()
         if facts.store_error is not None:
@@ -181,7 +200,8 @@ class Metrics:
         """Write the counts added up since the last write."""
         with self._lock:
             tallies, self._tallies = self._tallies, {}
-        for series, tally in tallies.items():
+        for labels, tally in tallies.items():
+            series = self._series_of(labels)
             series.requests.inc(tally.requests)
             if tally.input_tokens:
                 series.input_tokens.inc(tally.input_tokens)
@@ -191,24 +211,16 @@ class Metrics:
             if any(tally.first_event):
                 internals.add_to_histogram(series.first_event, tally.first_event, tally.first_event_sum)
 
-    def _start_writer(self) -> None:
-        with self._lock:
-            if self._writer is None or not self._writer.is_alive():
-                self._writer = threading.Thread(target=self._write_now_and_then, name="metrics-writer", daemon=True)
-                self._writer.start()
-
     def _write_now_and_then(self) -> None:
-        stopped = threading.Event()  # never set: the thread lives as long as the worker
-        while not stopped.wait(FLUSH_SECONDS):
+        while not self._stopped.wait(FLUSH_SECONDS):
             self.flush()
 
-    def _series_of(self, facts: RequestFacts) -> _Series:
-        door, route, model = facts.door or "", facts.route or "unrouted", self._model_label(facts.model)
-        key = (door, route, model, facts.status or 0, self.backend)
-        series = self._series.get(key)
+    def _series_of(self, labels: _Labels) -> _Series:
+        series = self._series.get(labels)
         if series is None:
-            series = self._series[key] = _Series(
-                self._requests.labels(door, route, model, str(facts.status), self.backend),
+            door, route, model, status = labels
+            series = self._series[labels] = _Series(
+                self._requests.labels(door, route, model, str(status), self.backend),
                 self._latency.labels(door, route),
                 self._first_event.labels(door, model),
                 self._input_tokens.labels(model),

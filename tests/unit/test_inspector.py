@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import threading
 
 import pytest
 
@@ -169,3 +170,31 @@ def test_metrics_count_requests_tokens_streams_and_refusals(client):
     assert samples["understudy_open_streams"] == 0
     assert any('model="other"' in name and 'status="404"' in name for name in samples)  # not a series per name
     assert samples['understudy_request_duration_seconds_count{door="anthropic",route="messages.create"}'] == 4
+
+
+def test_a_worker_writes_its_counts_on_its_own_while_its_app_runs(tmp_path, monkeypatch):
+    """Without a scrape: the writer the app's lifespan starts writes the counts added up; its end, what is left."""
+    from app.api import METRICS_KEY
+    from app.observing import metrics
+
+    monkeypatch.setattr(metrics, "FLUSH_SECONDS", 0.05)
+    app = create_app({"api_keys": API_KEY, "admin_key": ADMIN, "metrics": True, "state_file": tmp_path / "s.sqlite3"})
+    counted = app.app.extensions[METRICS_KEY]
+
+    def written() -> float:  # what the registry holds, as written: a scrape would write the tallies first
+        value = counted.registry.get_sample_value(
+            "understudy_requests_total",
+            {"door": "anthropic", "route": "messages.create", "model": "claude-sonnet-4-5-20250929", "status": "200",
+             "backend": "echo"},
+        )  # fmt: skip
+        return value or 0.0
+
+    with app.test_client() as client:  # the lifespan runs while the client is open
+        client.post("/v1/messages", json=message_body("Hello, Claude"), headers=HEADERS)
+        for _ in range(100):
+            if written() == 1:
+                break
+            threading.Event().wait(0.05)
+        assert written() == 1
+        client.post("/v1/messages", json=message_body("Hello, Claude"), headers=HEADERS)
+    assert written() == 2  # by the writer, or at the latest by the lifespan's end
