@@ -29,6 +29,13 @@ connections that arrive together may pile onto one worker.
      body holds no files (8%), and turns each parameter name into a Python
      name with three regular-expression substitutions, and looks the
      operation's body definition up again, two or three times;
+   - its parameter decorator works out, for every request, each argument the
+     operation could give (path and query parameters with their defaults,
+     the body, files, the security context) and then keeps those the view
+     takes: for the views that take the JSON body alone (creating a message,
+     counting its tokens, a batch, the OpenAI-compatible door's chat
+     completion), that is the body (8%: a worker's CPU per echo request
+     under wrk went from 450 to 411 µs);
    - its Swagger UI middleware routes every request through two Starlette
      routers before passing on one that is not for the UI (4%).
    The classes here are Connexion's own with that work done once per function
@@ -99,7 +106,9 @@ from connexion import decorators, lifecycle, security, utils
 from connexion.apps import flask as flask_apps
 from connexion.context import operation
 from connexion.datastructures import MediaTypeDict
+from connexion.decorators import parameter
 from connexion.decorators.parameter import SyncParameterDecorator
+from connexion.http_facts import FORM_CONTENT_TYPES
 from connexion.middleware import request_validation, swagger_ui
 from connexion.operations import OpenAPIOperation
 from connexion.utils import inspect_function_arguments
@@ -323,16 +332,51 @@ class FlaskDecorator(decorators.FlaskDecorator):
 
 
 class ParameterDecorator(SyncParameterDecorator):
-    """Connexion's parameter decorator, remembering how it sanitizes each name.
+    """Connexion's parameter decorator, remembering how it sanitizes each name, and handing a view that takes the
+    request's JSON body alone just that.
 
     Connexion turns every parameter and body name into a Python name with three regular-expression
-    substitutions, on every request, for names that never change.
+    substitutions, on every request, for names that never change. And for every request it works out each
+    argument the operation could give (path and query parameters with their defaults, the body, files,
+    the security context) before it keeps those the function takes (decorators/parameter.py, prep_kwargs).
+    For a function whose one argument is `body`, of an operation with no path parameters whose body is
+    named `body`, given a JSON object, what it works out is `{"body": that object}` (a query parameter is
+    kept only for a function that takes it); the view is called with it directly. Any other function,
+    operation or body (form data, null) goes Connexion's way.
     """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         sanitize: Callable[[str], str] = self.sanitize_fn  # type: ignore[has-type]
         self.sanitize_fn = functools.lru_cache(maxsize=SANITIZED_NAMES)(sanitize)
+        self._body_alone: tuple[Any, bool] | None = None  # (operation, whether it gives the body alone), swapped whole
+
+    def __call__(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        connexions = super().__call__(function)
+        arguments, has_kwargs = inspect_function_arguments(parameter.unwrap_decorators(function))
+        if has_kwargs or arguments != ["body"]:
+            return connexions
+
+        @functools.wraps(function)
+        def wrapper(request: lifecycle.WSGIRequest) -> Any:
+            if self._gives_the_body_alone() and request.mimetype not in FORM_CONTENT_TYPES:
+                body = request.get_body()
+                if isinstance(body, dict):
+                    return function(body=body)
+            return connexions(request)
+
+        return wrapper
+
+    def _gives_the_body_alone(self) -> bool:
+        current = operation._get_current_object()  # type: ignore[attr-defined]
+        if self._body_alone is None or self._body_alone[0] is not current:
+            alone = (
+                current.is_request_body_defined
+                and current.body_name(None) == "body"
+                and not any(defined["in"] == "path" for defined in current.parameters)
+            )
+            self._body_alone = (current, alone)
+        return self._body_alone[1]
 
 
 class WSGIRequest(lifecycle.WSGIRequest):

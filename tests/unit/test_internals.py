@@ -101,6 +101,26 @@ UPSTREAM = {
         "8ee876388896618b",
         "that sanitizing a name still depends on nothing else",
     ),
+    "connexion.decorators.parameter:SyncParameterDecorator.__call__": (
+        "2e90e51508fd9e22",
+        "ParameterDecorator's view of the body alone: that the view is still called with what prep_kwargs gives",
+    ),
+    "connexion.decorators.parameter:prep_kwargs": (
+        "46eb57dd9685e1c4",
+        "ParameterDecorator: that a function taking `body` alone is still given nothing else (context, query)",
+    ),
+    "connexion.decorators.parameter:get_arguments": (
+        "b2912a96f0107039",
+        "ParameterDecorator: that path, query, body and file arguments are still all it works out",
+    ),
+    "connexion.decorators.parameter:_get_body_argument": (
+        "ad0202326b99a5b7",
+        "ParameterDecorator: that a JSON body is still handed on under its body name",
+    ),
+    "connexion.decorators.parameter:_get_body_argument_json": (
+        "848df9bf9c63aa3e",
+        "ParameterDecorator: that a JSON object given is still handed on as it is",
+    ),
     "connexion.validators.parameter:ParameterValidator.validate_request": (
         "e3d4a4e16aaee99e",
         "spec/validators.py RequestParameterValidator.validate, which checks only the headers when no query, path or"
@@ -442,6 +462,28 @@ def test_a_request_without_a_query_string_has_no_query_parameters_and_one_with_i
     assert listed.status_code == unlimited.status_code == 200
     assert len(listed.json()["data"]) == 2  # the query reached the handler
     assert len(unlimited.json()["data"]) > 2  # and without one, the spec's default did
+
+
+def test_a_view_taking_the_body_alone_is_handed_it_without_connexions_argument_work(monkeypatch):
+    """messages.create takes the body alone: it is called without prep_kwargs, also with a query string; a view that
+    takes more (a path parameter) goes Connexion's way, and gets what it asks for."""
+    app = create_app({"internals": True})
+    worked_out: list[str] = []
+    prep_kwargs = internals.parameter.prep_kwargs
+
+    def counted(request: Any, **kwargs: Any) -> Any:
+        worked_out.append(request.path)
+        return prep_kwargs(request, **kwargs)
+
+    monkeypatch.setattr(internals.parameter, "prep_kwargs", counted)
+    with app.test_client() as client:
+        created = client.post("/v1/messages", json=message_body("Hello"), headers=HEADERS)
+        beta = client.post("/v1/messages?beta=true", json=message_body("Hello"), headers=HEADERS)
+        model = client.get("/v1/models/claude-sonnet-4-5", headers=HEADERS)
+    assert created.status_code == beta.status_code == 200
+    assert created.json()["content"][0]["text"] == "Hello"
+    assert model.status_code == 200 and model.json()["id"].startswith("claude-sonnet-4-5")
+    assert worked_out == ["/v1/models/claude-sonnet-4-5"]
 
 
 def test_a_stopped_worker_does_not_wait_out_its_heartbeat():
