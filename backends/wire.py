@@ -120,9 +120,13 @@ def opaque_digest(seed: str) -> str:
 # ------------------------------------------------------------------------------------------------ JSON
 
 
+#: Made once: `json.dumps` given any argument makes an encoder per call, for every reply and every event.
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def compact_json(value: Any) -> str:
     """JSON as the API writes it: no spaces, non-ASCII kept."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _COMPACT.encode(value)
 
 
 # ----------------------------------------------------------------------------------- server-sent events

@@ -254,10 +254,14 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+#: The request bodies' decoder, made once: `json.loads` given any argument makes a decoder, and its scanner, per call.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 @contextlib.contextmanager
-def _collector_paused(pause: bool) -> Iterator[None]:
-    """Pause the cyclic garbage collector, if `pause` (and it is running), for the block."""
-    paused = pause and gc.isenabled()
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector (if it is running) for the block."""
+    paused = gc.isenabled()
     if paused:
         gc.disable()
     try:
@@ -265,6 +269,13 @@ def _collector_paused(pause: bool) -> Iterator[None]:
     finally:
         if paused:
             gc.enable()
+
+
+def _loaded(text: str) -> Any:
+    """`json.loads(text)`, with the constants JSON does not have refused (NaN, Infinity)."""
+    if text.startswith("\ufeff"):  # as json.loads says it
+        raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+    return _DECODER.decode(text)
 
 
 def decoded(raw: bytes | bytearray, encoding: str = "utf-8") -> str:
@@ -282,8 +293,10 @@ def parse_json(text: str) -> Any:
     if not text.strip():
         return None
     try:
-        with _collector_paused(len(text) > GC_PAUSE_CHARACTERS):
-            return json.loads(text, parse_constant=_reject_constant)
+        if len(text) > GC_PAUSE_CHARACTERS:
+            with _collector_paused():
+                return _loaded(text)
+        return _loaded(text)  # the common case: a small body, nothing to pause for
     except json.JSONDecodeError as error:
         raise BadRequestProblem(detail=f"Invalid JSON in request body: {error.msg} at position {error.pos}") from None
     except ValueError as error:
