@@ -436,6 +436,10 @@ class RequestParameterValidator(ParameterValidator):
             or any(param.get("required") for param in self.parameters.get("query", []))
             or any(param.get("schema", {}).get("type") != "string" for param in self.parameters.get("path", []))
         )
+        # Connexion adds a path's own parameters to its operation's list in the spec itself (`+=`, in
+        # OpenAPIOperation.__init__), once for every layer that builds the operation: x-understudy-scope is in
+        # POST /v1/messages's list six times over, as one object. Each is checked once.
+        self._headers = list({id(param): param for param in self.parameters.get("header", [])}.values())
 
     def validate(self, scope: Scope) -> None:
         if scope.get("query_string") or not self._headers_and_path_only:
@@ -447,7 +451,7 @@ class RequestParameterValidator(ParameterValidator):
             if error:
                 raise BadRequestProblem(detail=error)
         headers = Headers(scope=scope)  # what Connexion's request object would look each header up in
-        for param in self.parameters.get("header", []):
+        for param in self._headers:
             error = self.validate_parameter("header", headers.get(param["name"]), param)
             if error:
                 raise BadRequestProblem(detail=error)
