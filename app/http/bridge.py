@@ -11,8 +11,10 @@ compute, never to wait on a client:
   the hop to a pool thread and back costs more than the echo view itself
   (a worker's CPU per request, echo under wrk: 763 µs with the hop, 603 µs
   without);
-- a streamed body is pulled one chunk per hop, and the event loop — not a
-  thread — waits while the client reads, so open streams cost no threads;
+- a streamed body is pulled one chunk per hop (for a view that ran on the
+  loop, one chunk per turn of the loop, with no hop), and the event loop —
+  not a thread — waits while the client reads, so open streams cost no
+  threads;
 - when the client disconnects, the body's iterator is closed (a generator's
   `finally` runs, so a backend releases what it holds), and any callbacks a
   handler registered under `understudy.on_disconnect` run at once: during a
@@ -60,10 +62,8 @@ class FlaskBridge:
             return
         environ = build_environ(scope, await _read_body(receive))
         context = contextvars.copy_context()
-        if scope.get("extensions", {}).get(ROUTING_CONTEXT, {}).get("operation_id") in self.on_the_loop:
-            started = _here(context, self._start, environ)
-        else:
-            started = self._in_thread(context, self._start, environ)
+        here = scope.get("extensions", {}).get(ROUTING_CONTEXT, {}).get("operation_id") in self.on_the_loop
+        started = _here(context, self._start, environ) if here else self._in_thread(context, self._start, environ)
         listener = _DisconnectListener(receive, environ, started)
         # A view that ran here has ended: there is nothing to watch (a timer set and cancelled, some 3% of an echo
         # reply's time).
@@ -82,7 +82,7 @@ class FlaskBridge:
             if rest is None:
                 await send({"type": "http.response.body", "body": body})
             else:
-                await self._stream(rest, body, environ, context, listener.start(), send)
+                await self._stream(rest, body, environ, context, listener.start(), send, here=here)
         finally:
             listener.stop()
 
@@ -139,8 +139,15 @@ class FlaskBridge:
         context: contextvars.Context,
         disconnected: asyncio.Task[None],
         send: Send,
+        *,
+        here: bool,
     ) -> None:
-        """Send a streamed body chunk by chunk until it ends or the client goes away (`disconnected` is done)."""
+        """Send a streamed body chunk by chunk until it ends or the client goes away (`disconnected` is done).
+
+        Each chunk is made on a pool thread, or, for a view that ran `here` (on the loop: its backend answers in
+        memory), on the loop between turns of the others: a hop to a thread and back cost more than the event it
+        made, and a stream its client reads slowly is made until the kernel's buffer for it is full (some 1 MB).
+        """
         pending: asyncio.Future[Any] | None = None
         complete = False
         try:
@@ -150,8 +157,12 @@ class FlaskBridge:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 if disconnected.done():
                     break
-                pending = self._in_thread(context, _next_chunk, rest)
-                await asyncio.wait({pending, disconnected}, return_when=asyncio.FIRST_COMPLETED)
+                if here:
+                    await asyncio.sleep(0)  # the other requests' turn, as a hop to a thread would give it them
+                    pending = _here(context, _next_chunk, rest)
+                else:
+                    pending = self._in_thread(context, _next_chunk, rest)
+                    await asyncio.wait({pending, disconnected}, return_when=asyncio.FIRST_COMPLETED)
                 if not pending.done():
                     break
                 chunk, pending = pending.result(), None
