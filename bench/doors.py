@@ -13,7 +13,6 @@ It reports and saves the numbers (bench/results/doors-*.json); it never fails on
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import statistics
@@ -84,12 +83,8 @@ async def first_events(port: int, pairs: int) -> tuple[list[float], list[float],
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one short round: a smoke run")
-    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 5; 1 with --quick)")
-    parser.add_argument("--no-install", action="store_true", help="install nothing (wrk must be there)")
-    options = parser.parse_args(argv)
-    rounds = options.rounds or (1 if options.quick else 5)
+    options = servers.round_options(argv, __doc__, default_rounds=5)
+    rounds = options.rounds
     seconds, pairs = (2, 20) if options.quick else (8, 200)
     try:
         wrk = ensure_wrk(install=not options.no_install)

@@ -16,7 +16,6 @@ numbers (bench/results/metrics-*.json); it never fails on speed. Only 127.0.0.1 
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 
@@ -80,12 +79,8 @@ def measure(wrk: str, rounds: int, seconds: float) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one short round: a smoke run")
-    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 6; 1 with --quick)")
-    parser.add_argument("--no-install", action="store_true", help="install nothing (wrk must be there)")
-    options = parser.parse_args(argv)
-    rounds = options.rounds or (1 if options.quick else 6)
+    options = servers.round_options(argv, __doc__, default_rounds=6)
+    rounds = options.rounds
     seconds = 2.0 if options.quick else 10.0
     try:
         wrk = ensure_wrk(install=not options.no_install)

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime
 import json
@@ -292,3 +293,17 @@ def save_results(name: str, figures: Any, *, quick: bool = False) -> Path:
     saved.write_text(json.dumps(figures, indent=2) + "\n")
     print(f"saved {saved.relative_to(REPO)}")
     return saved
+
+
+def round_options(argv: list[str] | None, doc: str, *, default_rounds: int, needs: str = "wrk") -> argparse.Namespace:
+    """The options of a bench that measures in interleaved rounds: --quick, --rounds (resolved: `default_rounds`, or
+    1 with --quick) and --no-install (the tools it `needs` must then be there)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one short round: a smoke run")
+    parser.add_argument(
+        "--rounds", type=int, default=None, help=f"interleaved rounds (default {default_rounds}; 1 with --quick)"
+    )
+    parser.add_argument("--no-install", action="store_true", help=f"install nothing ({needs} must be there)")
+    options = parser.parse_args(argv)
+    options.rounds = options.rounds or (1 if options.quick else default_rounds)
+    return options

@@ -19,7 +19,6 @@ It reports and saves the numbers (bench/results/state-stores-*.json); it never f
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import statistics
 import sys
@@ -118,12 +117,8 @@ def measure(wrk: str, redis: servers.RedisServer, rounds: int, seconds: float, l
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one short round: a smoke run")
-    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 6; 1 with --quick)")
-    parser.add_argument("--no-install", action="store_true", help="install nothing (wrk, redis-server must be there)")
-    options = parser.parse_args(argv)
-    rounds = options.rounds or (1 if options.quick else 6)
+    options = servers.round_options(argv, __doc__, default_rounds=6, needs="wrk, redis-server")
+    rounds = options.rounds
     seconds, latency_seconds = (2.0, 2.0) if options.quick else (10.0, 10.0)
     try:
         wrk = ensure_wrk(install=not options.no_install)
