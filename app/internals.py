@@ -37,7 +37,11 @@ connections that arrive together may pile onto one worker.
      completion), that is the body (8%: a worker's CPU per echo request
      under wrk went from 450 to 411 µs);
    - its Swagger UI middleware routes every request through two Starlette
-     routers before passing on one that is not for the UI (4%).
+     routers before passing on one that is not for the UI (4%);
+   - its routing middleware finds every request's operation by trying the
+     API's routes in turn, through a Mount and a Router, copying the scope at
+     each level: a path with no parameters is looked up in a table instead
+     (in-process, 227 to 216 µs an echo request).
    The classes here are Connexion's own with that work done once per function
    or per operation. What is checked, in what order, and every error, stay
    the same.
@@ -109,12 +113,13 @@ from connexion.datastructures import MediaTypeDict
 from connexion.decorators import parameter
 from connexion.decorators.parameter import SyncParameterDecorator
 from connexion.http_facts import FORM_CONTENT_TYPES
-from connexion.middleware import request_validation, swagger_ui
+from connexion.middleware import request_validation, routing, swagger_ui
+from connexion.middleware.abstract import ROUTING_CONTEXT
 from connexion.operations import OpenAPIOperation
 from connexion.utils import inspect_function_arguments
 from gunicorn.asgi.protocol import ASGIProtocol
 from gunicorn.workers.gasgi import ASGIWorker
-from starlette.routing import BaseRoute, Mount
+from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.http.bridge import FlaskBridge
@@ -285,8 +290,80 @@ def _route_prefixes(routes: list[BaseRoute], base: str = "") -> list[str]:
     return prefixes
 
 
+class RoutingMiddleware(routing.RoutingMiddleware):
+    """Connexion's routing middleware, which looks a request for a path without parameters up in a table.
+
+    Connexion's tries the API's routes in turn (under a Mount, in a Router of their own), copying the scope at each
+    level, to find the operation a request is for. A path with no parameters names its operation outright: the
+    table, built from the same routes as the API is added, maps (method, path) to it, and the request is handed on
+    as Connexion's RoutingOperation hands it on. Any other request goes through the routers: a path with
+    parameters, one under a root path, and one the table leaves out because a route before it would match it first.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        super().__init__(app)
+        self.static: dict[tuple[str, str], tuple[str, routing.RoutingOperation]] = {}
+
+    def add_api(self, *args: Any, **kwargs: Any) -> None:
+        super().add_api(*args, **kwargs)
+        self.static = static_routes(self.router.routes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not scope.get("root_path"):
+            found = self.static.get((scope["method"], scope["path"]))
+            if found is not None:
+                base_path, operation = found
+                await operation.next_app(_routed(scope, base_path, operation.operation_id), receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
+def _routed(scope: Scope, base_path: str, operation_id: str | None) -> Scope:
+    """What RoutingOperation hands on: a copy of the scope, its operation noted (and no path parameters)."""
+    routed = dict(scope)
+    routed.setdefault("path_params", {})
+    extensions = routed.setdefault("extensions", {})
+    extensions.setdefault(ROUTING_CONTEXT, {}).update({"api_base_path": base_path, "operation_id": operation_id})
+    return routed
+
+
+def static_routes(routes: Sequence[BaseRoute]) -> dict[tuple[str, str], tuple[str, routing.RoutingOperation]]:
+    """(method, path) → (the API's base path, its operation), for each route whose path has no parameters and that
+    Starlette's routers reach first (the first route that fully matches a request takes it)."""
+    table: dict[tuple[str, str], tuple[str, routing.RoutingOperation]] = {}
+    earlier: list[tuple[str, BaseRoute]] = []
+
+    def add(routes: Sequence[BaseRoute], base_path: str) -> None:
+        for route in routes:
+            if isinstance(route, Mount):
+                add(route.routes, base_path + route.path)
+                continue
+            if (
+                isinstance(route, Route)
+                and isinstance(route.endpoint, routing.RoutingOperation)
+                and not route.param_convertors
+            ):
+                for method in route.methods or ():
+                    key = (method, base_path + route.path)
+                    if key not in table and not any(_takes(other, base, *key) for base, other in earlier):
+                        table[key] = (base_path, route.endpoint)
+            earlier.append((base_path, route))
+
+    add(routes, "")
+    return table
+
+
+def _takes(route: BaseRoute, base_path: str, method: str, path: str) -> bool:
+    """Whether `route`, under `base_path`, fully matches a request for `path` by `method`."""
+    if not path.startswith(base_path):
+        return False
+    scope = {"type": "http", "method": method, "path": path[len(base_path) :], "root_path": ""}
+    return route.matches(scope)[0] == Match.FULL
+
+
 #: Connexion's own middleware classes, and the ones above that take their place.
 REPLACEMENTS = {
+    routing.RoutingMiddleware: RoutingMiddleware,
     request_validation.RequestValidationMiddleware: RequestValidationMiddleware,
     swagger_ui.SwaggerUIMiddleware: SwaggerUIMiddleware,
 }

@@ -28,11 +28,13 @@ from connexion import lifecycle, security
 from connexion.apps import flask as flask_apps
 from connexion.context import operation
 from connexion.exceptions import InvalidSpecification
-from connexion.middleware import ConnexionMiddleware, request_validation, swagger_ui
+from connexion.middleware import ConnexionMiddleware, request_validation, routing, swagger_ui
+from connexion.middleware.abstract import ROUTING_CONTEXT
 from connexion.middleware.security import SecurityMiddleware
 from connexion.operations import OpenAPIOperation
 from connexion.spec import Specification
 from gunicorn.asgi.protocol import ASGIProtocol
+from starlette.routing import Mount, Route
 
 from app import create_app, internals
 from app.http.bridge import FlaskBridge
@@ -192,6 +194,26 @@ UPSTREAM = {
     "connexion.middleware.main:ConnexionMiddleware.add_api": (
         "8e3be2495ffd3522",
         "install(): the API must still take its options (security_map) from `options` when added",
+    ),
+    "connexion.middleware.routing:RoutingOperation.__call__": (
+        "634b2f09f2375ba4",
+        "RoutingMiddleware and _routed, which hand a request on with the scope this makes",
+    ),
+    "connexion.middleware.routing:RoutingMiddleware.__call__": (
+        "32944caa9c9cad13",
+        "RoutingMiddleware.__call__, which goes through this for every request its table leaves out",
+    ),
+    "connexion.middleware.routing:RoutingMiddleware.add_api": (
+        "a25f6d00c2c1d3d2",
+        "RoutingMiddleware.add_api: the API's routes must still be in `router.routes`, under a Mount per base path",
+    ),
+    "starlette.routing:Router.app": (
+        "1b1fa16c99a8ce6b",
+        "static_routes: the first route that fully matches must still take a request, whatever partial matches before",
+    ),
+    "starlette.routing:Route.matches": (
+        "4de50d376de04a00",
+        "static_routes: a path without parameters must still match itself alone, for the methods of `methods`",
     ),
     "connexion.spec:Specification.__init__": (
         "4db416e79b8b3f11",
@@ -360,6 +382,7 @@ def test_the_private_attributes_internals_uses_exist():
         (validation, "security_query_params"),
         (request_validation, "logger"),
         (_layer(app, swagger_ui.SwaggerUIMiddleware), "router"),
+        (_layer(app, routing.RoutingMiddleware), "router"),
         (_views(app)[0], "_fn"),
         (request, "_body"),
         (request, "_query_params"),
@@ -368,7 +391,7 @@ def test_the_private_attributes_internals_uses_exist():
     missing = [f"{type(owner).__qualname__}.{attribute}" for owner, attribute in uses if not hasattr(owner, attribute)]
     assert not missing, f"app/internals.py uses these, which upstream no longer has: {missing}"
     assert set(internals.REPLACEMENTS) <= set(ConnexionMiddleware.default_middlewares), (
-        "install() swaps Connexion's request validation and Swagger UI middleware: one is no longer in its stack"
+        "install() swaps Connexion's routing, request validation and Swagger UI middleware: one is gone from its stack"
     )
 
 
@@ -378,12 +401,66 @@ def test_every_hook_takes_effect():
     assert type(validation) is internals.RequestValidationMiddleware
     assert {type(each) for each in _operations(validation)} == {internals.RequestValidationOperation}
     assert type(_layer(app, swagger_ui.SwaggerUIMiddleware)) is internals.SwaggerUIMiddleware
+    assert type(_layer(app, routing.RoutingMiddleware)) is internals.RoutingMiddleware
     handlers = _layer(app, SecurityMiddleware).apis[""][0].security_handler_factory.security_handlers
     assert handlers["apiKey"] is internals.ApiKeySecurityHandler
     assert handlers["bearer"] is internals.BearerSecurityHandler
     assert type(app._middleware_app.asgi_app) is FlaskBridge
     assert {type(view) for view in _views(app)} == {internals.FlaskOperation}
     assert OpenAPIOperation.body_definition is internals._body_definition_once
+
+
+def _operations_of(routes: list[Any]) -> list[routing.RoutingOperation]:
+    operations = []
+    for route in routes:
+        operations += _operations_of(route.routes) if isinstance(route, Mount) else [route.endpoint]
+    return operations
+
+
+def test_a_path_without_parameters_is_handed_on_as_connexions_routers_hand_it_on(monkeypatch):
+    layer = _layer(_served(internals_on=True), routing.RoutingMiddleware)
+    handed: list[dict[str, Any]] = []
+
+    async def next_app(scope: Any, receive: Any, send: Any) -> None:
+        handed.append(scope)
+
+    for each in _operations_of(layer.router.routes):
+        monkeypatch.setattr(each, "next_app", next_app)
+    assert ("POST", "/v1/messages") in layer.static and ("GET", "/v1/models") in layer.static
+    assert not any("{" in path for _, path in layer.static)
+    for method, path in layer.static:
+        scope = {"type": "http", "method": method, "path": path, "root_path": "", "headers": [], "query_string": b""}
+        asyncio.run(layer(dict(scope), None, None))  # the table
+        asyncio.run(routing.RoutingMiddleware.__call__(layer, dict(scope), None, None))  # Connexion's routers
+        table, routers = handed[-2:]
+        assert table == routers, (method, path)
+        assert table["extensions"][ROUTING_CONTEXT]["operation_id"] is not None
+    routed_by_the_routers = len(handed)
+    scope = {"type": "http", "method": "GET", "path": "/v1/models/claude-sonnet-4-5", "root_path": "", "headers": []}
+    asyncio.run(layer(scope, None, None))  # a path with a parameter: the routers
+    assert len(handed) == routed_by_the_routers + 1
+    assert handed[-1]["path_params"] == {"model_id": "claude-sonnet-4-5"}
+
+
+def test_a_path_a_route_before_it_matches_is_left_to_the_routers():
+    def endpoint(name: str) -> routing.RoutingOperation:
+        return routing.RoutingOperation(name, next_app=None)  # type: ignore[arg-type]
+
+    routes = [
+        Route("/v1/things/{thing}", endpoint("get_thing"), methods=["GET"]),
+        Route("/v1/things/mine", endpoint("get_mine"), methods=["GET", "DELETE"]),
+        Route("/v1/things/mine", endpoint("put_mine"), methods=["PUT"]),
+        Mount("/inner", routes=[Route("/v1/other", endpoint("get_other"), methods=["GET"])]),
+    ]
+    table = {key: operation.operation_id for key, (_, operation) in internals.static_routes(routes).items()}
+    # GET /v1/things/mine goes to get_thing, the first route that fully matches it; DELETE and PUT, which the
+    # parameterised route only partly matches (another method), go on to the routes for them.
+    assert table == {
+        ("DELETE", "/v1/things/mine"): "get_mine",
+        ("PUT", "/v1/things/mine"): "put_mine",
+        ("GET", "/inner/v1/other"): "get_other",
+        ("HEAD", "/inner/v1/other"): "get_other",
+    }
 
 
 @pytest.fixture
