@@ -199,7 +199,8 @@ class FactsMiddleware:
         try:
             await self.app(scope, responder.receive(receive), responder.send)
         finally:
-            await responder.end()
+            if not responder.ended:  # a failure, or a disconnect, before the last of the answer
+                await responder.end()
             _current.reset(token)
 
 
