@@ -249,11 +249,9 @@ def _report(
         f"{'CPU µs/req':>11}{'errors':>7}",
     ]
     for name, result in results.items():
-        first_event = result.median("first_events") * 1e3
         lines.append(
-            f"{labels.get(name, name):<36}{result.median('rates'):>8,.0f}{result.median('p50s') * 1e3:>9.2f}"
-            f"{result.median('p99s') * 1e3:>9.2f}{result.median('saturation_p99s') * 1e3:>10.2f}"
-            f"{'—' if math.isnan(first_event) else f'{first_event:.2f}':>11}"
+            f"{labels.get(name, name):<36}{result.median('rates'):>8,.0f}{_ms(result.median('p50s')):>9}"
+            f"{_ms(result.median('p99s')):>9}{_ms(result.median('saturation_p99s')):>10}{_ms(result.median('first_events')):>11}"
             f"{result.median('cpu_per_request') * 1e6:>11.0f}{result.errors:>7}"
         )
     for name, why in absent.items():
@@ -302,6 +300,11 @@ def _report(
         )
     lines += _stream_lines(streams, machine["open_files"]) + _memory_lines(memory)
     return "\n".join(lines)
+
+
+def _ms(seconds: float) -> str:
+    """Seconds as milliseconds, or a dash for what was not measured."""
+    return "—" if math.isnan(seconds) else f"{seconds * 1e3:.2f}"
 
 
 def _goal_line(label: str, value: float, shown: str, bound: float, bound_shown: str, minimum: bool) -> str:

@@ -75,8 +75,9 @@ def throughput_and_latency(
     progress: Callable[[str], None],
     streaming: Sequence[str] = (),
 ) -> dict[str, TargetResult]:
-    """Rounds of A B C …: in each, every target's closed-loop throughput, then every target's open-load latency,
-    then the time to first event of the targets named in `streaming`, their requests alternated."""
+    """Rounds of A B C …: in each, every target's closed-loop throughput, then the open-load latency of every target
+    that load does not saturate, then the time to first event of the targets named in `streaming`, their requests
+    alternated."""
     request = message_request()
     streamers = {server.name: server.port for server in servers if server.name in streaming}
     results = {server.name: TargetResult() for server in servers}
@@ -96,6 +97,14 @@ def throughput_and_latency(
             result.errors += measured.errors
             progress(f"round {round_number}: {server.name} {measured.rate:,.0f} req/s")
         for server in servers:
+            if results[server.name].rates[-1] < settings.latency_rate:
+                # Below saturation or not at all: an open load a target cannot keep up with only queues, and the
+                # queue outlives the phase (Prism's took a core for some 70 s a round, from the targets after it).
+                progress(
+                    f"round {round_number}: {server.name} left out of the open load: {settings.latency_rate:g} req/s "
+                    "saturates it"
+                )
+                continue
             time.sleep(0.5)  # let the last wrk connections close
             load = open_load(
                 server.port,
